@@ -1,0 +1,517 @@
+//! The command table: every command shoal knows, described once.
+//!
+//! Dispatch (via [`CommandId`]), arity errors, key extraction (and so slot routing), ACL
+//! categories and the `COMMAND` / `COMMAND DOCS` replies all read this table. Adding a command is
+//! adding one line here plus its implementation; the server's dispatcher matches on
+//! `CommandId` exhaustively, so a line without an implementation does not compile.
+//!
+//! Subcommands (`CONFIG GET`) are entries of their own named `parent|sub`, as Redis names them.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use bytes::Bytes;
+
+/// Command flags, with Redis's names (see `COMMAND INFO`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Flags(u32);
+
+macro_rules! flags {
+    ($($name:ident = $bit:expr, $text:expr;)*) => {
+        impl Flags {
+            $(pub const $name: Flags = Flags(1 << $bit);)*
+            /// Every flag with the text `COMMAND` shows for it (`None`: internal only).
+            const NAMES: &'static [(Flags, Option<&'static str>)] = &[$((Flags::$name, $text),)*];
+        }
+    };
+}
+
+flags! {
+    WRITE = 0, Some("write");
+    READONLY = 1, Some("readonly");
+    DENYOOM = 2, Some("denyoom");
+    ADMIN = 3, Some("admin");
+    NOSCRIPT = 4, Some("noscript");
+    LOADING = 5, Some("loading");
+    STALE = 6, Some("stale");
+    FAST = 7, Some("fast");
+    NO_AUTH = 8, Some("no_auth");
+    ALLOW_BUSY = 9, Some("allow_busy");
+    SENTINEL = 10, Some("sentinel");
+    BLOCKING = 11, Some("blocking");
+    PUBSUB = 12, Some("pubsub");
+    NO_MULTI = 13, Some("no_multi");
+    // Internal: adds the `@dangerous` ACL category without being a COMMAND flag.
+    DANGEROUS = 20, None;
+}
+
+impl Flags {
+    pub const NONE: Flags = Flags(0);
+
+    pub const fn union(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+
+    pub const fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The flag names `COMMAND INFO` shows.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Flags::NAMES
+            .iter()
+            .filter(move |(f, _)| self.contains(*f))
+            .filter_map(|(_, name)| *name)
+    }
+}
+
+/// The documentation group of a command (`COMMAND DOCS` `group`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Group {
+    Generic,
+    String,
+    Connection,
+    Server,
+    Cluster,
+}
+
+impl Group {
+    pub fn name(self) -> &'static str {
+        match self {
+            Group::Generic => "generic",
+            Group::String => "string",
+            Group::Connection => "connection",
+            Group::Server => "server",
+            Group::Cluster => "cluster",
+        }
+    }
+
+    fn acl_category(self) -> Option<&'static str> {
+        match self {
+            Group::Generic => Some("@keyspace"),
+            Group::String => Some("@string"),
+            Group::Connection => Some("@connection"),
+            Group::Server | Group::Cluster => None,
+        }
+    }
+}
+
+/// Where a command's keys are: `first`, `last` (negative counts from the end), `step`, as in
+/// Redis's legacy key specification. `first == 0` means no keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeySpec {
+    pub first: i32,
+    pub last: i32,
+    pub step: i32,
+}
+
+impl KeySpec {
+    pub const NONE: KeySpec = KeySpec {
+        first: 0,
+        last: 0,
+        step: 0,
+    };
+    pub const ONE: KeySpec = KeySpec {
+        first: 1,
+        last: 1,
+        step: 1,
+    };
+    pub const ALL: KeySpec = KeySpec {
+        first: 1,
+        last: -1,
+        step: 1,
+    };
+    pub const PAIRS: KeySpec = KeySpec {
+        first: 1,
+        last: -1,
+        step: 2,
+    };
+    pub const TWO: KeySpec = KeySpec {
+        first: 1,
+        last: 2,
+        step: 1,
+    };
+}
+
+/// One command (or subcommand).
+#[derive(Debug)]
+pub struct CommandSpec {
+    pub id: CommandId,
+    /// Lowercase; `parent|sub` for subcommands.
+    pub name: &'static str,
+    /// Redis's arity: `n` means exactly n arguments including the name, `-n` at least n.
+    pub arity: i32,
+    pub flags: Flags,
+    pub keys: KeySpec,
+    pub group: Group,
+    pub since: &'static str,
+    pub summary: &'static str,
+}
+
+macro_rules! command_table {
+    ($($id:ident => $name:literal, $arity:literal, [$($flag:ident)*], $keys:ident, $group:ident, $since:literal, $summary:literal;)*) => {
+        /// Names every command in the table; the dispatcher matches on it.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum CommandId { $($id,)* }
+
+        /// Every command, in the order `COMMAND` lists them.
+        pub static COMMANDS: &[CommandSpec] = &[$(
+            CommandSpec {
+                id: CommandId::$id,
+                name: $name,
+                arity: $arity,
+                flags: Flags::NONE$(.union(Flags::$flag))*,
+                keys: KeySpec::$keys,
+                group: Group::$group,
+                since: $since,
+                summary: $summary,
+            },
+        )*];
+    };
+}
+
+command_table! {
+    // connection
+    Ping => "ping", -1, [FAST SENTINEL], NONE, Connection, "1.0.0", "Returns the server's liveliness response.";
+    Echo => "echo", 2, [FAST], NONE, Connection, "1.0.0", "Returns the given string.";
+    Hello => "hello", -1, [NOSCRIPT LOADING STALE FAST NO_AUTH SENTINEL ALLOW_BUSY], NONE, Connection, "6.0.0", "Handshakes with the Redis server.";
+    Auth => "auth", -2, [NOSCRIPT LOADING STALE FAST NO_AUTH SENTINEL ALLOW_BUSY], NONE, Connection, "1.0.0", "Authenticates the connection.";
+    Select => "select", 2, [LOADING STALE FAST], NONE, Connection, "1.0.0", "Changes the selected database.";
+    Quit => "quit", -1, [ALLOW_BUSY NOSCRIPT LOADING STALE FAST NO_AUTH], NONE, Connection, "1.0.0", "Closes the connection.";
+    Reset => "reset", 1, [NOSCRIPT LOADING STALE FAST NO_AUTH ALLOW_BUSY], NONE, Connection, "6.2.0", "Resets the connection.";
+    Client => "client", -2, [SENTINEL], NONE, Connection, "2.4.0", "A container for client connection commands.";
+    ClientId => "client|id", 2, [NOSCRIPT LOADING STALE], NONE, Connection, "5.0.0", "Returns the unique client ID of the connection.";
+    ClientSetname => "client|setname", 3, [NOSCRIPT LOADING STALE], NONE, Connection, "2.6.9", "Sets the connection name.";
+    ClientGetname => "client|getname", 2, [NOSCRIPT LOADING STALE], NONE, Connection, "2.6.9", "Returns the name of the connection.";
+    ClientList => "client|list", -2, [ADMIN NOSCRIPT LOADING STALE DANGEROUS], NONE, Connection, "2.4.0", "Lists open connections.";
+    ClientInfo => "client|info", 2, [NOSCRIPT LOADING STALE], NONE, Connection, "6.2.0", "Returns information about the connection.";
+    ClientSetinfo => "client|setinfo", 4, [NOSCRIPT LOADING STALE], NONE, Connection, "7.2.0", "Sets information specific to the client or connection.";
+    ClientKill => "client|kill", -3, [ADMIN NOSCRIPT LOADING STALE DANGEROUS], NONE, Connection, "2.4.0", "Terminates open connections.";
+    ClientHelp => "client|help", 2, [LOADING STALE], NONE, Connection, "5.0.0", "Returns helpful text about the different subcommands.";
+
+    // server
+    Command => "command", -1, [LOADING STALE SENTINEL], NONE, Server, "2.8.13", "Returns detailed information about all commands.";
+    CommandCount => "command|count", 2, [LOADING STALE], NONE, Server, "2.8.13", "Returns a count of commands.";
+    CommandInfo => "command|info", -2, [LOADING STALE], NONE, Server, "2.8.13", "Returns information about one, multiple or all commands.";
+    CommandDocs => "command|docs", -2, [LOADING STALE], NONE, Server, "7.0.0", "Returns documentary information about one, multiple or all commands.";
+    CommandList => "command|list", -2, [LOADING STALE], NONE, Server, "7.0.0", "Returns a list of command names.";
+    CommandGetkeys => "command|getkeys", -3, [LOADING STALE], NONE, Server, "2.8.13", "Extracts the key names from an arbitrary command.";
+    CommandHelp => "command|help", 2, [LOADING STALE], NONE, Server, "5.0.0", "Returns helpful text about the different subcommands.";
+    Config => "config", -2, [], NONE, Server, "2.0.0", "A container for server configuration commands.";
+    ConfigGet => "config|get", -3, [ADMIN NOSCRIPT LOADING STALE DANGEROUS], NONE, Server, "2.0.0", "Returns the effective values of configuration parameters.";
+    ConfigSet => "config|set", -4, [ADMIN NOSCRIPT LOADING STALE DANGEROUS], NONE, Server, "2.0.0", "Sets configuration parameters in-flight.";
+    ConfigResetstat => "config|resetstat", 2, [ADMIN NOSCRIPT LOADING STALE DANGEROUS], NONE, Server, "2.0.0", "Resets the server's statistics.";
+    ConfigHelp => "config|help", 2, [LOADING STALE], NONE, Server, "5.0.0", "Returns helpful text about the different subcommands.";
+    Info => "info", -1, [LOADING STALE SENTINEL DANGEROUS], NONE, Server, "1.0.0", "Returns information and statistics about the server.";
+    Time => "time", 1, [LOADING STALE FAST], NONE, Server, "2.6.0", "Returns the server time.";
+    Dbsize => "dbsize", 1, [READONLY FAST], NONE, Server, "1.0.0", "Returns the number of keys in the database.";
+    Flushdb => "flushdb", -1, [WRITE DANGEROUS], NONE, Server, "1.0.0", "Removes all keys from the current database.";
+    Flushall => "flushall", -1, [WRITE DANGEROUS], NONE, Server, "1.0.0", "Removes all keys from all databases.";
+
+    // strings
+    Get => "get", 2, [READONLY FAST], ONE, String, "1.0.0", "Returns the string value of a key.";
+    Set => "set", -3, [WRITE DENYOOM], ONE, String, "1.0.0", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.";
+    Setnx => "setnx", 3, [WRITE DENYOOM FAST], ONE, String, "1.0.0", "Set the string value of a key only when the key doesn't exist.";
+    Setex => "setex", 4, [WRITE DENYOOM], ONE, String, "2.0.0", "Sets the string value and expiration time of a key. Creates the key if it doesn't exist.";
+    Psetex => "psetex", 4, [WRITE DENYOOM], ONE, String, "2.6.0", "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist.";
+    Getset => "getset", 3, [WRITE DENYOOM FAST], ONE, String, "1.0.0", "Returns the previous string value of a key after setting it to a new value.";
+    Getdel => "getdel", 2, [WRITE FAST], ONE, String, "6.2.0", "Returns the string value of a key after deleting the key.";
+    Getex => "getex", -2, [WRITE FAST], ONE, String, "6.2.0", "Returns the string value of a key after setting its expiration time.";
+    Mget => "mget", -2, [READONLY FAST], ALL, String, "1.0.0", "Atomically returns the string values of one or more keys.";
+    Mset => "mset", -3, [WRITE DENYOOM], PAIRS, String, "1.0.1", "Atomically creates or modifies the string values of one or more keys.";
+    Msetnx => "msetnx", -3, [WRITE DENYOOM], PAIRS, String, "1.0.1", "Atomically modifies the string values of one or more keys only when all keys don't exist.";
+    Append => "append", 3, [WRITE DENYOOM FAST], ONE, String, "2.0.0", "Appends a string to the value of a key. Creates the key if it doesn't exist.";
+    Strlen => "strlen", 2, [READONLY FAST], ONE, String, "2.2.0", "Returns the length of a string value.";
+    Getrange => "getrange", 4, [READONLY], ONE, String, "2.4.0", "Returns a substring of the string stored at a key.";
+    Substr => "substr", 4, [READONLY], ONE, String, "1.0.0", "Returns a substring from a string value.";
+    Setrange => "setrange", 4, [WRITE DENYOOM], ONE, String, "2.2.0", "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.";
+    Incr => "incr", 2, [WRITE DENYOOM FAST], ONE, String, "1.0.0", "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.";
+    Decr => "decr", 2, [WRITE DENYOOM FAST], ONE, String, "1.0.0", "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.";
+    Incrby => "incrby", 3, [WRITE DENYOOM FAST], ONE, String, "1.0.0", "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.";
+    Decrby => "decrby", 3, [WRITE DENYOOM FAST], ONE, String, "1.0.0", "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.";
+    Incrbyfloat => "incrbyfloat", 3, [WRITE DENYOOM FAST], ONE, String, "2.6.0", "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.";
+
+    // keys
+    Del => "del", -2, [WRITE], ALL, Generic, "1.0.0", "Deletes one or more keys.";
+    Unlink => "unlink", -2, [WRITE FAST], ALL, Generic, "4.0.0", "Asynchronously deletes one or more keys.";
+    Exists => "exists", -2, [READONLY FAST], ALL, Generic, "1.0.0", "Determines whether one or more keys exist.";
+    Type => "type", 2, [READONLY FAST], ONE, Generic, "1.0.0", "Determines the type of value stored at a key.";
+    Rename => "rename", 3, [WRITE], TWO, Generic, "1.0.0", "Renames a key and overwrites the destination.";
+    Renamenx => "renamenx", 3, [WRITE FAST], TWO, Generic, "1.0.0", "Renames a key only when the target key name doesn't exist.";
+    Keys => "keys", 2, [READONLY DANGEROUS], NONE, Generic, "1.0.0", "Returns all key names that match a pattern.";
+    Scan => "scan", -2, [READONLY], NONE, Generic, "2.8.0", "Iterates over the key names in the database.";
+    Randomkey => "randomkey", 1, [READONLY], NONE, Generic, "1.0.0", "Returns a random key name from the database.";
+    Touch => "touch", -2, [READONLY FAST], ALL, Generic, "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed.";
+
+    // expiry
+    Expire => "expire", -3, [WRITE FAST], ONE, Generic, "1.0.0", "Sets the expiration time of a key in seconds.";
+    Pexpire => "pexpire", -3, [WRITE FAST], ONE, Generic, "2.6.0", "Sets the expiration time of a key in milliseconds.";
+    Expireat => "expireat", -3, [WRITE FAST], ONE, Generic, "1.2.0", "Sets the expiration time of a key to a Unix timestamp.";
+    Pexpireat => "pexpireat", -3, [WRITE FAST], ONE, Generic, "2.6.0", "Sets the expiration time of a key to a Unix milliseconds timestamp.";
+    Ttl => "ttl", 2, [READONLY FAST], ONE, Generic, "1.0.0", "Returns the expiration time in seconds of a key.";
+    Pttl => "pttl", 2, [READONLY FAST], ONE, Generic, "2.6.0", "Returns the expiration time in milliseconds of a key.";
+    Persist => "persist", 2, [WRITE FAST], ONE, Generic, "2.2.0", "Removes the expiration time of a key.";
+    Expiretime => "expiretime", 2, [READONLY FAST], ONE, Generic, "7.0.0", "Returns the expiration time of a key as a Unix timestamp.";
+    Pexpiretime => "pexpiretime", 2, [READONLY FAST], ONE, Generic, "7.0.0", "Returns the expiration time of a key as a Unix milliseconds timestamp.";
+}
+
+/// Why a request does not name a command it can run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupError {
+    /// `ERR unknown command 'x', with args beginning with: ...`
+    UnknownCommand,
+    /// `ERR unknown subcommand 'x'. Try CONFIG HELP.`
+    UnknownSubcommand,
+    /// `ERR wrong number of arguments for 'x' command`
+    WrongArity,
+}
+
+static BY_NAME: LazyLock<HashMap<&'static str, &'static CommandSpec>> =
+    LazyLock::new(|| COMMANDS.iter().map(|c| (c.name, c)).collect());
+
+impl CommandSpec {
+    /// Finds a command or subcommand by its table name (`get`, `config|get`), case-insensitively.
+    pub fn by_name(name: &str) -> Option<&'static CommandSpec> {
+        BY_NAME.get(name.to_ascii_lowercase().as_str()).copied()
+    }
+
+    /// The spec for `id`.
+    pub fn of(id: CommandId) -> &'static CommandSpec {
+        &COMMANDS[id as usize]
+    }
+
+    /// Resolves a request's arguments to the command (or subcommand) it runs, checking arity.
+    pub fn lookup(args: &[Bytes]) -> Result<&'static CommandSpec, LookupError> {
+        let name = args.first().ok_or(LookupError::UnknownCommand)?;
+        let spec = lookup_name(name, None).ok_or(LookupError::UnknownCommand)?;
+        if spec.is_container() {
+            if args.len() < 2 {
+                return Err(LookupError::WrongArity);
+            }
+            let sub =
+                lookup_name(&args[1], Some(spec.name)).ok_or(LookupError::UnknownSubcommand)?;
+            return sub
+                .check_arity(args.len())
+                .then_some(sub)
+                .ok_or(LookupError::WrongArity);
+        }
+        spec.check_arity(args.len())
+            .then_some(spec)
+            .ok_or(LookupError::WrongArity)
+    }
+
+    /// True when `argc` (arguments including the name) fits the arity.
+    pub fn check_arity(&self, argc: usize) -> bool {
+        let arity = self.arity.unsigned_abs() as usize;
+        if self.arity >= 0 {
+            argc == arity
+        } else {
+            argc >= arity
+        }
+    }
+
+    /// A command whose real work is done by subcommands (`CONFIG`, `CLIENT`).
+    pub fn is_container(&self) -> bool {
+        !self.is_subcommand() && self.subcommands().next().is_some()
+    }
+
+    pub fn is_subcommand(&self) -> bool {
+        self.name.contains('|')
+    }
+
+    /// The subcommands of a container, in table order.
+    pub fn subcommands(&self) -> impl Iterator<Item = &'static CommandSpec> + '_ {
+        COMMANDS.iter().filter(move |c| {
+            c.name
+                .split_once('|')
+                .is_some_and(|(parent, _)| parent == self.name)
+        })
+    }
+
+    /// The name users type: `CONFIG GET` for `config|get`, upper case.
+    pub fn display_name(&self) -> String {
+        self.name.replace('|', " ").to_ascii_uppercase()
+    }
+
+    /// The name in errors: `config|get` is shown as `config|get`, as Redis does.
+    pub fn full_name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The arguments that are keys, by the table's key specification.
+    pub fn key_indexes(&self, argc: usize) -> impl Iterator<Item = usize> {
+        let KeySpec { first, last, step } = self.keys;
+        let (first, step) = (first.max(0) as usize, step.max(1) as usize);
+        let last = if last < 0 {
+            argc as i64 + last as i64
+        } else {
+            last as i64
+        };
+        let last = last.min(argc as i64 - 1);
+        let range = if first == 0 || last < first as i64 {
+            0..0
+        } else {
+            first..(last as usize + 1)
+        };
+        range.step_by(step)
+    }
+
+    /// The keys among `args` (the whole request, name first).
+    pub fn keys<'a>(&self, args: &'a [Bytes]) -> impl Iterator<Item = &'a Bytes> + 'a {
+        self.key_indexes(args.len()).map(move |i| &args[i])
+    }
+
+    /// ACL categories as Redis shows them: derived from flags and the group.
+    pub fn acl_categories(&self) -> Vec<&'static str> {
+        let mut cats = Vec::new();
+        if let Some(c) = self.group.acl_category() {
+            cats.push(c);
+        }
+        if self.flags.contains(Flags::WRITE) {
+            cats.push("@write");
+        }
+        if self.flags.contains(Flags::READONLY) {
+            cats.push("@read");
+        }
+        if self.flags.contains(Flags::ADMIN) {
+            cats.push("@admin");
+        }
+        if self.flags.contains(Flags::DANGEROUS) || self.flags.contains(Flags::ADMIN) {
+            cats.push("@dangerous");
+        }
+        cats.push(if self.flags.contains(Flags::FAST) {
+            "@fast"
+        } else {
+            "@slow"
+        });
+        cats
+    }
+}
+
+/// Looks `name` up case-insensitively without allocating for ordinary command names.
+fn lookup_name(name: &[u8], parent: Option<&str>) -> Option<&'static CommandSpec> {
+    let mut buf = [0u8; 64];
+    let prefix = parent.map_or(0, |p| p.len() + 1);
+    if prefix + name.len() > buf.len() {
+        return None;
+    }
+    if let Some(p) = parent {
+        buf[..p.len()].copy_from_slice(p.as_bytes());
+        buf[p.len()] = b'|';
+    }
+    for (dst, src) in buf[prefix..].iter_mut().zip(name) {
+        *dst = src.to_ascii_lowercase();
+    }
+    let full = std::str::from_utf8(&buf[..prefix + name.len()]).ok()?;
+    if parent.is_none() && full.contains('|') {
+        return None;
+    }
+    BY_NAME.get(full).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<Bytes> {
+        words
+            .iter()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn ids_index_the_table() {
+        for (i, spec) in COMMANDS.iter().enumerate() {
+            assert_eq!(spec.id as usize, i, "{}", spec.name);
+            assert_eq!(CommandSpec::of(spec.id).name, spec.name);
+        }
+    }
+
+    #[test]
+    fn names_are_unique_lowercase_and_subcommands_have_parents() {
+        let mut seen = std::collections::HashSet::new();
+        for spec in COMMANDS {
+            assert!(seen.insert(spec.name), "duplicate {}", spec.name);
+            assert_eq!(spec.name, spec.name.to_ascii_lowercase());
+            if let Some((parent, _)) = spec.name.split_once('|') {
+                assert!(CommandSpec::by_name(parent).is_some_and(|p| p.is_container()));
+            }
+            assert!(
+                spec.flags.contains(Flags::WRITE) as u8
+                    + spec.flags.contains(Flags::READONLY) as u8
+                    <= 1
+            );
+        }
+    }
+
+    #[test]
+    fn lookup_checks_arity_and_subcommands() {
+        assert_eq!(
+            CommandSpec::lookup(&args(&["GeT", "k"])).unwrap().id,
+            CommandId::Get
+        );
+        assert_eq!(
+            CommandSpec::lookup(&args(&["get"])).unwrap_err(),
+            LookupError::WrongArity
+        );
+        assert_eq!(
+            CommandSpec::lookup(&args(&["nope"])).unwrap_err(),
+            LookupError::UnknownCommand
+        );
+        assert_eq!(
+            CommandSpec::lookup(&args(&["config", "GET", "x"]))
+                .unwrap()
+                .id,
+            CommandId::ConfigGet
+        );
+        assert_eq!(
+            CommandSpec::lookup(&args(&["config", "bogus"])).unwrap_err(),
+            LookupError::UnknownSubcommand
+        );
+        assert_eq!(
+            CommandSpec::lookup(&args(&["config"])).unwrap_err(),
+            LookupError::WrongArity
+        );
+        assert_eq!(
+            CommandSpec::lookup(&args(&["config|get", "x"])).unwrap_err(),
+            LookupError::UnknownCommand
+        );
+    }
+
+    #[test]
+    fn keys_follow_first_last_step() {
+        let mset = CommandSpec::of(CommandId::Mset);
+        let a = args(&["mset", "a", "1", "b", "2"]);
+        assert_eq!(mset.keys(&a).collect::<Vec<_>>(), vec!["a", "b"]);
+        let del = CommandSpec::of(CommandId::Del);
+        assert_eq!(del.keys(&args(&["del", "x", "y", "z"])).count(), 3);
+        let rename = CommandSpec::of(CommandId::Rename);
+        assert_eq!(
+            rename
+                .keys(&args(&["rename", "x", "y"]))
+                .collect::<Vec<_>>(),
+            vec!["x", "y"]
+        );
+        assert_eq!(
+            CommandSpec::of(CommandId::Ping)
+                .keys(&args(&["ping", "x"]))
+                .count(),
+            0
+        );
+        let set = CommandSpec::of(CommandId::Set);
+        assert_eq!(
+            set.keys(&args(&["set", "k", "v", "EX", "10"]))
+                .collect::<Vec<_>>(),
+            vec!["k"]
+        );
+    }
+
+    #[test]
+    fn acl_categories_come_from_flags() {
+        let get = CommandSpec::of(CommandId::Get);
+        assert_eq!(get.acl_categories(), vec!["@string", "@read", "@fast"]);
+        let flushall = CommandSpec::of(CommandId::Flushall);
+        assert!(flushall.acl_categories().contains(&"@dangerous"));
+    }
+}
