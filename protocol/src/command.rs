@@ -266,7 +266,16 @@ pub enum LookupError {
     WrongArity,
 }
 
-static BY_NAME: LazyLock<HashMap<&'static str, &'static CommandSpec>> =
+/// Indexed by `CommandId`: computed once, because lookup asks for every request.
+static IS_CONTAINER: LazyLock<Vec<bool>> = LazyLock::new(|| {
+    COMMANDS
+        .iter()
+        .map(|c| !c.is_subcommand() && c.subcommands().next().is_some())
+        .collect()
+});
+
+/// Looked up once per request, so it uses a fast hash rather than SipHash.
+static BY_NAME: LazyLock<HashMap<&'static str, &'static CommandSpec, foldhash::fast::FixedState>> =
     LazyLock::new(|| COMMANDS.iter().map(|c| (c.name, c)).collect());
 
 impl CommandSpec {
@@ -286,7 +295,11 @@ impl CommandSpec {
         let spec = lookup_name(name, None).ok_or(LookupError::UnknownCommand)?;
         if spec.is_container() {
             if args.len() < 2 {
-                return Err(LookupError::WrongArity);
+                // `COMMAND` alone is a command of its own; `CONFIG` alone is an arity error.
+                return spec
+                    .check_arity(args.len())
+                    .then_some(spec)
+                    .ok_or(LookupError::WrongArity);
             }
             let sub =
                 lookup_name(&args[1], Some(spec.name)).ok_or(LookupError::UnknownSubcommand)?;
@@ -312,7 +325,7 @@ impl CommandSpec {
 
     /// A command whose real work is done by subcommands (`CONFIG`, `CLIENT`).
     pub fn is_container(&self) -> bool {
-        !self.is_subcommand() && self.subcommands().next().is_some()
+        IS_CONTAINER[self.id as usize]
     }
 
     pub fn is_subcommand(&self) -> bool {

@@ -78,7 +78,7 @@ impl RequestDecoder {
                         self.pending = Some(Pending {
                             remaining: count,
                             // Never trust the announced size for an allocation.
-                            args: Vec::with_capacity(count.min(64)),
+                            args: Vec::with_capacity(count.min(1024)),
                             bulk_len: None,
                         });
                     }
@@ -189,8 +189,12 @@ impl Decoder for RequestDecoder {
 
 /// Splits an inline command into arguments with Redis's quoting rules (`sdssplitargs`):
 /// `"..."` understands `\n \r \t \b \a \" \\ \xHH`; `'...'` understands `\'`; a closing quote must
-/// be followed by a space or the end of the line.
+/// be followed by a space or the end of the line. Like `sdssplitargs`, which reads a C string, a
+/// NUL byte ends the line.
 pub fn split_inline_args(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
+    // Without this cut an unquoted NUL would end an argument without being consumed, and the
+    // outer loop (which skips only whitespace) would push empty arguments forever.
+    let line = memchr::memchr(0, line).map_or(line, |nul| &line[..nul]);
     let mut args = Vec::new();
     let mut i = 0;
     loop {
@@ -254,7 +258,7 @@ pub fn split_inline_args(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
                 current.push(c);
             } else {
                 match c {
-                    b' ' | b'\n' | b'\r' | b'\t' | 0 => break,
+                    b' ' | b'\n' | b'\r' | b'\t' => break,
                     b'"' => in_double = true,
                     b'\'' => in_single = true,
                     _ => current.push(c),
@@ -374,6 +378,38 @@ mod tests {
             Err(ProtocolError::UnbalancedQuotes)
         );
         assert!(split_inline_args(b"   ").unwrap().is_empty());
+    }
+
+    #[test]
+    fn nul_ends_an_inline_line_like_sdssplitargs() {
+        // Found by the fuzzer: an unquoted NUL used to loop forever pushing empty arguments.
+        assert_eq!(
+            split_inline_args(b"get a\0b c").unwrap(),
+            vec![Bytes::from("get"), Bytes::from("a")]
+        );
+        assert_eq!(split_inline_args(b"\0set x").unwrap(), Vec::<Bytes>::new());
+        assert_eq!(
+            split_inline_args(b"get \"a\0b\""),
+            Err(ProtocolError::UnbalancedQuotes)
+        );
+        assert_eq!(
+            split_inline_args(b"get \"a\"\0junk").unwrap(),
+            vec![Bytes::from("get"), Bytes::from("a")]
+        );
+        // The fuzzer's input: an inline line `\x01\0`, then the start of another.
+        let mut dec = RequestDecoder::default();
+        let mut buf = BytesMut::from(&b"\x01\x00\n\x80"[..]);
+        assert_eq!(
+            dec.decode_request(&mut buf),
+            Ok(Some(vec![Bytes::from_static(b"\x01")]))
+        );
+        assert_eq!(dec.decode_request(&mut buf), Ok(None));
+        assert_eq!(&buf[..], b"\x80");
+        // A line that is nothing but a NUL is an empty command, skipped.
+        assert_eq!(
+            decode_all(b"\0\r\nPING\r\n").unwrap(),
+            vec![vec![Bytes::from("PING")]]
+        );
     }
 
     #[test]

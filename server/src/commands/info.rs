@@ -1,0 +1,210 @@
+//! `INFO [section ...]`, in Redis's `field:value` format.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use shoal_protocol::{Frame, COMMANDS};
+
+use super::args::text;
+use super::connection::REDIS_VERSION;
+use super::Ctx;
+use crate::config::human_bytes;
+use crate::error::CommandResult;
+use crate::node::Node;
+
+/// Sections shown by plain `INFO`, in order.
+const DEFAULT: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "keyspace",
+];
+/// Extra sections `INFO all` adds.
+const EXTRA: &[&str] = &["commandstats"];
+
+pub fn info(ctx: &mut Ctx<'_>) -> CommandResult {
+    let asked: Vec<String> = ctx.args[1..]
+        .iter()
+        .map(|a| text(a).to_ascii_lowercase())
+        .collect();
+    let mut sections: Vec<&str> = Vec::new();
+    if asked.is_empty() || asked.iter().any(|a| a == "default") {
+        sections.extend(DEFAULT);
+    }
+    if asked.iter().any(|a| a == "all" || a == "everything") {
+        sections.extend(DEFAULT.iter().chain(EXTRA));
+    }
+    for a in &asked {
+        if let Some(s) = DEFAULT.iter().chain(EXTRA).find(|s| **s == a.as_str()) {
+            sections.push(s);
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    sections.retain(|s| seen.insert(*s));
+    let mut out = String::new();
+    for (i, s) in sections.iter().enumerate() {
+        if i > 0 {
+            out.push_str("\r\n");
+        }
+        section(ctx.node, s, &mut out);
+    }
+    Ok(Frame::bulk(out))
+}
+
+fn section(node: &Node, name: &str, out: &mut String) {
+    let title = {
+        let mut t = name.to_owned();
+        t[..1].make_ascii_uppercase();
+        t
+    };
+    let _ = write!(out, "# {}\r\n", if name == "cpu" { "CPU" } else { &title });
+    let mut field = |k: &str, v: &dyn std::fmt::Display| {
+        let _ = write!(out, "{k}:{v}\r\n");
+    };
+    let stats = &node.stats;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    match name {
+        "server" => {
+            let config = node.config.read();
+            let uptime = node.started.elapsed().as_secs();
+            field("redis_version", &REDIS_VERSION);
+            field("shoal_version", &env!("CARGO_PKG_VERSION"));
+            field("redis_mode", &"standalone");
+            field("os", &std::env::consts::OS);
+            field("arch_bits", &64);
+            field("multiplexing_api", &"epoll");
+            field("process_id", &std::process::id());
+            field("run_id", &node.run_id);
+            field(
+                "tcp_port",
+                &node.client_addr.read().map_or(config.port, |a| a.port()),
+            );
+            field("server_time_usec", &(crate::store::now_ms() * 1000));
+            field("uptime_in_seconds", &uptime);
+            field("uptime_in_days", &(uptime / 86400));
+            field("hz", &10);
+            field(
+                "executable",
+                &std::env::current_exe()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            );
+            field(
+                "config_file",
+                &config
+                    .config
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            );
+        }
+        "clients" => {
+            field("connected_clients", &node.clients.connected());
+            field("maxclients", &node.config.read().maxclients);
+            field("blocked_clients", &0);
+        }
+        "memory" => {
+            let rss = process_rss_bytes();
+            field("used_memory", &rss);
+            field("used_memory_human", &human_bytes(rss));
+            field("used_memory_rss", &rss);
+            field("used_memory_rss_human", &human_bytes(rss));
+            field("maxmemory", &0);
+            field("maxmemory_human", &"0B");
+            field("maxmemory_policy", &"noeviction");
+        }
+        "persistence" => {
+            field("loading", &0);
+            field("rdb_changes_since_last_save", &0);
+            field("aof_enabled", &0);
+        }
+        "stats" => {
+            field(
+                "total_connections_received",
+                &load(&stats.connections_received),
+            );
+            field("total_commands_processed", &load(&stats.commands_processed));
+            field("total_net_input_bytes", &load(&stats.net_input_bytes));
+            field("total_net_output_bytes", &load(&stats.net_output_bytes));
+            field("rejected_connections", &load(&stats.rejected_connections));
+            field("expired_keys", &node.shard.expired_keys());
+            field("evicted_keys", &0);
+            field("keyspace_hits", &load(&stats.keyspace_hits));
+            field("keyspace_misses", &load(&stats.keyspace_misses));
+            field(
+                "total_error_replies",
+                &stats
+                    .commands
+                    .iter()
+                    .map(|c| load(&c.failed) + load(&c.rejected))
+                    .sum::<u64>(),
+            );
+            field("protocol_errors", &load(&stats.protocol_errors));
+        }
+        "replication" => {
+            field("role", &"master");
+            field("connected_slaves", &0);
+        }
+        "cpu" => {
+            let (user, sys) = process_cpu_seconds();
+            field("used_cpu_sys", &format!("{sys:.6}"));
+            field("used_cpu_user", &format!("{user:.6}"));
+        }
+        "keyspace" => {
+            let ks = node.shard.keyspace();
+            if !ks.is_empty() {
+                field(
+                    "db0",
+                    &format!("keys={},expires={},avg_ttl=0", ks.len(), ks.volatile_len()),
+                );
+            }
+        }
+        "commandstats" => {
+            for (spec, stat) in COMMANDS.iter().zip(&stats.commands) {
+                let calls = load(&stat.calls);
+                if calls == 0 && load(&stat.rejected) == 0 {
+                    continue;
+                }
+                let usec = load(&stat.usec);
+                field(
+                    &format!("cmdstat_{}", spec.name),
+                    &format!(
+                        "calls={calls},usec={usec},usec_per_call={:.2},rejected_calls={},failed_calls={}",
+                        usec as f64 / calls.max(1) as f64,
+                        load(&stat.rejected),
+                        load(&stat.failed)
+                    ),
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Resident set size from /proc (0 where /proc is not available).
+pub fn process_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// User and system CPU seconds of this process, from /proc.
+fn process_cpu_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 100.0
+    };
+    (ticks(11), ticks(12))
+}

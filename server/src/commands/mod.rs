@@ -1,0 +1,209 @@
+//! Command execution: from a request's arguments to a reply.
+//!
+//! [`execute`] resolves the request against the command table (unknown command, arity, unknown
+//! subcommand), checks authentication, then hands a [`Ctx`] to the family module that implements
+//! the command. Reads look at the keyspace directly; writes build a deterministic
+//! [`WriteOp`](crate::store::WriteOp) and propose it to the shard, whose `apply` makes the reply.
+
+mod args;
+mod client;
+mod command;
+mod config;
+mod connection;
+mod expire;
+mod info;
+mod keys;
+mod server;
+mod strings;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use shoal_protocol::{CommandId, CommandSpec, Flags, Frame, LookupError, Version};
+
+use crate::clients::ClientHandle;
+use crate::error::{CommandError, CommandResult};
+use crate::node::Node;
+use crate::store::WriteOp;
+
+/// Per-connection state that commands read and change.
+pub struct Session {
+    pub handle: Arc<ClientHandle>,
+    pub resp: Version,
+    pub authenticated: bool,
+    /// Set by `QUIT`: the connection closes once this reply is written.
+    pub close_after_reply: bool,
+}
+
+impl Session {
+    pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> Session {
+        Session {
+            handle,
+            resp: Version::Resp2,
+            authenticated,
+            close_after_reply: false,
+        }
+    }
+}
+
+/// Everything a command implementation gets.
+pub struct Ctx<'a> {
+    pub node: &'a Node,
+    pub session: &'a mut Session,
+    /// The whole request, the command name first.
+    pub args: &'a [Bytes],
+    pub spec: &'static CommandSpec,
+}
+
+impl Ctx<'_> {
+    /// Proposes a write to the shard; the reply is what applying it produced.
+    pub fn propose(&self, op: WriteOp) -> Frame {
+        self.node.shard.propose(op)
+    }
+
+    /// The argument at `i` (0 is the command name).
+    pub fn arg(&self, i: usize) -> &Bytes {
+        &self.args[i]
+    }
+}
+
+/// Runs one request and returns its reply.
+pub fn execute(node: &Node, session: &mut Session, args: &[Bytes]) -> Frame {
+    node.stats
+        .commands_processed
+        .fetch_add(1, Ordering::Relaxed);
+    let spec = match CommandSpec::lookup(args) {
+        Ok(spec) => spec,
+        Err(e) => return lookup_error(e, args).into(),
+    };
+    let stat = node.stats.command(spec.id);
+    if !session.authenticated && !spec.flags.contains(Flags::NO_AUTH) {
+        stat.rejected.fetch_add(1, Ordering::Relaxed);
+        return CommandError::NoAuth.into();
+    }
+    let started = Instant::now();
+    session.handle.touch(spec.id, started);
+    let mut ctx = Ctx {
+        node,
+        session,
+        args,
+        spec,
+    };
+    let reply = dispatch(&mut ctx).unwrap_or_else(Frame::from);
+    stat.calls.fetch_add(1, Ordering::Relaxed);
+    stat.usec
+        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    if reply.is_error() {
+        stat.failed.fetch_add(1, Ordering::Relaxed);
+    }
+    reply
+}
+
+fn dispatch(ctx: &mut Ctx<'_>) -> CommandResult {
+    use CommandId::*;
+    match ctx.spec.id {
+        Ping => server::ping(ctx),
+        Echo => server::echo(ctx),
+        Hello => connection::hello(ctx),
+        Auth => connection::auth(ctx),
+        Select => connection::select(ctx),
+        Quit => connection::quit(ctx),
+        Reset => connection::reset(ctx),
+        Command => Ok(command::all()),
+        // Their arity (-2) makes lookup resolve these to a subcommand.
+        Client | Config => Err(CommandError::Syntax),
+        ClientId => client::id(ctx),
+        ClientSetname => client::setname(ctx),
+        ClientGetname => client::getname(ctx),
+        ClientList => client::list(ctx),
+        ClientInfo => client::info(ctx),
+        ClientSetinfo => client::setinfo(ctx),
+        ClientKill => client::kill(ctx),
+        ClientHelp => client::help(ctx),
+        CommandCount => command::count(ctx),
+        CommandInfo => command::info(ctx),
+        CommandDocs => command::docs(ctx),
+        CommandList => command::list(ctx),
+        CommandGetkeys => command::getkeys(ctx),
+        CommandHelp => command::help(ctx),
+        ConfigGet => config::get(ctx),
+        ConfigSet => config::set(ctx),
+        ConfigResetstat => config::resetstat(ctx),
+        ConfigHelp => config::help(ctx),
+        Info => info::info(ctx),
+        Time => server::time(ctx),
+        Dbsize => server::dbsize(ctx),
+        Flushdb | Flushall => server::flush(ctx),
+        Get => strings::get(ctx),
+        Set => strings::set(ctx),
+        Setnx => strings::setnx(ctx),
+        Setex => strings::setex(ctx),
+        Psetex => strings::psetex(ctx),
+        Getset => strings::getset(ctx),
+        Getdel => strings::getdel(ctx),
+        Getex => strings::getex(ctx),
+        Mget => strings::mget(ctx),
+        Mset => strings::mset(ctx),
+        Msetnx => strings::msetnx(ctx),
+        Append => strings::append(ctx),
+        Strlen => strings::strlen(ctx),
+        Getrange | Substr => strings::getrange(ctx),
+        Setrange => strings::setrange(ctx),
+        Incr => strings::incr_by(ctx, Some(1)),
+        Decr => strings::incr_by(ctx, Some(-1)),
+        Incrby => strings::incr_by(ctx, None),
+        Decrby => strings::decrby(ctx),
+        Incrbyfloat => strings::incrbyfloat(ctx),
+        Del | Unlink => keys::del(ctx),
+        Exists => keys::exists(ctx),
+        Type => keys::key_type(ctx),
+        Rename => keys::rename(ctx, false),
+        Renamenx => keys::rename(ctx, true),
+        Keys => keys::keys(ctx),
+        Scan => keys::scan(ctx),
+        Randomkey => keys::randomkey(ctx),
+        Touch => keys::exists(ctx),
+        Expire => expire::expire(ctx, 1000, true),
+        Pexpire => expire::expire(ctx, 1, true),
+        Expireat => expire::expire(ctx, 1000, false),
+        Pexpireat => expire::expire(ctx, 1, false),
+        Ttl => expire::ttl(ctx, false, false),
+        Pttl => expire::ttl(ctx, true, false),
+        Expiretime => expire::ttl(ctx, false, true),
+        Pexpiretime => expire::ttl(ctx, true, true),
+        Persist => expire::persist(ctx),
+    }
+}
+
+fn lookup_error(e: LookupError, args: &[Bytes]) -> CommandError {
+    let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+    match e {
+        LookupError::UnknownCommand => {
+            let name = args.first().map(text).unwrap_or_default();
+            // Redis quotes the first arguments, each followed by a space, up to 128 bytes.
+            let mut rest = String::new();
+            for a in args.iter().skip(1) {
+                if rest.len() >= 128 {
+                    break;
+                }
+                let a = text(a);
+                rest.push_str(&format!("'{}' ", a.chars().take(128).collect::<String>()));
+            }
+            CommandError::UnknownCommand(name.chars().take(128).collect(), rest)
+        }
+        LookupError::UnknownSubcommand => {
+            CommandError::UnknownSubcommand(text(&args[1]), text(&args[0]).to_ascii_uppercase())
+        }
+        LookupError::WrongArity => {
+            // `CONFIG GET` with too few arguments is reported as `config|get`, as Redis does.
+            let name = text(&args[0]).to_ascii_lowercase();
+            let sub = args
+                .get(1)
+                .map(|s| format!("{name}|{}", text(s).to_ascii_lowercase()))
+                .filter(|s| CommandSpec::by_name(s).is_some());
+            CommandError::WrongArity(sub.unwrap_or(name))
+        }
+    }
+}

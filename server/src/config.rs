@@ -1,0 +1,176 @@
+//! Configuration: command-line flags, a redis.conf-style file, and what `CONFIG GET/SET` see.
+//!
+//! Every flag also works as a line of the `--config` file (`port 7001`, `maxclients 100`): the
+//! file's lines are turned into flags and placed before the real command line, so flags given
+//! on the command line win.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use shoal_protocol::split_inline_args;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "shoal-server",
+    version,
+    about = "A node of shoal, a sharded, Raft-replicated, Redis-compatible cache",
+    args_override_self = true
+)]
+pub struct Config {
+    /// TCP port for clients (0: let the OS choose, and print it).
+    #[arg(long, default_value_t = 6379)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: String,
+    /// Directory for this node's durable state.
+    #[arg(long, default_value = "./shoal-data")]
+    pub data_dir: PathBuf,
+    /// Password for the default user; clients must AUTH before anything else.
+    #[arg(long)]
+    pub requirepass: Option<String>,
+    /// A redis.conf-style file of `name value` lines; flags on the command line override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Maximum simultaneous client connections.
+    #[arg(long, default_value_t = 10000)]
+    pub maxclients: usize,
+    /// Largest bulk string a client may send (Redis's proto-max-bulk-len).
+    #[arg(long, default_value = "512mb", value_parser = parse_memory)]
+    pub proto_max_bulk_len: u64,
+    /// Largest unprocessed input buffered for one client before it is disconnected.
+    #[arg(long, default_value = "1gb", value_parser = parse_memory)]
+    pub client_query_buffer_limit: u64,
+    /// Close a client idle for this many seconds (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub timeout: u64,
+    /// Log level or filter (RUST_LOG syntax; RUST_LOG itself takes precedence).
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// `text` or `json`.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+impl Config {
+    /// Parses the process arguments, merging in the `--config` file if one is named.
+    pub fn load() -> Result<Config, String> {
+        Self::load_from(std::env::args().collect())
+    }
+
+    pub fn load_from(args: Vec<String>) -> Result<Config, String> {
+        let first = Config::try_parse_from(&args).map_err(|e| e.to_string())?;
+        let Some(path) = first.config.clone() else {
+            return Ok(first);
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        let mut merged = vec![args[0].clone()];
+        merged.extend(file_to_flags(&text).map_err(|e| format!("{}: {e}", path.display()))?);
+        merged.extend(args.into_iter().skip(1));
+        Config::try_parse_from(merged).map_err(|e| e.to_string())
+    }
+}
+
+/// Turns `name value...` lines into `--name value...` flags. `#` starts a comment line.
+fn file_to_flags(text: &str) -> Result<Vec<String>, String> {
+    let mut flags = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let words =
+            split_inline_args(line.as_bytes()).map_err(|e| format!("line {}: {e}", n + 1))?;
+        let mut words = words
+            .iter()
+            .map(|w| String::from_utf8_lossy(w).into_owned());
+        let name = words.next().expect("non-empty line has a word");
+        flags.push(format!("--{}", name.to_ascii_lowercase()));
+        flags.extend(words);
+    }
+    Ok(flags)
+}
+
+/// Redis's memory units: `1k` = 1000, `1kb` = 1024, likewise m/mb, g/gb; plain bytes otherwise.
+pub fn parse_memory(s: &str) -> Result<u64, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (digits, unit) = lower.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid memory size '{s}'"))?;
+    let mul: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return Err(format!("invalid memory unit in '{s}'")),
+    };
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("memory size '{s}' is too large"))
+}
+
+/// Formats bytes the way `INFO` does (`1.50M`).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [(&str, f64); 4] = [
+        ("G", 1073741824.0),
+        ("M", 1048576.0),
+        ("K", 1024.0),
+        ("B", 1.0),
+    ];
+    for (unit, size) in UNITS {
+        if n as f64 >= size && size > 1.0 {
+            return format!("{:.2}{unit}", n as f64 / size);
+        }
+    }
+    format!("{n}B")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_units_follow_redis() {
+        assert_eq!(parse_memory("512mb"), Ok(512 * 1024 * 1024));
+        assert_eq!(parse_memory("1k"), Ok(1000));
+        assert_eq!(parse_memory("1GB"), Ok(1 << 30));
+        assert_eq!(parse_memory("100"), Ok(100));
+        assert!(parse_memory("12xb").is_err());
+    }
+
+    #[test]
+    fn config_file_lines_are_flags_and_the_command_line_wins() {
+        let dir = std::env::temp_dir().join(format!("shoal-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("shoal.conf");
+        std::fs::write(
+            &path,
+            "# a comment\nport 7001\nmaxclients 5\nrequirepass \"s3cret pass\"\n",
+        )
+        .unwrap();
+        let args = |extra: &[&str]| {
+            let mut v = vec![
+                "shoal-server".to_string(),
+                "--config".into(),
+                path.display().to_string(),
+            ];
+            v.extend(extra.iter().map(|s| s.to_string()));
+            v
+        };
+        let c = Config::load_from(args(&[])).unwrap();
+        assert_eq!((c.port, c.maxclients), (7001, 5));
+        assert_eq!(c.requirepass.as_deref(), Some("s3cret pass"));
+        let c = Config::load_from(args(&["--port", "7002"])).unwrap();
+        assert_eq!(c.port, 7002);
+        std::fs::write(&path, "bogus-directive 1\n").unwrap();
+        assert!(Config::load_from(args(&[])).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,131 @@
+//! One client connection: read, decode, execute, reply.
+//!
+//! Pipelining: everything already received is decoded and executed before the replies go out,
+//! in request order, with one write per batch. A protocol error is answered with Redis's
+//! `-ERR Protocol error: ...` and closes this connection only.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use shoal_protocol::{encode, Frame, Limits, RequestDecoder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::Instrument;
+
+use crate::clients::ClientHandle;
+use crate::commands::{execute, Session};
+use crate::node::Node;
+
+/// Reply bytes buffered before they are written even if more requests are pending.
+const FLUSH_AT: usize = 1 << 20;
+/// Read buffer kept free for each read.
+const READ_CHUNK: usize = 16 * 1024;
+/// The most the read buffer grows ahead of data for one large argument.
+const MAX_PREALLOC: usize = 64 << 20;
+
+pub async fn serve(node: Arc<Node>, stream: TcpStream, handle: Arc<ClientHandle>) {
+    let span = tracing::debug_span!("client", id = handle.id, addr = %handle.addr);
+    async {
+        tracing::debug!("connected");
+        match run(&node, stream, &handle).await {
+            Ok(()) => tracing::debug!("closed"),
+            Err(e) => tracing::debug!(error = %e, "closed on error"),
+        }
+    }
+    .instrument(span)
+    .await;
+    node.clients.unregister(handle.id);
+}
+
+async fn run(
+    node: &Node,
+    mut stream: TcpStream,
+    handle: &Arc<ClientHandle>,
+) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let (limits, query_limit, requirepass, idle_timeout) = {
+        let c = node.config.read();
+        let limits = Limits {
+            max_bulk_len: c.proto_max_bulk_len as usize,
+            ..Limits::default()
+        };
+        (
+            limits,
+            c.client_query_buffer_limit as usize,
+            c.requirepass.is_some(),
+            c.timeout,
+        )
+    };
+    let mut decoder = RequestDecoder::new(limits);
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut session = Session::new(handle.clone(), !requirepass);
+
+    loop {
+        let wanted = decoder
+            .bulk_bytes_wanted(rbuf.len())
+            .clamp(READ_CHUNK, MAX_PREALLOC);
+        rbuf.reserve(wanted);
+        let idle = async {
+            match idle_timeout {
+                0 => std::future::pending().await,
+                secs => tokio::time::sleep(Duration::from_secs(secs)).await,
+            }
+        };
+        let n = tokio::select! {
+            _ = handle.kill.cancelled() => return Ok(()),
+            _ = idle => return Ok(()),
+            r = stream.read_buf(&mut rbuf) => r?,
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        node.stats
+            .net_input_bytes
+            .fetch_add(n as u64, Ordering::Relaxed);
+
+        loop {
+            match decoder.decode_request(&mut rbuf) {
+                Ok(Some(args)) => {
+                    let reply = execute(node, &mut session, &args);
+                    encode(&reply, session.resp, &mut wbuf);
+                    if session.close_after_reply {
+                        return flush(node, &mut stream, &mut wbuf).await;
+                    }
+                    if wbuf.len() >= FLUSH_AT {
+                        flush(node, &mut stream, &mut wbuf).await?;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    node.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(error = %e, "closing client after protocol error");
+                    encode(&Frame::error(format!("ERR {e}")), session.resp, &mut wbuf);
+                    return flush(node, &mut stream, &mut wbuf).await;
+                }
+            }
+        }
+        if rbuf.len() > query_limit {
+            tracing::warn!(
+                bytes = rbuf.len(),
+                "closing client that reached max query buffer length"
+            );
+            return Ok(());
+        }
+        flush(node, &mut stream, &mut wbuf).await?;
+    }
+}
+
+async fn flush(node: &Node, stream: &mut TcpStream, wbuf: &mut BytesMut) -> std::io::Result<()> {
+    if wbuf.is_empty() {
+        return Ok(());
+    }
+    stream.write_all(wbuf).await?;
+    node.stats
+        .net_output_bytes
+        .fetch_add(wbuf.len() as u64, Ordering::Relaxed);
+    wbuf.clear();
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! The client-facing network: the listener and one task per connection.
+
+pub mod connection;
+pub mod listener;

@@ -1,0 +1,133 @@
+//! Write operations as deterministic log entries.
+//!
+//! Everything that depends on a clock or on chance is settled by the node that proposes the
+//! entry: relative TTLs are already absolute deadlines, and the proposer's clock travels in the
+//! entry (`now_ms`) so that "is this key expired?" has the same answer on every replica. Applying
+//! the same entries in the same order therefore yields the same data everywhere; this is the
+//! contract the Raft log relies on.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use smallvec::{smallvec, SmallVec};
+
+use super::entry::UnixMillis;
+
+/// One entry of a shard's log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// The proposer's wall clock when it made the entry; `apply` judges expiry by it.
+    pub now_ms: UnixMillis,
+    pub op: WriteOp,
+}
+
+/// What `SET`/`GETEX` do with a key's deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Expiry {
+    /// Leave the deadline as it is (`KEEPTTL`, `GETEX` with no option).
+    Keep,
+    /// Remove it (plain `SET`, `GETEX PERSIST`).
+    Clear,
+    /// Set an absolute deadline in unix milliseconds; one already past deletes the key.
+    At(i64),
+}
+
+/// `SET ... NX|XX`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Condition {
+    Always,
+    IfAbsent,
+    IfPresent,
+}
+
+/// `EXPIRE ... NX|XX|GT|LT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpireCondition {
+    Always,
+    /// Only if the key has no deadline.
+    Nx,
+    /// Only if the key has a deadline.
+    Xx,
+    /// Only if the new deadline is later (no deadline counts as infinitely late).
+    Gt,
+    /// Only if the new deadline is earlier (no deadline counts as infinitely late).
+    Lt,
+    /// `XX LT`: only if the key has a deadline and the new one is earlier.
+    XxLt,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum WriteOp {
+    /// `SET` and its relatives. Reply: `+OK`, or nil if the condition failed; with `get`, the
+    /// old value (or nil) either way.
+    Set {
+        key: Bytes,
+        value: Bytes,
+        condition: Condition,
+        expiry: Expiry,
+        get: bool,
+    },
+    /// `MSET` (reply `+OK`) or `MSETNX` (`only_if_none_exist`, reply 1/0).
+    MSet {
+        pairs: Vec<(Bytes, Bytes)>,
+        only_if_none_exist: bool,
+    },
+    /// `DEL`/`UNLINK`. Reply: how many existed.
+    Delete { keys: Vec<Bytes> },
+    /// Reply: the value, or nil.
+    GetDel { key: Bytes },
+    /// Reply: the value, or nil.
+    GetEx { key: Bytes, expiry: Expiry },
+    /// Reply: the new integer.
+    IncrBy { key: Bytes, delta: i64 },
+    /// Reply: the new value as a bulk string.
+    IncrByFloat { key: Bytes, delta: f64 },
+    /// Reply: the new length.
+    Append { key: Bytes, value: Bytes },
+    /// Reply: the new length.
+    SetRange {
+        key: Bytes,
+        offset: u64,
+        value: Bytes,
+    },
+    /// `RENAME` (reply `+OK`) or `RENAMENX` (`only_if_absent`, reply 1/0).
+    Rename {
+        from: Bytes,
+        to: Bytes,
+        only_if_absent: bool,
+    },
+    /// `EXPIRE` family with an absolute deadline. Reply 1/0.
+    Expire {
+        key: Bytes,
+        at_ms: i64,
+        condition: ExpireCondition,
+    },
+    /// Reply 1/0.
+    Persist { key: Bytes },
+    /// `FLUSHALL`/`FLUSHDB`. Reply `+OK`.
+    FlushAll,
+    /// Active expiry: delete those of `keys` that are expired at `now_ms`. Reply: how many.
+    DeleteExpired { keys: Vec<Bytes> },
+}
+
+impl WriteOp {
+    /// The keys this operation touches (its slots are locked while it applies).
+    pub fn keys(&self) -> SmallVec<[&[u8]; 2]> {
+        match self {
+            WriteOp::Set { key, .. }
+            | WriteOp::GetDel { key }
+            | WriteOp::GetEx { key, .. }
+            | WriteOp::IncrBy { key, .. }
+            | WriteOp::IncrByFloat { key, .. }
+            | WriteOp::Append { key, .. }
+            | WriteOp::SetRange { key, .. }
+            | WriteOp::Expire { key, .. }
+            | WriteOp::Persist { key } => smallvec![&key[..]],
+            WriteOp::MSet { pairs, .. } => pairs.iter().map(|(k, _)| &k[..]).collect(),
+            WriteOp::Delete { keys } | WriteOp::DeleteExpired { keys } => {
+                keys.iter().map(|k| &k[..]).collect()
+            }
+            WriteOp::Rename { from, to, .. } => smallvec![&from[..], &to[..]],
+            WriteOp::FlushAll => SmallVec::new(),
+        }
+    }
+}

@@ -1,0 +1,513 @@
+//! The state machine: applies [`Proposal`]s to the keyspace and produces replies.
+//!
+//! `apply` is deterministic: no clock (the entry carries `now_ms`), no randomness, no I/O. Two
+//! replicas that apply the same entries hold the same keys, values and deadlines. The reply to
+//! the client that proposed an entry is the value `apply` returns.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use shoal_protocol::Frame;
+
+use super::entry::{Entry, UnixMillis};
+use super::keyspace::{Keyspace, SlotsMut};
+use super::ops::{Condition, ExpireCondition, Expiry, Proposal, WriteOp};
+use crate::error::{CommandError, CommandResult};
+use crate::numbers::{format_f64, parse_f64, parse_i64};
+
+/// Redis's `proto-max-bulk-len` default; a string value never grows past it. A cluster-wide
+/// constant (not per-node config) because `apply` must decide the same everywhere.
+pub const MAX_STRING_LEN: u64 = 512 * 1024 * 1024;
+
+pub struct StateMachine {
+    keyspace: Arc<Keyspace>,
+}
+
+impl StateMachine {
+    pub fn new(keyspace: Arc<Keyspace>) -> StateMachine {
+        StateMachine { keyspace }
+    }
+
+    pub fn keyspace(&self) -> &Arc<Keyspace> {
+        &self.keyspace
+    }
+
+    /// Applies one entry; the result is the reply for the client that proposed it.
+    pub fn apply(&self, proposal: &Proposal) -> Frame {
+        let now = proposal.now_ms;
+        let op = &proposal.op;
+        let mut slots = match op {
+            WriteOp::FlushAll => self.keyspace.write_all_slots(),
+            _ => self.keyspace.write_slots(op.keys()),
+        };
+        apply_op(&mut slots, op, now).unwrap_or_else(Frame::from)
+    }
+}
+
+fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResult {
+    Ok(match op {
+        WriteOp::Set {
+            key,
+            value,
+            condition,
+            expiry,
+            get,
+        } => {
+            let old = s.get(key, now);
+            let exists = old.is_some();
+            let old_value = get.then(|| old.map(|e| Bytes::copy_from_slice(e.value())));
+            let old_deadline = old.and_then(Entry::expires_at);
+            let allowed = match condition {
+                Condition::Always => true,
+                Condition::IfAbsent => !exists,
+                Condition::IfPresent => exists,
+            };
+            if allowed {
+                let deadline = match *expiry {
+                    Expiry::Keep => old_deadline.map(|at| at as i64),
+                    Expiry::Clear => None,
+                    Expiry::At(at) => Some(at),
+                };
+                store(s, key, value, deadline, now);
+            }
+            match old_value {
+                Some(old) => Frame::bulk_or_null(old),
+                None if allowed => Frame::ok(),
+                None => Frame::Null,
+            }
+        }
+        WriteOp::MSet {
+            pairs,
+            only_if_none_exist,
+        } => {
+            if *only_if_none_exist && pairs.iter().any(|(k, _)| s.get(k, now).is_some()) {
+                return Ok(Frame::Integer(0));
+            }
+            for (k, v) in pairs {
+                s.insert(Entry::new(k, v, 0));
+            }
+            if *only_if_none_exist {
+                Frame::Integer(1)
+            } else {
+                Frame::ok()
+            }
+        }
+        WriteOp::Delete { keys } => {
+            let mut deleted = 0;
+            for k in keys {
+                if s.get(k, now).is_some() {
+                    s.remove(k);
+                    deleted += 1;
+                }
+            }
+            Frame::Integer(deleted)
+        }
+        WriteOp::GetDel { key } => match s.get(key, now).is_some() {
+            true => Frame::Bulk(Bytes::copy_from_slice(
+                s.remove(key).expect("present").value(),
+            )),
+            false => Frame::Null,
+        },
+        WriteOp::GetEx { key, expiry } => {
+            let Some(entry) = s.get(key, now) else {
+                return Ok(Frame::Null);
+            };
+            let value = Bytes::copy_from_slice(entry.value());
+            match *expiry {
+                Expiry::Keep => {}
+                Expiry::Clear => {
+                    s.set_expiry(key, None);
+                }
+                Expiry::At(at) if at <= now as i64 => {
+                    s.remove(key);
+                }
+                Expiry::At(at) => {
+                    s.set_expiry(key, Some(at as u64));
+                }
+            }
+            Frame::Bulk(value)
+        }
+        WriteOp::IncrBy { key, delta } => {
+            let current = match s.get(key, now) {
+                Some(e) => parse_i64(e.value()).ok_or(CommandError::NotInteger)?,
+                None => 0,
+            };
+            let next = current.checked_add(*delta).ok_or(CommandError::Overflow)?;
+            write_value(s, key, itoa::Buffer::new().format(next).as_bytes(), now);
+            Frame::Integer(next)
+        }
+        WriteOp::IncrByFloat { key, delta } => {
+            let current = match s.get(key, now) {
+                Some(e) => parse_f64(e.value()).ok_or(CommandError::NotFloat)?,
+                None => 0.0,
+            };
+            let next = current + delta;
+            if !next.is_finite() {
+                return Err(CommandError::NanOrInfinity);
+            }
+            let text = format_f64(next);
+            write_value(s, key, text.as_bytes(), now);
+            Frame::bulk(text)
+        }
+        WriteOp::Append { key, value } => {
+            let len = match s.get_mut(key, now) {
+                Some(e) => {
+                    let len = e.value().len() + value.len();
+                    if len as u64 > MAX_STRING_LEN {
+                        return Err(CommandError::StringTooLong);
+                    }
+                    e.update_value(|v| v.extend_from_slice(value));
+                    len
+                }
+                None => {
+                    s.insert(Entry::new(key, value, 0));
+                    value.len()
+                }
+            };
+            Frame::Integer(len as i64)
+        }
+        WriteOp::SetRange { key, offset, value } => {
+            let end = offset + value.len() as u64;
+            let existing = s.get(key, now).map(|e| e.value().len());
+            if value.is_empty() {
+                return Ok(Frame::Integer(existing.unwrap_or(0) as i64));
+            }
+            if end > MAX_STRING_LEN {
+                return Err(CommandError::StringTooLong);
+            }
+            let write = |v: &mut Vec<u8>| {
+                if v.len() < end as usize {
+                    v.resize(end as usize, 0);
+                }
+                v[*offset as usize..end as usize].copy_from_slice(value);
+            };
+            match s.get_mut(key, now) {
+                Some(e) => e.update_value(write),
+                None => {
+                    let mut v = Vec::new();
+                    write(&mut v);
+                    s.insert(Entry::new(key, &v, 0));
+                }
+            }
+            Frame::Integer(existing.unwrap_or(0).max(end as usize) as i64)
+        }
+        WriteOp::Rename {
+            from,
+            to,
+            only_if_absent,
+        } => {
+            if s.get(from, now).is_none() {
+                return Err(CommandError::NoSuchKey);
+            }
+            if *only_if_absent && s.get(to, now).is_some() {
+                return Ok(Frame::Integer(0));
+            }
+            if from != to {
+                let entry = s.remove(from).expect("present");
+                let mut moved = Entry::new(to, entry.value(), entry.expires_at().unwrap_or(0));
+                moved.access = entry.access;
+                s.insert(moved);
+            }
+            if *only_if_absent {
+                Frame::Integer(1)
+            } else {
+                Frame::ok()
+            }
+        }
+        WriteOp::Expire {
+            key,
+            at_ms,
+            condition,
+        } => {
+            let Some(entry) = s.get(key, now) else {
+                return Ok(Frame::Integer(0));
+            };
+            let current = entry.expires_at().map(|at| at as i64);
+            let allowed = match condition {
+                ExpireCondition::Always => true,
+                ExpireCondition::Nx => current.is_none(),
+                ExpireCondition::Xx => current.is_some(),
+                ExpireCondition::Gt => current.is_some_and(|c| *at_ms > c),
+                ExpireCondition::Lt => current.is_none_or(|c| *at_ms < c),
+                ExpireCondition::XxLt => current.is_some_and(|c| *at_ms < c),
+            };
+            if !allowed {
+                return Ok(Frame::Integer(0));
+            }
+            if *at_ms <= now as i64 {
+                s.remove(key);
+            } else {
+                s.set_expiry(key, Some(*at_ms as u64));
+            }
+            Frame::Integer(1)
+        }
+        WriteOp::Persist { key } => {
+            let volatile = s.get(key, now).is_some_and(|e| e.expires_at().is_some());
+            if volatile {
+                s.set_expiry(key, None);
+            }
+            Frame::Integer(volatile as i64)
+        }
+        WriteOp::FlushAll => {
+            s.clear();
+            Frame::ok()
+        }
+        WriteOp::DeleteExpired { keys } => {
+            let mut deleted = 0;
+            for k in keys {
+                deleted += s.remove_if_expired(k, now) as i64;
+            }
+            Frame::Integer(deleted)
+        }
+    })
+}
+
+/// Writes `value` under `key` with `deadline`; a deadline already past deletes the key instead
+/// (Redis: `SET k v PX 0`-like cases never leave a live key behind).
+fn store(s: &mut SlotsMut<'_>, key: &[u8], value: &[u8], deadline: Option<i64>, now: UnixMillis) {
+    match deadline {
+        Some(at) if at <= now as i64 => {
+            s.remove(key);
+        }
+        Some(at) => {
+            s.insert(Entry::new(key, value, at as u64));
+        }
+        None => {
+            s.insert(Entry::new(key, value, 0));
+        }
+    }
+}
+
+/// Replaces a live key's value keeping its deadline, or creates a persistent key.
+fn write_value(s: &mut SlotsMut<'_>, key: &[u8], value: &[u8], now: UnixMillis) {
+    match s.get_mut(key, now) {
+        Some(e) => e.set_value(value),
+        None => {
+            s.insert(Entry::new(key, value, 0));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sm() -> StateMachine {
+        StateMachine::new(Arc::new(Keyspace::new()))
+    }
+
+    fn apply(sm: &StateMachine, now: u64, op: WriteOp) -> Frame {
+        sm.apply(&Proposal { now_ms: now, op })
+    }
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn set(key: &str, value: &str, expiry: Expiry) -> WriteOp {
+        WriteOp::Set {
+            key: b(key),
+            value: b(value),
+            condition: Condition::Always,
+            expiry,
+            get: false,
+        }
+    }
+
+    #[test]
+    fn expiry_is_judged_by_the_entry_clock_not_the_local_one() {
+        let m = sm();
+        assert_eq!(apply(&m, 100, set("k", "v", Expiry::At(200))), Frame::ok());
+        // At t=150 the key is live: INCR sees a non-integer.
+        assert!(apply(
+            &m,
+            150,
+            WriteOp::IncrBy {
+                key: b("k"),
+                delta: 1
+            }
+        )
+        .is_error());
+        // At t=201 it is gone: INCR starts from zero.
+        assert_eq!(
+            apply(
+                &m,
+                201,
+                WriteOp::IncrBy {
+                    key: b("k"),
+                    delta: 1
+                }
+            ),
+            Frame::Integer(1)
+        );
+    }
+
+    #[test]
+    fn two_replicas_applying_the_same_log_agree() {
+        let log: Vec<Proposal> = (0..200)
+            .map(|i| Proposal {
+                now_ms: 1000 + i * 7,
+                op: match i % 5 {
+                    0 => set(
+                        &format!("k{}", i % 13),
+                        "x",
+                        Expiry::At(1000 + i as i64 * 7 + 50),
+                    ),
+                    1 => WriteOp::IncrBy {
+                        key: b(&format!("n{}", i % 3)),
+                        delta: i as i64,
+                    },
+                    2 => WriteOp::Append {
+                        key: b(&format!("k{}", i % 13)),
+                        value: b("y"),
+                    },
+                    3 => WriteOp::DeleteExpired {
+                        keys: (0..13).map(|j| b(&format!("k{j}"))).collect(),
+                    },
+                    _ => WriteOp::Expire {
+                        key: b(&format!("k{}", i % 13)),
+                        at_ms: 1000 + i as i64 * 7 + 30,
+                        condition: ExpireCondition::Gt,
+                    },
+                },
+            })
+            .collect();
+        let (a, b_) = (sm(), sm());
+        let ra: Vec<Frame> = log.iter().map(|p| a.apply(p)).collect();
+        let rb: Vec<Frame> = log.iter().map(|p| b_.apply(p)).collect();
+        assert_eq!(ra, rb);
+        assert_eq!(dump(&a), dump(&b_));
+    }
+
+    fn dump(m: &StateMachine) -> Vec<(Vec<u8>, Vec<u8>, Option<u64>)> {
+        let mut all = Vec::new();
+        for slot in 0..shoal_protocol::SLOT_COUNT {
+            let r = m.keyspace().read_slot(slot);
+            for e in r.table().iter() {
+                all.push((e.key().to_vec(), e.value().to_vec(), e.expires_at()));
+            }
+        }
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn set_conditions_and_get() {
+        let m = sm();
+        let nx = |v: &str| WriteOp::Set {
+            key: b("k"),
+            value: b(v),
+            condition: Condition::IfAbsent,
+            expiry: Expiry::Clear,
+            get: false,
+        };
+        assert_eq!(apply(&m, 1, nx("a")), Frame::ok());
+        assert_eq!(apply(&m, 1, nx("b")), Frame::Null);
+        let getset = WriteOp::Set {
+            key: b("k"),
+            value: b("c"),
+            condition: Condition::IfPresent,
+            expiry: Expiry::Clear,
+            get: true,
+        };
+        assert_eq!(apply(&m, 1, getset), Frame::bulk("a"));
+        assert_eq!(
+            apply(&m, 1, WriteOp::GetDel { key: b("k") }),
+            Frame::bulk("c")
+        );
+        assert_eq!(apply(&m, 1, WriteOp::GetDel { key: b("k") }), Frame::Null);
+    }
+
+    #[test]
+    fn incr_overflow_and_float_errors() {
+        let m = sm();
+        apply(&m, 1, set("n", &i64::MAX.to_string(), Expiry::Clear));
+        assert_eq!(
+            apply(
+                &m,
+                1,
+                WriteOp::IncrBy {
+                    key: b("n"),
+                    delta: 1
+                }
+            ),
+            Frame::from(CommandError::Overflow)
+        );
+        apply(&m, 1, set("f", "10.50", Expiry::Clear));
+        assert_eq!(
+            apply(
+                &m,
+                1,
+                WriteOp::IncrByFloat {
+                    key: b("f"),
+                    delta: 0.1
+                }
+            ),
+            Frame::bulk("10.6")
+        );
+        assert_eq!(
+            apply(
+                &m,
+                1,
+                WriteOp::IncrByFloat {
+                    key: b("f"),
+                    delta: f64::INFINITY
+                }
+            ),
+            Frame::from(CommandError::NanOrInfinity)
+        );
+    }
+
+    #[test]
+    fn setrange_pads_with_zeros_and_rename_keeps_ttl() {
+        let m = sm();
+        assert_eq!(
+            apply(
+                &m,
+                1,
+                WriteOp::SetRange {
+                    key: b("s"),
+                    offset: 3,
+                    value: b("ab")
+                }
+            ),
+            Frame::Integer(5)
+        );
+        let r = m.keyspace().read_key_slot(b"s");
+        assert_eq!(r.get(b"s", 1).unwrap().value(), b"\0\0\0ab");
+        drop(r);
+        apply(&m, 1, set("t", "v", Expiry::At(500)));
+        assert_eq!(
+            apply(
+                &m,
+                1,
+                WriteOp::Rename {
+                    from: b("t"),
+                    to: b("u"),
+                    only_if_absent: false
+                }
+            ),
+            Frame::ok()
+        );
+        assert_eq!(
+            m.keyspace()
+                .read_key_slot(b"u")
+                .get(b"u", 1)
+                .unwrap()
+                .expires_at(),
+            Some(500)
+        );
+        assert_eq!(
+            apply(
+                &m,
+                1,
+                WriteOp::Rename {
+                    from: b("t"),
+                    to: b("u"),
+                    only_if_absent: false
+                }
+            ),
+            Frame::from(CommandError::NoSuchKey)
+        );
+    }
+}
