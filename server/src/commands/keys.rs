@@ -59,8 +59,9 @@ fn pattern_slot(pattern: &[u8]) -> Option<u16> {
     (literal && prefix_literal).then(|| key_slot(pattern))
 }
 
-/// Appends the live keys of `slot` that match `pattern` to `out`.
-fn collect_slot(ctx: &Ctx<'_>, slot: u16, pattern: Option<&[u8]>, now: u64, out: &mut Vec<Frame>) {
+/// Appends the live keys of `slot` that match `pattern` to `out`; returns how many entries the
+/// slot held (what a SCAN step "looked at").
+fn collect_slot(ctx: &Ctx<'_>, slot: u16, pattern: Option<&[u8]>, now: u64, out: &mut Vec<Frame>) -> usize {
     let table = ctx.node.shard.keyspace().read_slot(slot);
     for e in table.table().iter() {
         if e.is_expired(now) {
@@ -70,6 +71,7 @@ fn collect_slot(ctx: &Ctx<'_>, slot: u16, pattern: Option<&[u8]>, now: u64, out:
             out.push(Frame::Bulk(Bytes::copy_from_slice(e.key())));
         }
     }
+    table.table().len()
 }
 
 pub fn keys(ctx: &mut Ctx<'_>) -> CommandResult {
@@ -78,7 +80,9 @@ pub fn keys(ctx: &mut Ctx<'_>) -> CommandResult {
     let now = now_ms();
     let mut out = Vec::new();
     match pattern.and_then(pattern_slot) {
-        Some(slot) => collect_slot(ctx, slot, pattern, now, &mut out),
+        Some(slot) => {
+            collect_slot(ctx, slot, pattern, now, &mut out);
+        }
         None => {
             for slot in 0..SLOT_COUNT {
                 collect_slot(ctx, slot, pattern, now, &mut out);
@@ -120,16 +124,16 @@ pub fn scan(ctx: &mut Ctx<'_>) -> CommandResult {
     let now = now_ms();
     let mut keys = Vec::new();
     let mut visited = 0usize;
-    let mut slot = cursor.min(SLOT_COUNT as u64) as u16;
-    // Only strings exist yet, so any other TYPE filter matches nothing.
+    // Only strings exist yet, so any other TYPE filter matches nothing: the scan is complete.
     let type_matches = type_filter.as_ref().is_none_or(|t| is(t, "string"));
+    let mut slot = if type_matches {
+        cursor.min(SLOT_COUNT as u64) as u16
+    } else {
+        SLOT_COUNT
+    };
     while slot < SLOT_COUNT && visited < count as usize {
-        let table = ctx.node.shard.keyspace().read_slot(slot);
-        visited += table.table().len().max(1);
-        drop(table);
-        if type_matches {
-            collect_slot(ctx, slot, pattern.as_deref(), now, &mut keys);
-        }
+        // Count keys looked at (matched or not), at least one per slot, like Redis's buckets.
+        visited += collect_slot(ctx, slot, pattern.as_deref(), now, &mut keys).max(1);
         slot += 1;
     }
     let next = if slot >= SLOT_COUNT { 0 } else { slot as i64 };
