@@ -198,7 +198,7 @@ pub fn split_inline_args(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
     let mut args = Vec::new();
     let mut i = 0;
     loop {
-        while i < line.len() && line[i].is_ascii_whitespace() {
+        while i < line.len() && is_space(line[i]) {
             i += 1;
         }
         if i == line.len() {
@@ -235,7 +235,7 @@ pub fn split_inline_args(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
                     continue;
                 }
                 if c == b'"' {
-                    if line.get(i + 1).is_some_and(|n| !n.is_ascii_whitespace()) {
+                    if line.get(i + 1).is_some_and(|&n| !is_space(n)) {
                         return Err(ProtocolError::UnbalancedQuotes);
                     }
                     i += 1;
@@ -249,7 +249,7 @@ pub fn split_inline_args(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
                     continue;
                 }
                 if c == b'\'' {
-                    if line.get(i + 1).is_some_and(|n| !n.is_ascii_whitespace()) {
+                    if line.get(i + 1).is_some_and(|&n| !is_space(n)) {
                         return Err(ProtocolError::UnbalancedQuotes);
                     }
                     i += 1;
@@ -268,6 +268,12 @@ pub fn split_inline_args(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
         }
         args.push(Bytes::from(current));
     }
+}
+
+/// C's `isspace`, which `sdssplitargs` uses: unlike Rust's ASCII whitespace it includes the
+/// vertical tab.
+fn is_space(c: u8) -> bool {
+    c == b' ' || (b'\t'..=b'\r').contains(&c)
 }
 
 fn hex(c: u8) -> Option<u8> {
@@ -378,6 +384,14 @@ mod tests {
             Err(ProtocolError::UnbalancedQuotes)
         );
         assert!(split_inline_args(b"   ").unwrap().is_empty());
+        assert_eq!(
+            split_inline_args(b"a\x0bb").unwrap(),
+            vec![Bytes::from("a\x0bb")]
+        );
+        assert_eq!(
+            split_inline_args(b"\x0b a").unwrap(),
+            vec![Bytes::from("a")]
+        );
     }
 
     #[test]

@@ -1,0 +1,2 @@
+//! Criterion micro-benchmarks for shoal; the benchmarks live in `benches/` and run with
+//! `cargo bench -p shoal-benches`.
