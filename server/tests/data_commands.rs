@@ -190,8 +190,12 @@ fn keys_rename_type_scan() {
             else {
                 panic!("SCAN returns an array")
             };
-            let Frame::Bulk(next) = &reply[0] else { panic!() };
-            let Frame::Array(keys) = &reply[1] else { panic!() };
+            let Frame::Bulk(next) = &reply[0] else {
+                panic!()
+            };
+            let Frame::Array(keys) = &reply[1] else {
+                panic!()
+            };
             seen.extend(keys.iter().cloned());
             cursor = String::from_utf8(next.to_vec()).unwrap();
             if cursor == "0" {
@@ -236,7 +240,9 @@ fn ttl_commands_follow_redis() {
     assert_eq!(c.cmd(&["EXPIRETIME", "k"]), int(-1));
     assert_eq!(c.cmd(&["EXPIRE", "k", "100"]), int(1));
     assert_eq!(c.cmd(&["TTL", "k"]), int(100));
-    let Frame::Integer(pttl) = c.cmd(&["PTTL", "k"]) else { panic!() };
+    let Frame::Integer(pttl) = c.cmd(&["PTTL", "k"]) else {
+        panic!()
+    };
     assert!((99_000..=100_000).contains(&pttl), "{pttl}");
     assert_eq!(c.cmd(&["EXPIREAT", "k", "4102444800"]), int(1));
     assert_eq!(c.cmd(&["EXPIRETIME", "k"]), int(4102444800));
@@ -249,7 +255,11 @@ fn ttl_commands_follow_redis() {
     assert_eq!(c.cmd(&["PERSIST", "k"]), int(1));
     assert_eq!(c.cmd(&["PERSIST", "k"]), int(0));
     assert_eq!(c.cmd(&["EXPIRE", "k", "50", "XX"]), int(0));
-    assert_eq!(c.cmd(&["EXPIRE", "k", "50", "GT"]), int(0), "persistent = infinite");
+    assert_eq!(
+        c.cmd(&["EXPIRE", "k", "50", "GT"]),
+        int(0),
+        "persistent = infinite"
+    );
     assert_eq!(c.cmd(&["EXPIRE", "k", "50", "XX", "LT"]), int(0));
     assert_eq!(c.cmd(&["EXPIRE", "k", "50", "LT"]), int(1));
     assert_eq!(
@@ -301,7 +311,8 @@ fn expired_keys_vanish_for_reads_and_are_reclaimed() {
     }
     assert_eq!(c.cmd(&["GET", "short"]), bulk("v"));
     assert!(
-        eventually(Duration::from_secs(5), || c.cmd(&["GET", "short"]) == Frame::Null),
+        eventually(Duration::from_secs(5), || c.cmd(&["GET", "short"])
+            == Frame::Null),
         "an expired key must read as absent"
     );
     assert_eq!(c.cmd(&["TTL", "short"]), int(-2));
@@ -313,7 +324,9 @@ fn expired_keys_vanish_for_reads_and_are_reclaimed() {
         c.cmd(&["DBSIZE"])
     );
     assert_eq!(c.cmd(&["GET", "long"]), bulk("v"));
-    let Frame::Bulk(info) = c.cmd(&["INFO", "stats"]) else { panic!() };
+    let Frame::Bulk(info) = c.cmd(&["INFO", "stats"]) else {
+        panic!()
+    };
     let info = String::from_utf8_lossy(&info).into_owned();
     assert!(info.contains("expired_keys:501"), "{info}");
     // A SET with an absolute deadline already past leaves nothing.
@@ -345,7 +358,8 @@ fn pipelined_commands_are_answered_in_order() {
 fn inline_commands_work_like_telnet() {
     let server = Server::start();
     let mut c = server.client();
-    c.send_raw(b"SET greeting \"hello world\"\r\nGET greeting\r\nPING\n").unwrap();
+    c.send_raw(b"SET greeting \"hello world\"\r\nGET greeting\r\nPING\n")
+        .unwrap();
     assert_eq!(c.read(), ok());
     assert_eq!(c.read(), bulk("hello world"));
     assert_eq!(c.read(), Frame::simple("PONG"));

@@ -61,7 +61,13 @@ fn pattern_slot(pattern: &[u8]) -> Option<u16> {
 
 /// Appends the live keys of `slot` that match `pattern` to `out`; returns how many entries the
 /// slot held (what a SCAN step "looked at").
-fn collect_slot(ctx: &Ctx<'_>, slot: u16, pattern: Option<&[u8]>, now: u64, out: &mut Vec<Frame>) -> usize {
+fn collect_slot(
+    ctx: &Ctx<'_>,
+    slot: u16,
+    pattern: Option<&[u8]>,
+    now: u64,
+    out: &mut Vec<Frame>,
+) -> usize {
     let table = ctx.node.shard.keyspace().read_slot(slot);
     for e in table.table().iter() {
         if e.is_expired(now) {

@@ -105,7 +105,10 @@ pub fn redis_cli(port: u16, args: &[&str]) -> String {
         .output()
         .expect("redis-cli must be installed (apt-get install redis-tools)");
     assert!(out.status.success(), "redis-cli {args:?} failed: {out:?}");
-    String::from_utf8(out.stdout).expect("utf-8").trim_end_matches('\n').to_owned()
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim_end_matches('\n')
+        .to_owned()
 }
 
 /// A minimal blocking RESP client that sends commands as arrays of bulk strings.
@@ -138,7 +141,8 @@ impl Client {
 
     /// Reads one reply; panics on timeout or if the connection closes first.
     pub fn read(&mut self) -> Frame {
-        self.try_read().expect("connection closed before a reply arrived")
+        self.try_read()
+            .expect("connection closed before a reply arrived")
     }
 
     /// Reads one reply, or `None` if the server closed the connection.
