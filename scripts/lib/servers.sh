@@ -1,0 +1,232 @@
+# shellcheck shell=bash
+#
+# Shared helpers for scripts/bench-vs-redis.sh and scripts/mem-per-key.sh: start a shoal
+# server and a reference redis-server on loopback ports, wait until they answer PING, and
+# stop them again however the calling script exits. Source it; do not run it.
+#
+# Knobs read here (all optional):
+#   REDIS_PORT        port for the reference redis-server            (default 16379)
+#   SHOAL_PORT        port for shoal                                  (default 16380)
+#   REDIS_SERVER_BIN  redis-server binary                             (default redis-server)
+#   SHOAL_SERVER_CMD  command line that starts shoal in the foreground, run as
+#                     `bash -c "exec $SHOAL_SERVER_CMD"` (so it must be one process, which
+#                     keeps the PID right for /proc/PID/status). `@PORT@` is replaced by
+#                     $SHOAL_PORT and `@DATADIR@` by a fresh temporary directory. When set,
+#                     no cargo build is done. Example stand-in:
+#                       SHOAL_SERVER_CMD="redis-server --port @PORT@ --bind 127.0.0.1 --save '' --appendonly no"
+#   SHOAL_BIN         shoal binary when SHOAL_SERVER_CMD is unset
+#                     (default ${CARGO_TARGET_DIR:-<repo>/target}/release/shoal-server)
+#   SHOAL_SKIP_BUILD  1: do not run `cargo build --release -p shoal-server`
+#   STARTUP_TIMEOUT   seconds to wait for each server's first PONG    (default 30)
+#   KEEP_WORKDIR      1: keep the temporary directory (server logs, data) on exit
+#
+# Everything talks to 127.0.0.1 only.
+
+HOST=127.0.0.1
+REDIS_PORT=${REDIS_PORT:-16379}
+SHOAL_PORT=${SHOAL_PORT:-16380}
+REDIS_SERVER_BIN=${REDIS_SERVER_BIN:-redis-server}
+STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-30}
+SHOAL_SERVER_CMD=${SHOAL_SERVER_CMD:-}
+SHOAL_SKIP_BUILD=${SHOAL_SKIP_BUILD:-0}
+KEEP_WORKDIR=${KEEP_WORKDIR:-0}
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+SHOAL_BIN=${SHOAL_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/shoal-server}
+
+declare -A SERVER_PID=()   # name -> pid
+declare -A SERVER_PORT=()  # name -> port
+declare -A SERVER_LOG=()   # name -> log file
+WORKDIR=""
+CHILD_PID=""               # long-running client command in progress (see run_child)
+
+# Progress and errors go to the script's original stderr, even from a trap that fires while
+# a function's output is redirected (run_child ... 2>file).
+exec {LOG_FD}>&2
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&"$LOG_FD"; }
+die() { log "ERROR: $*"; exit 1; }
+
+require_cmds() {
+    local c
+    for c in "$@"; do
+        command -v "$c" >/dev/null 2>&1 || die "required command not found: $c"
+    done
+}
+
+is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+is_pos_int() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
+
+# Creates $WORKDIR and installs the cleanup traps. Call once, early.
+setup_workdir() {
+    [[ $REDIS_PORT != "$SHOAL_PORT" ]] || die "REDIS_PORT and SHOAL_PORT must differ"
+    ensure_port_free "$REDIS_PORT"
+    ensure_port_free "$SHOAL_PORT"
+    WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/shoal-bench.XXXXXX")
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+# Stops every server we started (SIGTERM, then SIGKILL after 10 s) and reaps it.
+stop_servers() {
+    local name pid i
+    for name in "${!SERVER_PID[@]}"; do
+        pid=${SERVER_PID[$name]}
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for name in "${!SERVER_PID[@]}"; do
+        pid=${SERVER_PID[$name]}
+        for ((i = 0; i < 200; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            log "$name (pid $pid) ignored SIGTERM for 10 s; sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
+        unset "SERVER_PID[$name]"
+    done
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    set +e
+    if [[ -n $CHILD_PID ]]; then
+        kill -TERM "$CHILD_PID" 2>/dev/null
+        wait "$CHILD_PID" 2>/dev/null
+    fi
+    stop_servers
+    if [[ -n $WORKDIR && -d $WORKDIR ]]; then
+        if [[ $KEEP_WORKDIR == 1 ]] || ((rc != 0 && rc != 130 && rc != 143)); then
+            log "kept $WORKDIR (server logs) for inspection"
+        else
+            rm -rf "$WORKDIR"
+        fi
+    fi
+    exit "$rc"
+}
+
+# run_child CMD...: runs CMD (stdin, stdout and stderr as given to run_child) and returns its
+# status. CMD runs in the background while the shell waits for it, because bash runs an
+# INT/TERM trap only after a foreground command has finished; this way a signal stops the
+# script (and cleanup stops CMD) at once.
+run_child() {
+    local rc=0
+    "$@" 0<&0 &
+    CHILD_PID=$!
+    wait "$CHILD_PID" || rc=$?
+    CHILD_PID=""
+    return "$rc"
+}
+
+# Fails if something already listens on 127.0.0.1:PORT.
+ensure_port_free() {
+    local port=$1
+    if (exec 3<>"/dev/tcp/$HOST/$port") 2>/dev/null; then
+        die "127.0.0.1:$port is already in use; pick another port (REDIS_PORT / SHOAL_PORT)"
+    fi
+}
+
+# Builds shoal in release mode unless told not to (or a custom command is used).
+maybe_build_shoal() {
+    if [[ -n $SHOAL_SERVER_CMD ]]; then
+        log "SHOAL_SERVER_CMD is set; not building shoal"
+        return
+    fi
+    if [[ $SHOAL_SKIP_BUILD == 1 ]]; then
+        log "SHOAL_SKIP_BUILD=1; not building shoal"
+    else
+        require_cmds cargo
+        log "building shoal: cargo build --release -p shoal-server"
+        (cd "$ROOT" && cargo build --release -p shoal-server) >&2
+    fi
+    [[ -x $SHOAL_BIN ]] || die "shoal binary not found at $SHOAL_BIN"
+}
+
+# start_server NAME PORT COMMAND-STRING: runs the command in the background with its
+# output in $WORKDIR/NAME.log and records its PID.
+start_server() {
+    local name=$1 port=$2 cmd=$3
+    ensure_port_free "$port"
+    SERVER_LOG[$name]="$WORKDIR/$name.log"
+    SERVER_PORT[$name]=$port
+    log "starting $name on 127.0.0.1:$port: $cmd"
+    bash -c "exec $cmd" >"${SERVER_LOG[$name]}" 2>&1 </dev/null &
+    SERVER_PID[$name]=$!
+}
+
+start_redis() {
+    mkdir -p "$WORKDIR/redis-data"
+    start_server redis "$REDIS_PORT" \
+        "$(printf '%q ' "$REDIS_SERVER_BIN" --port "$REDIS_PORT" --bind "$HOST" \
+            --save '' --appendonly no --daemonize no --protected-mode yes \
+            --dir "$WORKDIR/redis-data")"
+}
+
+start_shoal() {
+    local cmd datadir="$WORKDIR/shoal-data"
+    mkdir -p "$datadir"
+    if [[ -n $SHOAL_SERVER_CMD ]]; then
+        cmd=${SHOAL_SERVER_CMD//@PORT@/$SHOAL_PORT}
+        cmd=${cmd//@DATADIR@/$(printf '%q' "$datadir")}
+    else
+        cmd=$(printf '%q ' "$SHOAL_BIN" --port "$SHOAL_PORT" --bind "$HOST" --data-dir "$datadir")
+    fi
+    start_server shoal "$SHOAL_PORT" "$cmd"
+}
+
+# cli NAME ARGS...: redis-cli against server NAME, bounded to 30 s so a hung server
+# cannot hang the script.
+cli() {
+    local name=$1
+    shift
+    timeout 30 redis-cli -h "$HOST" -p "${SERVER_PORT[$name]}" "$@"
+}
+
+# Polls PING until PONG or until STARTUP_TIMEOUT seconds have passed; fails early if the
+# process exits.
+wait_ready() {
+    local name=$1 pid=${SERVER_PID[$1]} port=${SERVER_PORT[$1]}
+    local deadline=$((SECONDS + STARTUP_TIMEOUT)) reply
+    while :; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "${SERVER_LOG[$name]}" >&2 || true
+            die "$name (pid $pid) exited during startup; log above (${SERVER_LOG[$name]})"
+        fi
+        reply=$(timeout 2 redis-cli -h "$HOST" -p "$port" ping 2>/dev/null || true)
+        if [[ $reply == PONG ]]; then
+            log "$name is up (pid $pid, port $port)"
+            return 0
+        fi
+        if ((SECONDS >= deadline)); then
+            tail -n 20 "${SERVER_LOG[$name]}" >&2 || true
+            die "$name did not answer PING on 127.0.0.1:$port within ${STARTUP_TIMEOUT}s"
+        fi
+        sleep 0.05
+    done
+}
+
+# Fails if server NAME's process has gone away (crash during a run).
+ensure_alive() {
+    local name=$1 pid=${SERVER_PID[$1]}
+    if ! kill -0 "$pid" 2>/dev/null; then
+        tail -n 20 "${SERVER_LOG[$name]}" >&2 || true
+        die "$name (pid $pid) is no longer running; log above (${SERVER_LOG[$name]})"
+    fi
+}
+
+# Resident set size of server NAME in bytes, from /proc/PID/status (FIELD defaults to VmRSS).
+rss_bytes() {
+    local pid=${SERVER_PID[$1]} field=${2:-VmRSS} kb
+    kb=$(awk -v f="$field:" '$1 == f { print $2 }' "/proc/$pid/status")
+    is_uint "$kb" || die "could not read $field of $1 (pid $pid)"
+    echo $((kb * 1024))
+}
+
+flushall() {
+    local name=$1 reply
+    reply=$(cli "$name" flushall) || die "FLUSHALL on $name failed: $reply"
+    [[ $reply == OK ]] || die "FLUSHALL on $name replied: $reply"
+}
