@@ -3,7 +3,9 @@
 /// The number of hash slots in a cluster.
 pub const SLOT_COUNT: u16 = 16384;
 
-const CRC16: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_XMODEM);
+/// Slice-by-16 tables: keys are hashed on every request, and most are longer than a few bytes.
+const CRC16: crc::Crc<u16, crc::Table<16>> =
+    crc::Crc::<u16, crc::Table<16>>::new(&crc::CRC_16_XMODEM);
 
 /// `CRC16(key) mod 16384`, where only the part between the first `{` and the next `}` is hashed
 /// if that part is non-empty (the hash-tag rule that lets related keys share a slot).

@@ -37,6 +37,7 @@ pub async fn serve(node: Arc<Node>) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     *node.client_addr.write() = Some(addr);
     tokio::spawn(node.shard.clone().run_active_expiry(node.shutdown.clone()));
+    tokio::spawn(resync_clock(node.clone()));
     tracing::info!(%addr, "ready to accept connections");
     println!(
         "shoal ready on {addr}; connect with: redis-cli -h {} -p {}",
@@ -46,4 +47,15 @@ pub async fn serve(node: Arc<Node>) -> std::io::Result<()> {
     net::listener::accept_loop(node.clone(), listener).await;
     node.clients.kill_all();
     Ok(())
+}
+
+/// Keeps the commands' cheap clock aligned with the wall clock (which NTP may step).
+async fn resync_clock(node: Arc<Node>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = node.shutdown.cancelled() => return,
+            _ = tick.tick() => node.clock.resync(),
+        }
+    }
 }

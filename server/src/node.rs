@@ -11,6 +11,7 @@ use crate::clients::ClientRegistry;
 use crate::config::Config;
 use crate::shard::Shard;
 use crate::stats::Stats;
+use crate::store::Clock;
 
 pub struct Node {
     /// The configuration in force; `CONFIG SET` changes it.
@@ -18,6 +19,7 @@ pub struct Node {
     pub shard: Arc<Shard>,
     pub clients: ClientRegistry,
     pub stats: Stats,
+    pub clock: Clock,
     pub started: Instant,
     /// 40 hex characters, new every start (Redis's `run_id`).
     pub run_id: String,
@@ -33,6 +35,7 @@ impl Node {
             shard: Arc::new(Shard::new()),
             clients: ClientRegistry::default(),
             stats: Stats::default(),
+            clock: Clock::default(),
             started: Instant::now(),
             run_id: random_hex_id(),
             client_addr: RwLock::new(None),

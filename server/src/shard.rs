@@ -12,7 +12,7 @@ use shoal_protocol::Frame;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::expiry::{ExpiryCursor, BUDGET, TICK};
-use crate::store::{now_ms, Keyspace, Proposal, StateMachine, WriteOp};
+use crate::store::{now_ms, Keyspace, Proposal, StateMachine, UnixMillis, WriteOp};
 
 pub struct Shard {
     state_machine: StateMachine,
@@ -39,12 +39,9 @@ impl Shard {
         self.state_machine.keyspace()
     }
 
-    /// Stamps `op` with this node's clock and applies it; returns the reply.
-    pub fn propose(&self, op: WriteOp) -> Frame {
-        self.state_machine.apply(&Proposal {
-            now_ms: now_ms(),
-            op,
-        })
+    /// Stamps `op` with the proposer's clock reading `now_ms` and applies it; returns the reply.
+    pub fn propose(&self, op: WriteOp, now_ms: UnixMillis) -> Frame {
+        self.state_machine.apply(&Proposal { now_ms, op })
     }
 
     pub fn expired_keys(&self) -> u64 {
@@ -67,7 +64,9 @@ impl Shard {
                 let batches = cursor.collect_due(shard.keyspace(), now_ms(), BUDGET);
                 let mut deleted = 0;
                 for keys in batches {
-                    if let Frame::Integer(n) = shard.propose(WriteOp::DeleteExpired { keys }) {
+                    if let Frame::Integer(n) =
+                        shard.propose(WriteOp::DeleteExpired { keys }, now_ms())
+                    {
                         deleted += n as u64;
                     }
                 }

@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use crate::error::CommandError;
 use crate::numbers::{parse_f64, parse_i64};
-use crate::store::{now_ms, Expiry};
+use crate::store::{Expiry, UnixMillis};
 
 pub fn int(arg: &[u8]) -> Result<i64, CommandError> {
     parse_i64(arg).ok_or(CommandError::NotInteger)
@@ -29,6 +29,7 @@ pub fn deadline(
     keyword: &[u8],
     value: &[u8],
     command: &'static str,
+    now: UnixMillis,
 ) -> Result<Option<Expiry>, CommandError> {
     let (unit, relative) = if is(keyword, "ex") {
         (1000, true)
@@ -45,7 +46,7 @@ pub fn deadline(
     if n <= 0 {
         return Err(CommandError::InvalidExpireTime(command));
     }
-    absolute_ms(n, unit, relative, command).map(|at| Some(Expiry::At(at)))
+    absolute_ms(n, unit, relative, command, now).map(|at| Some(Expiry::At(at)))
 }
 
 /// `n` units (1000 for seconds, 1 for ms), relative to now or absolute, as unix ms; overflow is
@@ -55,11 +56,12 @@ pub fn absolute_ms(
     unit: i64,
     relative: bool,
     command: &'static str,
+    now: UnixMillis,
 ) -> Result<i64, CommandError> {
     let invalid = CommandError::InvalidExpireTime(command);
     let ms = n.checked_mul(unit).ok_or(invalid.clone())?;
     if relative {
-        ms.checked_add(now_ms() as i64).ok_or(invalid)
+        ms.checked_add(now as i64).ok_or(invalid)
     } else {
         Ok(ms)
     }

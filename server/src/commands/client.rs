@@ -35,7 +35,7 @@ pub fn getname(ctx: &mut Ctx<'_>) -> CommandResult {
 }
 
 /// Text replies are verbatim strings in RESP3, bulk strings in RESP2.
-fn text_reply(ctx: &Ctx<'_>, text: String) -> Frame {
+pub(super) fn text_reply(ctx: &Ctx<'_>, text: String) -> Frame {
     match ctx.session.resp {
         Version::Resp3 => Frame::Verbatim {
             format: *b"txt",

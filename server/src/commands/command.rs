@@ -118,7 +118,8 @@ pub fn info(ctx: &mut Ctx<'_>) -> CommandResult {
     Ok(Frame::Array(
         ctx.args[2..]
             .iter()
-            .map(|n| named(n).map_or(Frame::NullArray, describe))
+            // Redis answers an unknown name with a null bulk string (`$-1`), not a null array.
+            .map(|n| named(n).map_or(Frame::Null, describe))
             .collect(),
     ))
 }

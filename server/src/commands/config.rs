@@ -137,8 +137,9 @@ pub fn get(ctx: &mut Ctx<'_>) -> CommandResult {
 /// `CONFIG SET parameter value [parameter value ...]`: all or nothing.
 pub fn set(ctx: &mut Ctx<'_>) -> CommandResult {
     let rest = &ctx.args[2..];
+    // An odd count past the arity check is Redis's plain syntax error, not an arity error.
     if !rest.len().is_multiple_of(2) {
-        return Err(CommandError::WrongArity("config|set".into()));
+        return Err(CommandError::Syntax);
     }
     let mut next = ctx.node.config.read().clone();
     for pair in rest.chunks_exact(2) {

@@ -5,7 +5,7 @@ use shoal_protocol::Frame;
 use super::args::{absolute_ms, int, is, text};
 use super::Ctx;
 use crate::error::{CommandError, CommandResult};
-use crate::store::{now_ms, ExpireCondition, WriteOp};
+use crate::store::{ExpireCondition, WriteOp};
 
 /// `EXPIRE`/`PEXPIRE`/`EXPIREAT`/`PEXPIREAT key time [NX|XX|GT|LT]`; `unit` is 1000 for
 /// seconds, 1 for milliseconds.
@@ -48,7 +48,7 @@ pub fn expire(ctx: &mut Ctx<'_>, unit: i64, relative: bool) -> CommandResult {
         (_, true, ..) => ExpireCondition::Xx,
         _ => ExpireCondition::Always,
     };
-    let at_ms = absolute_ms(n, unit, relative, ctx.spec.name)?;
+    let at_ms = absolute_ms(n, unit, relative, ctx.spec.name, ctx.now_ms)?;
     Ok(ctx.propose(WriteOp::Expire {
         key: ctx.arg(1).clone(),
         at_ms,
@@ -60,7 +60,7 @@ pub fn expire(ctx: &mut Ctx<'_>, unit: i64, relative: bool) -> CommandResult {
 /// -2 if the key is missing, -1 if it has no deadline.
 pub fn ttl(ctx: &mut Ctx<'_>, millis: bool, absolute: bool) -> CommandResult {
     let key = ctx.arg(1);
-    let now = now_ms();
+    let now = ctx.now_ms;
     let slot = ctx.node.shard.keyspace().read_key_slot(key);
     let Some(entry) = slot.get(key, now) else {
         return Ok(Frame::Integer(-2));

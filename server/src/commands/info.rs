@@ -3,9 +3,10 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use shoal_protocol::{Frame, COMMANDS};
+use shoal_protocol::COMMANDS;
 
 use super::args::text;
+use super::client::text_reply;
 use super::connection::REDIS_VERSION;
 use super::Ctx;
 use crate::config::human_bytes;
@@ -52,7 +53,8 @@ pub fn info(ctx: &mut Ctx<'_>) -> CommandResult {
         }
         section(ctx.node, s, &mut out);
     }
-    Ok(Frame::bulk(out))
+    // Like Redis: a verbatim string (`=...txt:`) in RESP3, a bulk string in RESP2.
+    Ok(text_reply(ctx, out))
 }
 
 fn section(node: &Node, name: &str, out: &mut String) {
@@ -127,22 +129,15 @@ fn section(node: &Node, name: &str, out: &mut String) {
                 "total_connections_received",
                 &load(&stats.connections_received),
             );
-            field("total_commands_processed", &load(&stats.commands_processed));
+            field("total_commands_processed", &stats.commands_processed());
             field("total_net_input_bytes", &load(&stats.net_input_bytes));
             field("total_net_output_bytes", &load(&stats.net_output_bytes));
             field("rejected_connections", &load(&stats.rejected_connections));
             field("expired_keys", &node.shard.expired_keys());
             field("evicted_keys", &0);
-            field("keyspace_hits", &load(&stats.keyspace_hits));
-            field("keyspace_misses", &load(&stats.keyspace_misses));
-            field(
-                "total_error_replies",
-                &stats
-                    .commands
-                    .iter()
-                    .map(|c| load(&c.failed) + load(&c.rejected))
-                    .sum::<u64>(),
-            );
+            field("keyspace_hits", &stats.keyspace_hits());
+            field("keyspace_misses", &stats.keyspace_misses());
+            field("total_error_replies", &stats.error_replies());
             field("protocol_errors", &load(&stats.protocol_errors));
         }
         "replication" => {
@@ -164,19 +159,20 @@ fn section(node: &Node, name: &str, out: &mut String) {
             }
         }
         "commandstats" => {
-            for (spec, stat) in COMMANDS.iter().zip(&stats.commands) {
-                let calls = load(&stat.calls);
-                if calls == 0 && load(&stat.rejected) == 0 {
+            for spec in COMMANDS {
+                let t = stats.command(spec.id);
+                if t.calls == 0 && t.rejected == 0 {
                     continue;
                 }
-                let usec = load(&stat.usec);
                 field(
                     &format!("cmdstat_{}", spec.name),
                     &format!(
-                        "calls={calls},usec={usec},usec_per_call={:.2},rejected_calls={},failed_calls={}",
-                        usec as f64 / calls.max(1) as f64,
-                        load(&stat.rejected),
-                        load(&stat.failed)
+                        "calls={},usec={},usec_per_call={:.2},rejected_calls={},failed_calls={}",
+                        t.calls,
+                        t.usec,
+                        t.usec as f64 / t.calls.max(1) as f64,
+                        t.rejected,
+                        t.failed
                     ),
                 );
             }

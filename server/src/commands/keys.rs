@@ -8,7 +8,7 @@ use super::args::{int, is};
 use super::Ctx;
 use crate::error::{CommandError, CommandResult};
 use crate::glob::glob_match;
-use crate::store::{now_ms, WriteOp};
+use crate::store::WriteOp;
 
 pub fn del(ctx: &mut Ctx<'_>) -> CommandResult {
     Ok(ctx.propose(WriteOp::Delete {
@@ -24,7 +24,7 @@ pub fn exists(ctx: &mut Ctx<'_>) -> CommandResult {
         .shard
         .keyspace()
         .read_slots(keys.iter().map(|k| &k[..]));
-    let now = now_ms();
+    let now = ctx.now_ms;
     let n = keys.iter().filter(|k| slots.get(k, now).is_some()).count();
     Ok(Frame::Integer(n as i64))
 }
@@ -36,7 +36,7 @@ pub fn key_type(ctx: &mut Ctx<'_>) -> CommandResult {
         .shard
         .keyspace()
         .read_key_slot(key)
-        .get(key, now_ms())
+        .get(key, ctx.now_ms)
         .is_some();
     Ok(Frame::simple(if exists { "string" } else { "none" }))
 }
@@ -83,7 +83,7 @@ fn collect_slot(
 pub fn keys(ctx: &mut Ctx<'_>) -> CommandResult {
     let pattern = ctx.arg(1).clone();
     let pattern = (&pattern[..] != b"*").then_some(&pattern[..]);
-    let now = now_ms();
+    let now = ctx.now_ms;
     let mut out = Vec::new();
     match pattern.and_then(pattern_slot) {
         Some(slot) => {
@@ -127,7 +127,7 @@ pub fn scan(ctx: &mut Ctx<'_>) -> CommandResult {
         }
         i += 2;
     }
-    let now = now_ms();
+    let now = ctx.now_ms;
     let mut keys = Vec::new();
     let mut visited = 0usize;
     // Only strings exist yet, so any other TYPE filter matches nothing: the scan is complete.
@@ -154,7 +154,7 @@ pub fn randomkey(ctx: &mut Ctx<'_>) -> CommandResult {
     if ks.is_empty() {
         return Ok(Frame::Null);
     }
-    let now = now_ms();
+    let now = ctx.now_ms;
     let mut rng = rand::thread_rng();
     let start = rng.gen_range(0..SLOT_COUNT);
     for i in 0..SLOT_COUNT {

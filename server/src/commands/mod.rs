@@ -16,7 +16,6 @@ mod keys;
 mod server;
 mod strings;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,7 +25,7 @@ use shoal_protocol::{CommandId, CommandSpec, Flags, Frame, LookupError, Version}
 use crate::clients::ClientHandle;
 use crate::error::{CommandError, CommandResult};
 use crate::node::Node;
-use crate::store::WriteOp;
+use crate::store::{UnixMillis, WriteOp};
 
 /// Per-connection state that commands read and change.
 pub struct Session {
@@ -55,12 +54,14 @@ pub struct Ctx<'a> {
     /// The whole request, the command name first.
     pub args: &'a [Bytes],
     pub spec: &'static CommandSpec,
+    /// This command's "now" in unix ms: reads judge expiry by it, writes carry it.
+    pub now_ms: UnixMillis,
 }
 
 impl Ctx<'_> {
     /// Proposes a write to the shard; the reply is what applying it produced.
     pub fn propose(&self, op: WriteOp) -> Frame {
-        self.node.shard.propose(op)
+        self.node.shard.propose(op, self.now_ms)
     }
 
     /// The argument at `i` (0 is the command name).
@@ -71,16 +72,12 @@ impl Ctx<'_> {
 
 /// Runs one request and returns its reply.
 pub fn execute(node: &Node, session: &mut Session, args: &[Bytes]) -> Frame {
-    node.stats
-        .commands_processed
-        .fetch_add(1, Ordering::Relaxed);
     let spec = match CommandSpec::lookup(args) {
         Ok(spec) => spec,
         Err(e) => return lookup_error(e, args).into(),
     };
-    let stat = node.stats.command(spec.id);
     if !session.authenticated && !spec.flags.contains(Flags::NO_AUTH) {
-        stat.rejected.fetch_add(1, Ordering::Relaxed);
+        node.stats.reject(spec.id);
         return CommandError::NoAuth.into();
     }
     let started = Instant::now();
@@ -90,14 +87,14 @@ pub fn execute(node: &Node, session: &mut Session, args: &[Bytes]) -> Frame {
         session,
         args,
         spec,
+        now_ms: node.clock.wall_ms(started),
     };
     let reply = dispatch(&mut ctx).unwrap_or_else(Frame::from);
-    stat.calls.fetch_add(1, Ordering::Relaxed);
-    stat.usec
-        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-    if reply.is_error() {
-        stat.failed.fetch_add(1, Ordering::Relaxed);
-    }
+    node.stats.record(
+        spec.id,
+        started.elapsed().as_micros() as u64,
+        reply.is_error(),
+    );
     reply
 }
 
@@ -181,17 +178,23 @@ fn lookup_error(e: LookupError, args: &[Bytes]) -> CommandError {
     let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
     match e {
         LookupError::UnknownCommand => {
-            let name = args.first().map(text).unwrap_or_default();
-            // Redis quotes the first arguments, each followed by a space, up to 128 bytes.
-            let mut rest = String::new();
+            // Redis shows at most 128 bytes of the name, then quotes arguments (each followed
+            // by a space) while fewer than 128 bytes are shown, each cut to the room left.
+            let name = args.first().map_or(&[][..], |n| &n[..n.len().min(128)]);
+            let mut rest = Vec::new();
             for a in args.iter().skip(1) {
                 if rest.len() >= 128 {
                     break;
                 }
-                let a = text(a);
-                rest.push_str(&format!("'{}' ", a.chars().take(128).collect::<String>()));
+                let room = 128 - rest.len();
+                rest.push(b'\'');
+                rest.extend_from_slice(&a[..a.len().min(room)]);
+                rest.extend_from_slice(b"' ");
             }
-            CommandError::UnknownCommand(name.chars().take(128).collect(), rest)
+            CommandError::UnknownCommand(
+                String::from_utf8_lossy(name).into_owned(),
+                String::from_utf8_lossy(&rest).into_owned(),
+            )
         }
         LookupError::UnknownSubcommand => {
             CommandError::UnknownSubcommand(text(&args[1]), text(&args[0]).to_ascii_uppercase())

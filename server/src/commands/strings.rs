@@ -7,13 +7,13 @@ use super::args::{deadline, float, int, is};
 use super::Ctx;
 use crate::error::{CommandError, CommandResult};
 use crate::store::state_machine::MAX_STRING_LEN;
-use crate::store::{now_ms, Condition, Expiry, WriteOp};
+use crate::store::{Condition, Expiry, WriteOp};
 
 pub fn get(ctx: &mut Ctx<'_>) -> CommandResult {
     let key = ctx.arg(1);
     let slot = ctx.node.shard.keyspace().read_key_slot(key);
     let value = slot
-        .get(key, now_ms())
+        .get(key, ctx.now_ms)
         .map(|e| Bytes::copy_from_slice(e.value()));
     ctx.node.stats.lookup(value.is_some());
     Ok(Frame::bulk_or_null(value))
@@ -39,7 +39,7 @@ pub fn set(ctx: &mut Ctx<'_>) -> CommandResult {
             expiry = Expiry::Keep;
             expiry_given = true;
         } else if let (Some(value), false) = (next, expiry_given) {
-            match deadline(opt, value, "set")? {
+            match deadline(opt, value, "set", ctx.now_ms)? {
                 Some(at) => {
                     expiry = at;
                     expiry_given = true;
@@ -81,7 +81,7 @@ pub fn psetex(ctx: &mut Ctx<'_>) -> CommandResult {
 }
 
 fn set_with_ttl(ctx: &mut Ctx<'_>, unit: &[u8], command: &'static str) -> CommandResult {
-    let expiry = deadline(unit, ctx.arg(2), command)?.expect("ex/px are deadlines");
+    let expiry = deadline(unit, ctx.arg(2), command, ctx.now_ms)?.expect("ex/px are deadlines");
     Ok(ctx.propose(WriteOp::Set {
         key: ctx.arg(1).clone(),
         value: ctx.arg(3).clone(),
@@ -112,7 +112,7 @@ pub fn getex(ctx: &mut Ctx<'_>) -> CommandResult {
     let expiry = match &ctx.args[2..] {
         [] => return get(ctx),
         [opt] if is(opt, "persist") => Expiry::Clear,
-        [opt, value] => deadline(opt, value, "getex")?.ok_or(CommandError::Syntax)?,
+        [opt, value] => deadline(opt, value, "getex", ctx.now_ms)?.ok_or(CommandError::Syntax)?,
         _ => return Err(CommandError::Syntax),
     };
     Ok(ctx.propose(WriteOp::GetEx {
@@ -128,7 +128,7 @@ pub fn mget(ctx: &mut Ctx<'_>) -> CommandResult {
         .shard
         .keyspace()
         .read_slots(keys.iter().map(|k| &k[..]));
-    let now = now_ms();
+    let now = ctx.now_ms;
     let values = keys
         .iter()
         .map(|k| {
@@ -177,7 +177,7 @@ pub fn append(ctx: &mut Ctx<'_>) -> CommandResult {
 pub fn strlen(ctx: &mut Ctx<'_>) -> CommandResult {
     let key = ctx.arg(1);
     let slot = ctx.node.shard.keyspace().read_key_slot(key);
-    let len = slot.get(key, now_ms()).map_or(0, |e| e.value().len());
+    let len = slot.get(key, ctx.now_ms).map_or(0, |e| e.value().len());
     Ok(Frame::Integer(len as i64))
 }
 
@@ -186,7 +186,7 @@ pub fn getrange(ctx: &mut Ctx<'_>) -> CommandResult {
     let (start, end) = (int(ctx.arg(2))?, int(ctx.arg(3))?);
     let key = ctx.arg(1);
     let slot = ctx.node.shard.keyspace().read_key_slot(key);
-    let Some(entry) = slot.get(key, now_ms()) else {
+    let Some(entry) = slot.get(key, ctx.now_ms) else {
         return Ok(Frame::bulk(Bytes::new()));
     };
     Ok(Frame::Bulk(Bytes::copy_from_slice(substring(
