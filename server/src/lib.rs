@@ -16,6 +16,7 @@ pub mod glob;
 pub mod net;
 pub mod node;
 pub mod numbers;
+pub mod raft;
 pub mod shard;
 pub mod stats;
 pub mod store;

@@ -131,3 +131,12 @@ impl WriteOp {
         }
     }
 }
+
+impl std::fmt::Display for Proposal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Log lines name the operation, not the (possibly large) values.
+        let op = format!("{:?}", self.op);
+        let name = op.split([' ', '{', '(']).next().unwrap_or("?");
+        write!(f, "{name}@{}", self.now_ms)
+    }
+}
