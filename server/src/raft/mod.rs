@@ -7,3 +7,4 @@
 pub mod types;
 pub mod log_store;
 pub mod state_machine;
+pub mod wire;
