@@ -4,7 +4,8 @@
 //! Each module holds one openraft trait implementation and nothing else, so a shard replica
 //! (`shard.rs`) composes them without reaching into their internals.
 
-pub mod types;
 pub mod log_store;
+pub mod peer;
 pub mod state_machine;
+pub mod types;
 pub mod wire;

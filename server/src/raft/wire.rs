@@ -107,10 +107,33 @@ impl Encoder<&[u8]> for PeerCodec {
     }
 }
 
+impl Encoder<Vec<u8>> for PeerCodec {
+    type Error = WireError;
+
+    fn encode(&mut self, payload: Vec<u8>, dst: &mut BytesMut) -> Result<(), WireError> {
+        self.encode(&payload[..], dst)
+    }
+}
+
 /// Serializes a message into a frame payload.
 pub fn to_payload<B: Serialize>(msg: &PeerMessage<B>) -> Result<Vec<u8>, WireError> {
     bincode::serde::encode_to_vec(msg, bincode::config::standard())
         .map_err(|e| WireError::Encode(e.to_string()))
+}
+
+/// The routing part of a message, readable without knowing the body's type (bincode writes
+/// struct fields in order, so these are the payload's first two values).
+#[derive(Debug, Deserialize)]
+pub struct Header {
+    pub group: u64,
+    pub request_id: u64,
+}
+
+/// Reads only the header of a verified frame payload.
+pub fn header_of(payload: &[u8]) -> Result<Header, WireError> {
+    bincode::serde::decode_from_slice(payload, bincode::config::standard())
+        .map(|(h, _)| h)
+        .map_err(|e| WireError::Decode(e.to_string()))
 }
 
 /// Deserializes a verified frame payload.
@@ -182,6 +205,12 @@ mod tests {
         let err = PeerCodec::new(1024).decode(&mut wire).unwrap_err();
         assert!(matches!(err, WireError::TooLarge(_, 1024)));
         assert!(wire.capacity() < 1 << 20);
+    }
+
+    #[test]
+    fn the_header_reads_without_the_body_type() {
+        let h = header_of(&to_payload(&msg(9)).unwrap()).unwrap();
+        assert_eq!((h.group, h.request_id), (3, 9));
     }
 
     #[test]

@@ -1,0 +1,440 @@
+//! The peer transport: one multiplexed TCP connection from this node to each other node.
+//!
+//! [`PeerClient`] sends requests tagged with a fresh `request_id` and matches responses by id,
+//! so any number of requests (from any Raft group) share one connection and none waits for
+//! another. If the connection drops, every request in flight on it fails at once (openraft
+//! retries) and the next request reconnects, with a backoff so a dead peer costs one fast
+//! failure rather than a connect timeout per request.
+//!
+//! [`serve_peers`] accepts peer connections and runs each request on its own task, writing the
+//! response whenever it is ready; responses may therefore return out of order.
+//!
+//! Message bodies are generic (any serde type), so this module knows nothing of Raft; the Raft
+//! network adapter decides what the bodies are.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use thiserror::Error;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+use super::wire::{from_payload, header_of, to_payload, PeerCodec, PeerMessage, WireError};
+
+#[derive(Debug, Error)]
+pub enum PeerError {
+    #[error("peer {0} unreachable: {1}")]
+    Unreachable(String, String),
+    #[error("peer {0} did not answer within {1:?}")]
+    Timeout(String, Duration),
+    #[error("connection to peer {0} closed with the request in flight")]
+    Closed(String),
+    #[error(transparent)]
+    Wire(#[from] WireError),
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Bytes>>>>;
+
+/// An open connection: a queue to its writer task and the requests awaiting answers.
+struct Conn {
+    outbox: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Pending,
+    closed: CancellationToken,
+}
+
+/// A client for one peer, shared by every Raft group that talks to it.
+pub struct PeerClient<Req, Resp> {
+    addr: String,
+    next_id: AtomicU64,
+    conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
+    /// When the last connect attempt failed, and how long to wait before the next one.
+    backoff: Mutex<Option<(Instant, Duration)>>,
+    _types: PhantomData<fn(Req) -> Resp>,
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl<Req, Resp> PeerClient<Req, Resp>
+where
+    Req: Serialize + Send + 'static,
+    Resp: DeserializeOwned + Send + 'static,
+{
+    pub fn new(addr: impl Into<String>) -> PeerClient<Req, Resp> {
+        PeerClient {
+            addr: addr.into(),
+            next_id: AtomicU64::new(1),
+            conn: tokio::sync::Mutex::new(None),
+            backoff: Mutex::new(None),
+            _types: PhantomData,
+        }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sends `body` for `group` and waits for the response, at most `timeout`.
+    pub async fn request(
+        &self,
+        group: u64,
+        body: Req,
+        timeout: Duration,
+    ) -> Result<Resp, PeerError> {
+        let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let payload = to_payload(&PeerMessage {
+            group,
+            request_id,
+            body,
+        })?;
+        let conn = self.connection().await?;
+        let (tx, rx) = oneshot::channel();
+        conn.pending.lock().insert(request_id, tx);
+        if conn.outbox.send(payload).is_err() {
+            conn.pending.lock().remove(&request_id);
+            self.forget(&conn).await;
+            return Err(PeerError::Closed(self.addr.clone()));
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(payload)) => Ok(from_payload::<Resp>(&payload)?.body),
+            Ok(Err(_)) => Err(PeerError::Closed(self.addr.clone())),
+            Err(_) => {
+                conn.pending.lock().remove(&request_id);
+                Err(PeerError::Timeout(self.addr.clone(), timeout))
+            }
+        }
+    }
+
+    /// The open connection, or a new one (unless we are backing off after a failure).
+    async fn connection(&self) -> Result<Arc<Conn>, PeerError> {
+        let mut slot = self.conn.lock().await;
+        if let Some(conn) = slot.as_ref() {
+            if !conn.closed.is_cancelled() {
+                return Ok(conn.clone());
+            }
+        }
+        if let Some((failed_at, wait)) = *self.backoff.lock() {
+            if failed_at.elapsed() < wait {
+                return Err(PeerError::Unreachable(
+                    self.addr.clone(),
+                    "backing off after a failed connect".into(),
+                ));
+            }
+        }
+        let stream =
+            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(self.connect_failed(e.to_string())),
+                Err(_) => return Err(self.connect_failed("connect timed out".into())),
+            };
+        *self.backoff.lock() = None;
+        let _ = stream.set_nodelay(true);
+        let conn = Arc::new(spawn_connection(stream, self.addr.clone()));
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    fn connect_failed(&self, why: String) -> PeerError {
+        let mut backoff = self.backoff.lock();
+        let wait = backoff.map_or(BACKOFF_MIN, |(_, w)| (w * 2).min(BACKOFF_MAX));
+        *backoff = Some((Instant::now(), wait));
+        PeerError::Unreachable(self.addr.clone(), why)
+    }
+
+    async fn forget(&self, conn: &Arc<Conn>) {
+        let mut slot = self.conn.lock().await;
+        if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
+            *slot = None;
+        }
+    }
+}
+
+/// Starts the reader and writer tasks of a fresh client connection.
+fn spawn_connection(stream: TcpStream, addr: String) -> Conn {
+    let (mut sink, mut source) = Framed::new(stream, PeerCodec::default()).split::<Vec<u8>>();
+    let (outbox, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();
+    let pending: Pending = Arc::default();
+    let closed = CancellationToken::new();
+
+    let writer_closed = closed.clone();
+    tokio::spawn(async move {
+        loop {
+            let payload = tokio::select! {
+                _ = writer_closed.cancelled() => break,
+                p = queue.recv() => match p { Some(p) => p, None => break },
+            };
+            if let Err(e) = sink.send(payload).await {
+                tracing::debug!(peer = %addr, error = %e, "peer write failed");
+                break;
+            }
+        }
+        writer_closed.cancel();
+    });
+
+    let reader_pending = pending.clone();
+    let reader_closed = closed.clone();
+    tokio::spawn(async move {
+        loop {
+            let frame = tokio::select! {
+                _ = reader_closed.cancelled() => break,
+                f = source.next() => f,
+            };
+            match frame {
+                Some(Ok(payload)) => {
+                    // Only the header is needed to route; the waiter decodes the body.
+                    match header_of(&payload) {
+                        Ok(msg) => {
+                            if let Some(tx) = reader_pending.lock().remove(&msg.request_id) {
+                                let _ = tx.send(payload);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "undecodable peer response; closing");
+                            break;
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "bad frame from peer; closing the connection");
+                    break;
+                }
+                None => break,
+            }
+        }
+        reader_closed.cancel();
+        // Fail everything still waiting on this connection.
+        reader_pending.lock().clear();
+    });
+
+    Conn {
+        outbox,
+        pending,
+        closed,
+    }
+}
+
+/// Serves peer connections on `listener` until `shutdown`, answering each request with
+/// `handler(group, body)`.
+pub async fn serve_peers<Req, Resp, H, F>(
+    listener: TcpListener,
+    handler: H,
+    shutdown: CancellationToken,
+) where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    H: Fn(u64, Req) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Resp> + Send + 'static,
+{
+    loop {
+        let (stream, addr) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "peer accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_peer_connection(
+            stream,
+            addr,
+            handler.clone(),
+            shutdown.clone(),
+        ));
+    }
+}
+
+async fn serve_peer_connection<Req, Resp, H, F>(
+    stream: TcpStream,
+    addr: SocketAddr,
+    handler: H,
+    shutdown: CancellationToken,
+) where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    H: Fn(u64, Req) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Resp> + Send + 'static,
+{
+    let (mut sink, mut source) = Framed::new(stream, PeerCodec::default()).split::<Vec<u8>>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let writer = tokio::spawn(async move {
+        while let Some(payload) = done_rx.recv().await {
+            if sink.send(payload).await.is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        let frame = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            f = source.next() => f,
+        };
+        let payload = match frame {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
+                tracing::warn!(peer = %addr, error = %e, "bad frame from peer; closing the connection");
+                break;
+            }
+            None => break,
+        };
+        let msg: PeerMessage<Req> = match from_payload(&payload) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(peer = %addr, error = %e, "undecodable peer request; closing");
+                break;
+            }
+        };
+        let handler = handler.clone();
+        let done = done_tx.clone();
+        tokio::spawn(async move {
+            let body = handler(msg.group, msg.body).await;
+            let reply = PeerMessage {
+                group: msg.group,
+                request_id: msg.request_id,
+                body,
+            };
+            match to_payload(&reply) {
+                Ok(p) => {
+                    let _ = done.send(p);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot encode peer response"),
+            }
+        });
+    }
+    drop(done_tx);
+    writer.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    async fn echo_server() -> (SocketAddr, CancellationToken) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        tokio::spawn(serve_peers(
+            listener,
+            |group: u64, body: (u64, String)| async move {
+                // Later requests answer sooner, so responses come back out of order.
+                tokio::time::sleep(Duration::from_millis(50u64.saturating_sub(body.0))).await;
+                format!("{group}:{}", body.1)
+            },
+            stop.clone(),
+        ));
+        (addr, stop)
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_share_one_connection_and_match_by_id() {
+        let (addr, stop) = echo_server().await;
+        let client = Arc::new(PeerClient::<(u64, String), String>::new(addr.to_string()));
+        let tasks: Vec<_> = (0..40u64)
+            .map(|i| {
+                let c = client.clone();
+                tokio::spawn(async move {
+                    c.request(i % 4, (i, format!("m{i}")), Duration::from_secs(5))
+                        .await
+                })
+            })
+            .collect();
+        for (i, t) in tasks.into_iter().enumerate() {
+            assert_eq!(t.await.unwrap().unwrap(), format!("{}:m{i}", i % 4));
+        }
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_dead_peer_fails_fast_and_a_restarted_one_is_reconnected() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let client = PeerClient::<(u64, String), String>::new(addr.to_string());
+        let started = Instant::now();
+        assert!(matches!(
+            client
+                .request(0, (0, "x".into()), Duration::from_secs(5))
+                .await,
+            Err(PeerError::Unreachable(..))
+        ));
+        // While backing off, no connect is even attempted.
+        assert!(matches!(
+            client
+                .request(0, (0, "x".into()), Duration::from_secs(5))
+                .await,
+            Err(PeerError::Unreachable(..))
+        ));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // The peer comes back on the same address.
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let stop = CancellationToken::new();
+        tokio::spawn(serve_peers(
+            listener,
+            |_, body: (u64, String)| async move { body.1 },
+            stop.clone(),
+        ));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match client
+                .request(0, (0, "back".into()), Duration::from_secs(1))
+                .await
+            {
+                Ok(r) => {
+                    assert_eq!(r, "back");
+                    break;
+                }
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Err(e) => panic!("never reconnected: {e}"),
+            }
+        }
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_frame_with_a_bad_checksum_closes_the_connection() {
+        let (addr, stop) = echo_server().await;
+        let mut raw = TcpStream::connect(addr).await.unwrap();
+        // A header announcing 3 bytes with a wrong CRC.
+        raw.write_all(&[3, 0, 0, 0, 1, 2, 3, 4, b'a', b'b', b'c'])
+            .await
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(&mut raw, &mut buf),
+        )
+        .await
+        .expect("the server must close, not hang")
+        .unwrap_or(0);
+        assert_eq!(n, 0, "connection closed without a reply");
+        // Other connections are unaffected.
+        let client = PeerClient::<(u64, String), String>::new(addr.to_string());
+        assert_eq!(
+            client
+                .request(7, (49, "ok".into()), Duration::from_secs(5))
+                .await
+                .unwrap(),
+            "7:ok"
+        );
+        stop.cancel();
+    }
+}
