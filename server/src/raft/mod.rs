@@ -5,6 +5,7 @@
 //! (`shard.rs`) composes them without reaching into their internals.
 
 pub mod log_store;
+pub mod network;
 pub mod peer;
 pub mod state_machine;
 pub mod types;
