@@ -72,10 +72,13 @@ impl SnapshotFile for tokio::fs::File {
     }
 }
 
+/// The client this node uses to reach one peer.
+pub type RaftPeer = PeerClient<(u8, RaftRequest), RaftResponse>;
+
 /// One client per remote node, shared by all groups.
 #[derive(Clone, Default)]
 pub struct PeerPool {
-    clients: Arc<RwLock<HashMap<NodeId, Arc<PeerClient<(u8, RaftRequest), RaftResponse>>>>>,
+    clients: Arc<RwLock<HashMap<NodeId, Arc<RaftPeer>>>>,
 }
 
 /// Raft traffic is tagged 0 in the first tuple field, leaving room for other kinds of peer
@@ -133,7 +136,7 @@ impl<SD: SnapshotFile> RaftNetworkFactory<TypeConfig> for GroupNetworkFactory<SD
 pub struct GroupNetwork<SD> {
     group: u64,
     target: NodeId,
-    client: Arc<PeerClient<(u8, RaftRequest), RaftResponse>>,
+    client: Arc<RaftPeer>,
     _snapshot: std::marker::PhantomData<fn() -> SD>,
 }
 
@@ -237,7 +240,7 @@ impl<SD: SnapshotFile> RaftNetworkV2<TypeConfig> for GroupNetwork<SD> {
                 chunk.truncate(filled);
                 let done = filled < SNAPSHOT_CHUNK;
                 let req = RaftRequest::SnapshotChunk {
-                    vote: vote.clone(),
+                    vote,
                     meta: meta.clone(),
                     offset,
                     data: chunk,
