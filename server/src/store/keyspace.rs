@@ -158,6 +158,28 @@ impl Keyspace {
         let due = if out.is_empty() { earliest } else { now };
         self.next_deadline[slot as usize].store(due.min(earliest), Ordering::Relaxed);
     }
+
+    /// Calls `f` on every entry of `slot`, expired ones included (a snapshot must reproduce the
+    /// state exactly). Only this slot's read lock is held, and only for the call: a snapshot
+    /// copies the keyspace one slot at a time.
+    pub fn export_slot(&self, slot: u16, f: &mut impl FnMut(&Entry)) {
+        let table = self.slots[slot as usize].read();
+        for entry in table.entries.iter() {
+            f(entry);
+        }
+    }
+
+    /// Replaces the whole keyspace with `entries` (installing a snapshot). Every slot's write
+    /// lock is held for the whole swap, so readers see the old contents or the new, never a mix;
+    /// the changes go through [`SlotsMut`], so key, volatile and deadline bookkeeping stays
+    /// exact. A key given twice keeps its last entry.
+    pub fn replace_all(&self, entries: impl IntoIterator<Item = Entry>) {
+        let mut slots = self.write_all_slots();
+        slots.clear();
+        for entry in entries {
+            slots.insert(entry);
+        }
+    }
 }
 
 /// A slot held for reading.
