@@ -9,6 +9,11 @@ use thiserror::Error;
 /// Redis's `PROTO_INLINE_MAX_SIZE`: the longest inline command or length line.
 pub const INLINE_MAX: usize = 64 * 1024;
 
+/// Redis 7's limits for a client that has not authenticated yet (when a password is set): a
+/// stranger cannot make the server buffer large requests.
+pub const UNAUTHENTICATED_MAX_ARRAY: usize = 10;
+pub const UNAUTHENTICATED_MAX_BULK: usize = 16384;
+
 /// Limits a decoder enforces. Defaults are Redis's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -52,6 +57,10 @@ pub enum ProtocolError {
     TooBigBulkCount,
     #[error("Protocol error: invalid bulk length")]
     InvalidBulkLength,
+    #[error("Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    #[error("Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
     #[error("Protocol error: invalid frame type byte {0:#04x}")]
     InvalidType(u8),
     #[error("Protocol error: invalid {0}")]

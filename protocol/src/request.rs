@@ -8,13 +8,15 @@
 use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
-use crate::limits::{Limits, ProtocolError};
+use crate::limits::{Limits, ProtocolError, UNAUTHENTICATED_MAX_ARRAY, UNAUTHENTICATED_MAX_BULK};
 use crate::parse::{find_crlf, parse_int};
 
 /// Decodes client requests. One per connection.
 #[derive(Debug, Default)]
 pub struct RequestDecoder {
     limits: Limits,
+    /// Until the client authenticates, Redis 7's much smaller limits apply.
+    unauthenticated: bool,
     /// A multibulk request in progress: arguments still expected, and those already read.
     pending: Option<Pending>,
 }
@@ -31,8 +33,14 @@ impl RequestDecoder {
     pub fn new(limits: Limits) -> Self {
         RequestDecoder {
             limits,
+            unauthenticated: false,
             pending: None,
         }
+    }
+
+    /// Applies (or lifts) the limits for a client that has not authenticated yet.
+    pub fn set_unauthenticated(&mut self, unauthenticated: bool) {
+        self.unauthenticated = unauthenticated;
     }
 
     pub fn limits(&self) -> &Limits {
@@ -70,6 +78,9 @@ impl RequestDecoder {
                             parse_int(&count).ok_or(ProtocolError::InvalidMultibulkLength)?;
                         if count > self.limits.max_array_len as i64 {
                             return Err(ProtocolError::InvalidMultibulkLength);
+                        }
+                        if self.unauthenticated && count > UNAUTHENTICATED_MAX_ARRAY as i64 {
+                            return Err(ProtocolError::UnauthenticatedMultibulkLength);
                         }
                         if count <= 0 {
                             continue;
@@ -123,6 +134,9 @@ impl RequestDecoder {
                     let len = parse_int(&header).ok_or(ProtocolError::InvalidBulkLength)?;
                     if len < 0 || len as u64 > self.limits.max_bulk_len as u64 {
                         return Err(ProtocolError::InvalidBulkLength);
+                    }
+                    if self.unauthenticated && len as u64 > UNAUTHENTICATED_MAX_BULK as u64 {
+                        return Err(ProtocolError::UnauthenticatedBulkLength);
                     }
                     let pending = self.pending.as_mut().expect("still pending");
                     pending.bulk_len = Some(len as usize);
@@ -424,6 +438,30 @@ mod tests {
             decode_all(b"\0\r\nPING\r\n").unwrap(),
             vec![vec![Bytes::from("PING")]]
         );
+    }
+
+    #[test]
+    fn unauthenticated_clients_get_redis_7_limits() {
+        let mut dec = RequestDecoder::default();
+        dec.set_unauthenticated(true);
+        let mut ok = BytesMut::from(&b"*2\r\n$4\r\nAUTH\r\n$3\r\npwd\r\n"[..]);
+        assert_eq!(dec.decode_request(&mut ok).unwrap().unwrap().len(), 2);
+        let mut many = BytesMut::from(&b"*11\r\n"[..]);
+        assert_eq!(
+            dec.decode_request(&mut many),
+            Err(ProtocolError::UnauthenticatedMultibulkLength)
+        );
+        let mut dec = RequestDecoder::default();
+        dec.set_unauthenticated(true);
+        let mut big = BytesMut::from(&b"*1\r\n$16385\r\n"[..]);
+        assert_eq!(
+            dec.decode_request(&mut big),
+            Err(ProtocolError::UnauthenticatedBulkLength)
+        );
+        dec.set_unauthenticated(false);
+        let mut dec2 = RequestDecoder::default();
+        let mut big = BytesMut::from(&b"*1\r\n$16385\r\n"[..]);
+        assert_eq!(dec2.decode_request(&mut big), Ok(None));
     }
 
     #[test]

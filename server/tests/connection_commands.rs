@@ -965,3 +965,33 @@ fn redis_cli_talks_to_the_server() {
     assert!(info.contains(" cmd=client|info "), "{info}");
     assert!(server.cli(&["info", "server"]).contains("redis_version:"));
 }
+
+#[test]
+fn unauthenticated_clients_cannot_send_large_requests() {
+    let server = Server::start_with(&["--requirepass", "s3cret"]);
+    // More than 10 arguments before AUTH: Redis 7's error, then the connection closes.
+    let mut c = server.client();
+    let mut args = vec!["MSET"];
+    args.extend(std::iter::repeat_n("k", 12));
+    c.send(&args);
+    assert_eq!(
+        c.read(),
+        err("ERR Protocol error: unauthenticated multibulk length")
+    );
+    assert!(c.try_read().is_none(), "connection closed");
+    // A bulk string over 16 KiB before AUTH: likewise.
+    let mut c = server.client();
+    let big = "x".repeat(16385);
+    c.send(&["AUTH", &big]);
+    assert_eq!(
+        c.read(),
+        err("ERR Protocol error: unauthenticated bulk length")
+    );
+    assert!(c.try_read().is_none(), "connection closed");
+    // After AUTH the normal limits apply.
+    let mut c = server.client();
+    assert_eq!(c.cmd(&["AUTH", "s3cret"]), ok());
+    assert_eq!(c.cmd(&args), ok());
+    assert_eq!(c.cmd(&["SET", "big", &big]), ok());
+    assert_eq!(c.cmd(&["STRLEN", "big"]), int(16385));
+}

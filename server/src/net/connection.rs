@@ -62,6 +62,7 @@ async fn run(
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut session = Session::new(handle.clone(), !requirepass);
+    decoder.set_unauthenticated(!session.authenticated);
 
     loop {
         let wanted = decoder
@@ -90,6 +91,8 @@ async fn run(
             match decoder.decode_request(&mut rbuf) {
                 Ok(Some(args)) => {
                     let reply = execute(node, &mut session, &args);
+                    // AUTH, HELLO AUTH and RESET change which limits apply from here on.
+                    decoder.set_unauthenticated(!session.authenticated);
                     encode(&reply, session.resp, &mut wbuf);
                     if session.close_after_reply {
                         return flush(node, &mut stream, &mut wbuf).await;
