@@ -12,9 +12,13 @@
 //!   [`LogStoreOptions::segment_size`] says otherwise; a record larger than that gets a segment
 //!   of its own). A segment is fsynced ("sealed") before its successor is created, whatever the
 //!   [`FsyncPolicy`], so that only the last segment can ever end in a partial write.
-//! - `vote`, `committed`, `purged`: `[u32 crc32 LE][bincode(value)]`, each replaced atomically:
-//!   write `<name>.tmp`, fsync it, rename it over `<name>`, fsync the directory. A crash leaves
-//!   either the old or the new file, never a mix; stale `.tmp` files are deleted on open.
+//! - `vote`, `committed`, `purged`: `[u32 crc32 LE][bincode(value)]`, each replaced by writing
+//!   `<name>.tmp` and renaming it over `<name>`; stale `.tmp` files are deleted on open. `vote`
+//!   and `purged` are replaced atomically: the temporary file is fsynced before the rename and
+//!   the directory after it, so a crash leaves either the old or the new file, never a mix, and a
+//!   damaged one fails `open`. `committed` is only a hint and is written with fewer fsyncs (see
+//!   [The committed log id](#the-committed-log-id)): `open` reads a missing, empty, torn or
+//!   checksum-failing `committed` as `None`.
 //!
 //! Unpurged entries are also kept in memory (a `BTreeMap` shared with the readers): reads never
 //! touch the files, which are there for durability and recovery. The writer remembers each
@@ -32,9 +36,11 @@
 //!   for the whole batch and then calls the `IOFlushed` callbacks; `EverySec` calls them right
 //!   after the write and a background tokio task fsyncs the written segments every second; `No`
 //!   never fsyncs appends (the kernel writes them back when it likes).
-//! - `save_vote`, `save_committed`, `truncate_after` and `purge` wait for the writer and are
-//!   durable when they return, whatever the policy: the policy trades the durability of recent
-//!   *entries*, while a forgotten vote could let this node vote twice in one term.
+//! - `save_vote`, `truncate_after` and `purge` wait for the writer and are durable when they
+//!   return, whatever the policy: the policy trades the durability of recent *entries*, while a
+//!   forgotten vote could let this node vote twice in one term.
+//! - `save_committed` is cheap and never makes the committed id durable ahead of the entries it
+//!   covers; see the next section.
 //! - `truncate_after` deletes the later segments newest first, then cuts the segment holding
 //!   the first removed record (`set_len` + fsync), so a crash part-way leaves a shorter log,
 //!   never one with a hole. `purge` persists `purged` first, then deletes the segments whose
@@ -42,6 +48,39 @@
 //! - After any write error the store refuses every later write: memory and files no longer
 //!   agree, and retrying an fsync that failed is not safe (the kernel may have dropped the dirty
 //!   pages). openraft treats the error as fatal; restarting recovers from the files.
+//!
+//! # The committed log id
+//!
+//! openraft calls `save_committed` after every batch it applies and, on restart, re-applies the
+//! log up to the id `read_committed` returns. A committed id naming entries the recovered log no
+//! longer has would make openraft refuse to start, so the store keeps one invariant:
+//!
+//! **Whatever the `committed` file holds never exceeds what is durable in the log**: every entry
+//! up to it was durable in its segment before the file could become durable. The file may lag
+//! behind the in-memory value (a lower committed id only means less is re-applied on restart;
+//! the rest is committed again by the cluster), and `None` is always acceptable.
+//!
+//! - `Always`: `save_committed` is queued behind the appends, which the writer fsyncs before it
+//!   reaches the command, so every entry up to the id is already durable. The writer writes
+//!   `committed.tmp` and renames it over `committed` with no fsync at all (neither file nor
+//!   directory): a crash may leave an older, missing, empty or torn file, which `open` reads as
+//!   that older value or `None`, never a newer one.
+//! - `EverySec`: `save_committed` only records the id in memory (`read_committed` returns it at
+//!   once). The background flusher, right after it has fsynced the segments, persists
+//!   `min(committed, durable)` (with fsync, atomically), where `durable` is the last log id known
+//!   durable: the writer records the last log id it wrote (`written`) with each batch it marks
+//!   for the flusher, the flusher takes that id together with the files it fsyncs and, once they
+//!   are synced, raises `durable` to it. When `committed` is ahead, the id of that last durable
+//!   entry (taken from the entry the writer wrote, so it is in the log) is persisted instead. A
+//!   truncation lowers `written` and `durable` to the kept id *before* cutting anything and
+//!   voids the watermark of a flush in flight; a purge raises both to the purged id (its
+//!   `purged` file is durable first). `open` fsyncs the last segment and the directory, so `durable`
+//!   starts at the last recovered entry. The final flush when the store is dropped may persist
+//!   it too. Nothing is persisted once the store has failed.
+//! - `No`: appends are never known to be durable, so the committed id is never persisted:
+//!   `read_committed` returns what was saved in this process and, after a reopen, `None` (or the
+//!   value a run under another policy left, which was valid when written and stays valid:
+//!   committed entries are never truncated).
 //!
 //! # Recovery
 //!
@@ -187,7 +226,8 @@ pub enum LogStoreError {
         offset: u64,
         reason: String,
     },
-    /// `vote`, `committed` or `purged` fails its checksum or does not decode.
+    /// `vote` or `purged` fails its checksum or does not decode (a damaged `committed` reads as
+    /// `None` instead).
     #[error("raft log: corrupt {}: {reason}", path.display())]
     CorruptMeta { path: PathBuf, reason: String },
     #[error("raft log: the everysec fsync policy needs a tokio runtime to open the store in")]
@@ -264,9 +304,30 @@ impl LogStore {
             }
         }
         let vote: Option<Vote> = read_meta(dir, VOTE_FILE)?;
-        let committed: Option<LogId> = read_meta::<Option<LogId>>(dir, COMMITTED_FILE)?.flatten();
+        // `Some(value)` when the file was read cleanly (or is missing); `None` when damaged.
+        let committed_file = read_committed_meta(dir)?;
+        let committed = committed_file.flatten();
         let last_purged: Option<LogId> = read_meta(dir, PURGED_FILE)?;
         let (entries, segments) = recover_segments(dir, last_purged.map(|p| p.index))?;
+        // The log id `EverySec` may persist `committed` up to. What was recovered may only be in
+        // the page cache (after a process crash the kernel still held it), so make it durable:
+        // every segment but the last was sealed, and the directory may not name the last yet.
+        let durable = match options.fsync {
+            FsyncPolicy::EverySec => {
+                if let Some(segment) = segments.values().next_back() {
+                    File::open(&segment.path)
+                        .and_then(|f| f.sync_data())
+                        .map_err(io_error("fsync", &segment.path))?;
+                    fsync_dir(dir).map_err(io_error("fsync", dir))?;
+                }
+                entries
+                    .values()
+                    .next_back()
+                    .map(|e| e.log_id)
+                    .or(last_purged)
+            }
+            FsyncPolicy::Always | FsyncPolicy::No => None,
+        };
         tracing::info!(
             dir = %dir.display(),
             segments = segments.len(),
@@ -289,7 +350,13 @@ impl LogStore {
         let flush = Arc::new(FlushState {
             dir: dir.to_path_buf(),
             shared: shared.clone(),
-            dirty: Mutex::new(Dirty::default()),
+            dirty: Mutex::new(Dirty {
+                written: durable,
+                durable,
+                persisted: committed_file,
+                ..Dirty::default()
+            }),
+            flushing: Mutex::new(()),
         });
         let writer = Writer {
             dir: dir.to_path_buf(),
@@ -361,8 +428,9 @@ impl LogStore {
 
 impl Drop for LogStore {
     /// Closes the queue and waits for the writer to finish what is queued (and, under
-    /// `EverySec`, to fsync it), so the directory can be reopened right away. This blocks the
-    /// dropping thread for as long as those writes take.
+    /// `EverySec`, to fsync it and persist the committed log id, capped as always), so the
+    /// directory can be reopened right away. This blocks the dropping thread for as long as
+    /// those writes take.
     fn drop(&mut self) {
         self.queue.take();
         if let Some(writer) = self.writer.take() {
@@ -426,6 +494,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.request(|done| Command::SaveMeta {
             name: VOTE_FILE,
             payload,
+            sync: true,
             done,
         })
         .await?;
@@ -433,21 +502,35 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(())
     }
 
-    // KNOWN ISSUE (fix before wiring this store into the serving path): the committed file is
-    // fsynced on its own, so under `EverySec`/`No` it can become durable ahead of the log
-    // segments it covers; after a crash openraft would then want to re-apply entries the log no
-    // longer has, and refuse to start. It also costs two fsyncs per apply. Intended fix: under
-    // `Always` write it without fsync (the entries it covers are already durable; a missing or
-    // torn file reads as `None`); under `EverySec`/`No` persist it only from the flusher, capped
-    // at the last index that flush made durable.
+    /// Records the committed log id; `read_committed` returns it as soon as this returns.
+    ///
+    /// Invariant: whatever the `committed` file holds never exceeds what is durable in the log
+    /// (see the module documentation), and persisting it costs no fsync on the apply path:
+    ///
+    /// - `Always`: written by the writer thread after the appends queued before it, which it has
+    ///   already fsynced; the file is written to `committed.tmp` and renamed, without fsync of
+    ///   the file or the directory. A crash may leave it older, missing or torn; `open` reads a
+    ///   damaged one as `None`.
+    /// - `EverySec`: only recorded in memory. The background flusher persists it (fsynced) right
+    ///   after it has fsynced the segments, capped at the last log id that flush made durable:
+    ///   `min(committed, durable)`, the cap being the id of the last durable entry. Dropping the
+    ///   store runs a final flush that may persist it too.
+    /// - `No`: only recorded in memory and never persisted; after a reopen `read_committed`
+    ///   returns `None` (or what a run under another policy left).
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        let payload = encode(&committed, "committed log id")?;
-        self.request(|done| Command::SaveMeta {
-            name: COMMITTED_FILE,
-            payload,
-            done,
-        })
-        .await?;
+        match self.options.fsync {
+            FsyncPolicy::Always => {
+                let payload = encode(&committed, "committed log id")?;
+                self.request(|done| Command::SaveMeta {
+                    name: COMMITTED_FILE,
+                    payload,
+                    sync: false,
+                    done,
+                })
+                .await?;
+            }
+            FsyncPolicy::EverySec | FsyncPolicy::No => self.shared.check_healthy()?,
+        }
         self.shared.state.write().committed = committed;
         Ok(())
     }
@@ -471,7 +554,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .iter()
             .map(|e| {
                 Ok(Record {
-                    index: e.log_id.index,
+                    log_id: e.log_id,
                     bytes: encode_record(e)?,
                 })
             })
@@ -504,13 +587,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
-        let after = last_log_id.map(|l| l.index);
-        if let Some(cut) = first_removed(after) {
+        if let Some(cut) = first_removed(last_log_id.map(|l| l.index)) {
             let mut state = self.shared.state.write();
             drop(state.entries.split_off(&cut));
         }
-        self.request(|done| Command::TruncateAfter { after, done })
-            .await
+        self.request(|done| Command::TruncateAfter {
+            after: last_log_id,
+            done,
+        })
+        .await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
@@ -521,7 +606,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         let meta = encode(&log_id, "purged log id")?;
         self.request(|done| Command::Purge {
-            upto: log_id.index,
+            upto: log_id,
             meta,
             done,
         })
@@ -583,7 +668,7 @@ impl Shared {
 
 /// One entry, ready to be written: header and payload.
 struct Record {
-    index: u64,
+    log_id: LogId,
     bytes: Vec<u8>,
 }
 
@@ -593,17 +678,20 @@ enum Command {
         callback: IOFlushed<TypeConfig>,
     },
     TruncateAfter {
-        after: Option<u64>,
+        after: Option<LogId>,
         done: oneshot::Sender<io::Result<()>>,
     },
     Purge {
-        upto: u64,
+        upto: LogId,
         meta: Vec<u8>,
         done: oneshot::Sender<io::Result<()>>,
     },
     SaveMeta {
         name: &'static str,
         payload: Vec<u8>,
+        /// fsync the file and the directory (atomic and durable); false only for `committed`
+        /// under `Always`.
+        sync: bool,
         done: oneshot::Sender<io::Result<()>>,
     },
 }
@@ -624,12 +712,26 @@ struct Active {
     file: Arc<File>,
 }
 
-/// Segment files written since their last fsync (`EverySec`), and whether the directory
-/// gained a file since its last fsync.
+/// What the `EverySec` flusher has to do, and how far the log is known durable.
 #[derive(Default)]
 struct Dirty {
+    /// Segment files written since their last fsync.
     files: Vec<(u64, Arc<File>)>,
+    /// Whether the directory gained a file since its last fsync.
     dir: bool,
+    /// The last log id written to the segments (durable or not), as far as the flusher needs
+    /// to know: raised with every marked batch, lowered by truncation, raised by a purge.
+    written: Option<LogId>,
+    /// The last log id known durable: every entry up to it is fsynced in its segment (or
+    /// purged, with `purged` durable). `committed` is never persisted beyond it.
+    durable: Option<LogId>,
+    /// Bumped by every truncation, so a flush in flight across one does not raise `durable` to
+    /// an id the truncation removed.
+    truncations: u64,
+    /// What the `committed` file holds, as far as this store knows; `None` if unknown.
+    persisted: Option<Option<LogId>>,
+    /// Set by the final flush on drop: later flushes do nothing.
+    closed: bool,
 }
 
 /// What the `EverySec` flusher fsyncs; shared by the writer (which marks) and the flusher.
@@ -637,10 +739,16 @@ struct FlushState {
     dir: PathBuf,
     shared: Arc<Shared>,
     dirty: Mutex<Dirty>,
+    /// Held for a whole flush: two flushes (the flusher's and the final one on drop) never
+    /// overlap, so one never takes an empty set and declares durable what the other is still
+    /// fsyncing.
+    flushing: Mutex<()>,
 }
 
 impl FlushState {
-    fn mark(&self, touched: &[(u64, Arc<File>)], created: bool) {
+    /// `touched` were written (and, if `created`, the directory gained a file), the last entry
+    /// written being `last`.
+    fn mark(&self, touched: &[(u64, Arc<File>)], created: bool, last: Option<LogId>) {
         let mut dirty = self.dirty.lock();
         for (first, file) in touched {
             if !dirty.files.iter().any(|(f, _)| f == first) {
@@ -648,6 +756,9 @@ impl FlushState {
             }
         }
         dirty.dir |= created;
+        if last.is_some() {
+            dirty.written = last;
+        }
     }
 
     /// `first` was just fsynced or deleted.
@@ -655,31 +766,134 @@ impl FlushState {
         self.dirty.lock().files.retain(|(f, _)| *f != first);
     }
 
+    /// Called before a truncation keeping the entries up to `after` removes anything: nothing
+    /// after `after` may count as written or durable any more.
+    fn truncating(&self, after: Option<LogId>) {
+        let mut dirty = self.dirty.lock();
+        dirty.truncations = dirty.truncations.wrapping_add(1);
+        let cap = |id: Option<LogId>| match (id, after) {
+            (Some(id), Some(after)) if id.index > after.index => Some(after),
+            (Some(_), None) => None,
+            (id, _) => id,
+        };
+        dirty.written = cap(dirty.written);
+        dirty.durable = cap(dirty.durable);
+    }
+
+    /// `purged` is durable: the log is durable up to it whatever happens to its segments.
+    fn purged(&self, purged: LogId) {
+        let mut dirty = self.dirty.lock();
+        dirty.written = later(dirty.written, Some(purged));
+        dirty.durable = later(dirty.durable, Some(purged));
+    }
+
     fn is_clean(&self) -> bool {
         let dirty = self.dirty.lock();
         dirty.files.is_empty() && !dirty.dir
     }
 
-    /// fsyncs everything marked. A failure poisons the store: entries already reported
-    /// flushed may be lost, and the kernel may have dropped the pages it failed to write.
+    /// What the `committed` file should hold now, if it needs writing.
+    fn committed_to_write(&self) -> Option<Option<LogId>> {
+        if self.shared.check_healthy().is_err() {
+            return None;
+        }
+        let committed = self.shared.state.read().committed;
+        let dirty = self.dirty.lock();
+        capped_committed(committed, dirty.durable).filter(|c| dirty.persisted != Some(*c))
+    }
+
+    /// Whether the flusher has anything to do.
+    fn needs_flush(&self) -> bool {
+        if self.dirty.lock().closed {
+            return false;
+        }
+        !self.is_clean() || self.committed_to_write().is_some()
+    }
+
+    /// fsyncs everything marked, raises `durable` to what that covered, then persists
+    /// `min(committed, durable)` if it changed. A failure poisons the store: entries already
+    /// reported flushed may be lost, and the kernel may have dropped the pages it failed to
+    /// write.
     fn flush(&self) -> io::Result<()> {
-        let dirty = std::mem::take(&mut *self.dirty.lock());
-        let result = dirty
-            .files
+        let _flushing = self.flushing.lock();
+        let (files, dir, covered, truncations) = {
+            let mut dirty = self.dirty.lock();
+            if dirty.closed {
+                return Ok(());
+            }
+            (
+                std::mem::take(&mut dirty.files),
+                std::mem::take(&mut dirty.dir),
+                dirty.written,
+                dirty.truncations,
+            )
+        };
+        files
             .iter()
             .try_for_each(|(_, file)| file.sync_data())
-            .and_then(|()| match dirty.dir {
+            .and_then(|()| match dir {
                 true => fsync_dir(&self.dir),
                 false => Ok(()),
-            });
-        if let Err(e) = &result {
-            self.shared.fail(format!("background fsync failed: {e}"));
+            })
+            .inspect_err(|e| self.shared.fail(format!("background fsync failed: {e}")))?;
+        {
+            // Everything written up to `covered` is now durable: the files it was written to
+            // were just fsynced, or sealed or deleted before (see `forget`).
+            let mut dirty = self.dirty.lock();
+            if dirty.truncations == truncations {
+                dirty.durable = later(dirty.durable, covered);
+            }
         }
+        self.persist_committed()
+    }
+
+    /// Writes `committed`, capped at `durable`, if that is not what the file holds already.
+    fn persist_committed(&self) -> io::Result<()> {
+        let Some(committed) = self.committed_to_write() else {
+            return Ok(());
+        };
+        encode(&committed, "committed log id")
+            .and_then(|payload| write_meta(&self.dir, COMMITTED_FILE, &payload, true))
+            .inspect_err(|e| {
+                self.shared
+                    .fail(format!("saving the committed log id: {e}"))
+            })?;
+        self.dirty.lock().persisted = Some(committed);
+        Ok(())
+    }
+
+    /// The final flush, when the store is dropped; later flushes do nothing.
+    fn close(&self) -> io::Result<()> {
+        let result = self.flush();
+        let _flushing = self.flushing.lock();
+        self.dirty.lock().closed = true;
         result
     }
 }
 
-/// `EverySec`: fsyncs what was written, once a second, until the store is dropped.
+/// The later of two log ids of the same log (no truncation between them): by index.
+fn later(a: Option<LogId>, b: Option<LogId>) -> Option<LogId> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.index > a.index { b } else { a }),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// What may be persisted as the committed log id when the log is durable up to `durable`:
+/// `min(committed, durable)` (the durable entry's own id when `committed` is ahead), or `None`
+/// (persist nothing) when nothing is known durable. `Some(None)` persists "nothing committed".
+fn capped_committed(committed: Option<LogId>, durable: Option<LogId>) -> Option<Option<LogId>> {
+    match (committed, durable) {
+        (None, _) => Some(None),
+        (Some(c), Some(d)) if c.index <= d.index => Some(Some(c)),
+        (Some(_), Some(d)) => Some(Some(d)),
+        (Some(_), None) => None,
+    }
+}
+
+/// `EverySec`: fsyncs what was written, and persists the committed log id, once a second until
+/// the store is dropped.
 async fn run_everysec_flusher(state: Weak<FlushState>) {
     let mut tick = tokio::time::interval(EVERYSEC_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -689,7 +903,10 @@ async fn run_everysec_flusher(state: Weak<FlushState>) {
         let Some(state) = state.upgrade() else {
             return;
         };
-        if state.is_clean() {
+        if !state.needs_flush() {
+            if state.dirty.lock().closed {
+                return;
+            }
             continue;
         }
         match tokio::task::spawn_blocking(move || state.flush()).await {
@@ -750,15 +967,16 @@ impl Writer {
                 Command::SaveMeta {
                     name,
                     payload,
+                    sync,
                     done,
                 } => {
-                    let result = self.guarded("save", |w| write_meta(&w.dir, name, &payload));
+                    let result = self.guarded("save", |w| write_meta(&w.dir, name, &payload, sync));
                     let _ = done.send(result);
                 }
             }
         }
-        if self.options.fsync == FsyncPolicy::EverySec && !self.flush.is_clean() {
-            if let Err(e) = self.flush.flush() {
+        if self.options.fsync == FsyncPolicy::EverySec {
+            if let Err(e) = self.flush.close() {
                 tracing::error!(error = %e, "raft log: final fsync failed");
             }
         }
@@ -790,21 +1008,19 @@ impl Writer {
         let mut buf = Vec::new();
         let mut touched = Vec::new();
         let mut created = false;
+        let mut last = None;
         for record in records {
+            let index = record.log_id.index;
             if let Some(next) = self.next_index() {
-                if record.index != next {
+                if index != next {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,
-                        format!(
-                            "entry {} does not follow the log (next is {next})",
-                            record.index
-                        ),
+                        format!("entry {index} does not follow the log (next is {next})"),
                     ));
                 }
             }
             let len = record.bytes.len() as u64;
-            let first =
-                self.segment_for(record.index, len, &mut buf, &mut touched, &mut created)?;
+            let first = self.segment_for(index, len, &mut buf, &mut touched, &mut created)?;
             let segment = self
                 .segments
                 .get_mut(&first)
@@ -812,6 +1028,7 @@ impl Writer {
             segment.offsets.push(segment.size);
             segment.size += len;
             buf.extend_from_slice(&record.bytes);
+            last = Some(record.log_id);
         }
         if let Some(active) = &self.active {
             write_buffer(active, &mut buf, &mut touched)?;
@@ -826,7 +1043,7 @@ impl Writer {
                     fsync_dir(&self.dir)?;
                 }
             }
-            FsyncPolicy::EverySec => self.flush.mark(&touched, created),
+            FsyncPolicy::EverySec => self.flush.mark(&touched, created, last),
             FsyncPolicy::No => {}
         }
         Ok(())
@@ -913,10 +1130,12 @@ impl Writer {
         Ok(())
     }
 
-    fn truncate_after(&mut self, after: Option<u64>) -> io::Result<()> {
-        let Some(cut) = first_removed(after) else {
+    fn truncate_after(&mut self, after: Option<LogId>) -> io::Result<()> {
+        let Some(cut) = first_removed(after.map(|a| a.index)) else {
             return Ok(());
         };
+        // Before anything is cut: `committed` must not be persisted past what remains.
+        self.flush.truncating(after);
         // Newest first, each deletion durable before the next: a crash leaves a shorter log.
         let doomed: Vec<u64> = self.segments.range(cut..).map(|(&f, _)| f).rev().collect();
         for first in doomed {
@@ -941,8 +1160,10 @@ impl Writer {
         Ok(())
     }
 
-    fn purge(&mut self, upto: u64, meta: &[u8]) -> io::Result<()> {
-        write_meta(&self.dir, PURGED_FILE, meta)?;
+    fn purge(&mut self, purged: LogId, meta: &[u8]) -> io::Result<()> {
+        write_meta(&self.dir, PURGED_FILE, meta, true)?;
+        self.flush.purged(purged);
+        let upto = purged.index;
         // Segments whose last index is <= upto; the oldest go first.
         let doomed: Vec<u64> = self
             .segments
@@ -1080,8 +1301,11 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     }
 }
 
-/// Atomically replaces `dir/name` with `[crc32][payload]`.
-fn write_meta(dir: &Path, name: &str, payload: &[u8]) -> io::Result<()> {
+/// Replaces `dir/name` with `[crc32][payload]` by writing `name.tmp` and renaming it. With
+/// `sync` the replacement is atomic and durable (the temporary file is fsynced before the
+/// rename, the directory after); without, nothing is fsynced and a crash may leave the old
+/// file, the new one, or a missing, empty or torn one.
+fn write_meta(dir: &Path, name: &str, payload: &[u8], sync: bool) -> io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let path = dir.join(name);
     let mut contents = Vec::with_capacity(4 + payload.len());
@@ -1090,11 +1314,37 @@ fn write_meta(dir: &Path, name: &str, payload: &[u8]) -> io::Result<()> {
     File::create(&tmp)
         .and_then(|mut f| {
             f.write_all(&contents)?;
-            f.sync_all()
+            match sync {
+                true => f.sync_all(),
+                false => Ok(()),
+            }
         })
         .map_err(|e| with_path(e, "write", &tmp))?;
     fs::rename(&tmp, &path).map_err(|e| with_path(e, "rename", &tmp))?;
-    fsync_dir(dir)
+    match sync {
+        true => fsync_dir(dir),
+        false => Ok(()),
+    }
+}
+
+/// Reads `committed`. It is only a hint (see the module documentation) and, under `Always`, is
+/// written without fsync, so a missing, empty, torn or checksum-failing file reads as `None`
+/// (with a warning for a damaged one) instead of failing `open`; `vote` and `purged` are not
+/// so lenient. `Some(value)` if the file was missing or read cleanly, `None` if it was damaged.
+fn read_committed_meta(dir: &Path) -> Result<Option<Option<LogId>>, LogStoreError> {
+    match read_meta::<Option<LogId>>(dir, COMMITTED_FILE) {
+        Ok(committed) => Ok(Some(committed.flatten())),
+        Err(LogStoreError::CorruptMeta { path, reason }) => {
+            tracing::warn!(
+                file = %path.display(),
+                reason = %reason,
+                "raft log: ignoring a damaged committed log id (written without fsync); \
+                 openraft re-applies from the state machine's own position"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn read_meta<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<T>, LogStoreError> {
@@ -1634,6 +1884,285 @@ mod tests {
         assert_eq!(store.read_committed().await.expect("committed"), None);
     }
 
+    /// Copies every file of `from` into a new directory: what a crash would find on disk if
+    /// the page cache made it there, taken while the store is still open (so dropping it, with
+    /// its final flush, cannot be what wrote the files).
+    fn copy_dir(from: &TempDir) -> TempDir {
+        let to = TempDir::new().expect("tempdir");
+        for dirent in fs::read_dir(from.path()).expect("list") {
+            let dirent = dirent.expect("dirent");
+            fs::copy(dirent.path(), to.path().join(dirent.file_name())).expect("copy");
+        }
+        to
+    }
+
+    /// The committed log id the file holds: `None` if absent (a damaged file fails the test).
+    fn committed_on_disk(dir: &Path) -> Option<LogId> {
+        match read_meta::<Option<LogId>>(dir, COMMITTED_FILE) {
+            Ok(committed) => committed.flatten(),
+            Err(e) => panic!("committed file: {e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn always_committed_survives_reopen_and_damage_reads_as_none() {
+        let dir = TempDir::new().expect("tempdir");
+        let options = tiny(FsyncPolicy::Always);
+        {
+            let mut store = open(&dir, options.clone());
+            append(&mut store, entries(1, 1..=5)).await.expect("append");
+            store
+                .save_committed(Some(log_id(1, 4)))
+                .await
+                .expect("committed");
+            // Written by the time it returns (without fsync), and no temporary file is left.
+            assert_eq!(committed_on_disk(dir.path()), Some(log_id(1, 4)));
+            assert!(!dir.path().join("committed.tmp").exists());
+        }
+        let mut store = open(&dir, options.clone());
+        assert_eq!(
+            store.read_committed().await.expect("committed"),
+            Some(log_id(1, 4))
+        );
+        drop(store);
+
+        // What a crash may leave of a file written without fsync: it reads as `None`, and the
+        // rest of the log is intact.
+        let path = dir.path().join(COMMITTED_FILE);
+        let good = fs::read(&path).expect("read");
+        let mut flipped = good.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0x01;
+        // A valid checksum over bytes that are no `Option<LogId>` (7 is no `Option` tag).
+        let mut garbage = vec![0xde, 0xad, 0xbe, 0xef, 0x07, 0xff];
+        let crc = crc32fast::hash(&garbage[4..]);
+        garbage[..4].copy_from_slice(&crc.to_le_bytes());
+        let damaged: [(&str, Vec<u8>); 5] = [
+            ("empty", Vec::new()),
+            ("torn checksum", good[..2].to_vec()),
+            ("torn payload", good[..good.len() - 1].to_vec()),
+            ("checksum mismatch", flipped),
+            ("undecodable", garbage),
+        ];
+        for (what, bytes) in damaged {
+            fs::write(&path, &bytes).expect("damage");
+            let mut store = match LogStore::open_with_options(dir.path(), options.clone()) {
+                Ok(store) => store,
+                Err(e) => panic!("{what}: open failed: {e}"),
+            };
+            assert_eq!(
+                store.read_committed().await.expect("committed"),
+                None,
+                "{what}"
+            );
+            assert_eq!(indexes(&mut store).await, vec![1, 2, 3, 4, 5], "{what}");
+        }
+
+        // The next save replaces the damaged file.
+        let mut store = open(&dir, options.clone());
+        store
+            .save_committed(Some(log_id(1, 5)))
+            .await
+            .expect("committed");
+        drop(store);
+        let mut store = open(&dir, options.clone());
+        assert_eq!(
+            store.read_committed().await.expect("committed"),
+            Some(log_id(1, 5))
+        );
+        drop(store);
+
+        // Only `committed` is lenient: a damaged `purged` still fails open (as does `vote`, see
+        // `corrupt_vote_fails_open`).
+        let purged = encode(&log_id(1, 2), "purged").expect("encode");
+        write_meta(dir.path(), PURGED_FILE, &purged, true).expect("write purged");
+        let purged_path = dir.path().join(PURGED_FILE);
+        let mut data = fs::read(&purged_path).expect("read");
+        data[4] ^= 0x10;
+        fs::write(&purged_path, data).expect("write");
+        let err = open_err(&dir, options);
+        assert!(matches!(err, LogStoreError::CorruptMeta { .. }), "{err:?}");
+    }
+
+    /// `EverySec`: `save_committed` writes nothing; the flusher persists the id once the entries
+    /// it covers are fsynced.
+    ///
+    /// The "before any flush" check inspects the `committed` file directly, right after
+    /// `save_committed`, and compares it with the store's durable watermark read afterwards (the
+    /// watermark only grows here): in this single-threaded runtime the flusher task cannot run
+    /// between the last `append` and that check, so the file is normally absent; should a slow
+    /// machine have let a flush in during the appends, the check still holds. The "after" check
+    /// polls the file (with a deadline) while the store is open, then opens a copy of the
+    /// directory, so the store's final flush on drop cannot be what persisted it.
+    #[tokio::test]
+    async fn everysec_persists_committed_only_after_the_log_is_flushed() {
+        let dir = TempDir::new().expect("tempdir");
+        let options = tiny(FsyncPolicy::EverySec);
+        let mut store = open(&dir, options.clone());
+        append(&mut store, entries(1, 1..=7)).await.expect("append");
+        store
+            .save_committed(Some(log_id(1, 7)))
+            .await
+            .expect("committed");
+        assert_eq!(
+            store.read_committed().await.expect("committed"),
+            Some(log_id(1, 7)),
+            "readable at once"
+        );
+        let on_disk = committed_on_disk(dir.path());
+        let durable = store.flush.dirty.lock().durable;
+        if let Some(on_disk) = on_disk {
+            assert!(
+                durable.is_some_and(|d| on_disk.index <= d.index),
+                "committed {on_disk} persisted past the durable log ({durable:?})"
+            );
+        }
+
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while committed_on_disk(dir.path()) != Some(log_id(1, 7)) {
+            assert!(Instant::now() < deadline, "the flusher never persisted it");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!store.has_unsynced_appends());
+        assert_eq!(store.flush.dirty.lock().durable, Some(log_id(1, 7)));
+        let copy = copy_dir(&dir);
+        let mut reopened = open(&copy, options.clone());
+        assert_eq!(
+            reopened.read_committed().await.expect("committed"),
+            Some(log_id(1, 7))
+        );
+        assert_eq!(indexes(&mut reopened).await, (1..=7).collect::<Vec<_>>());
+        drop(reopened);
+
+        // Dropping the store persists a newer committed id with its final flush.
+        append(&mut store, entries(1, 8..=9)).await.expect("append");
+        store
+            .save_committed(Some(log_id(1, 9)))
+            .await
+            .expect("committed");
+        drop(store);
+        let mut store = open(&dir, options);
+        assert_eq!(
+            store.read_committed().await.expect("committed"),
+            Some(log_id(1, 9))
+        );
+    }
+
+    /// The flusher's bookkeeping, driven by hand (no writer, no background task): `committed`
+    /// is capped at what the flushes made durable, truncation lowers the cap before anything is
+    /// cut and a purge raises it.
+    #[test]
+    fn committed_is_capped_at_the_durable_log() {
+        assert_eq!(capped_committed(None, None), Some(None));
+        assert_eq!(capped_committed(Some(log_id(1, 3)), None), None);
+        assert_eq!(
+            capped_committed(Some(log_id(1, 3)), Some(log_id(1, 5))),
+            Some(Some(log_id(1, 3)))
+        );
+        assert_eq!(
+            capped_committed(Some(log_id(2, 9)), Some(log_id(1, 5))),
+            Some(Some(log_id(1, 5)))
+        );
+
+        let dir = TempDir::new().expect("tempdir");
+        let shared = Arc::new(Shared {
+            state: RwLock::new(MemState {
+                entries: BTreeMap::new(),
+                last_purged: None,
+                vote: None,
+                committed: None,
+            }),
+            failure: Mutex::new(None),
+        });
+        let flush = FlushState {
+            dir: dir.path().to_path_buf(),
+            shared: shared.clone(),
+            dirty: Mutex::new(Dirty {
+                persisted: Some(None),
+                ..Dirty::default()
+            }),
+            flushing: Mutex::new(()),
+        };
+        let file = Arc::new(File::create(dir.path().join("segment")).expect("create"));
+        let commit = |id: LogId| shared.state.write().committed = Some(id);
+
+        // Entries 1..=5 written; 9 committed (say, a follower told so by its leader).
+        flush.mark(&[(1, file.clone())], true, Some(log_id(1, 5)));
+        commit(log_id(1, 9));
+        assert!(flush.needs_flush());
+        flush.flush().expect("flush");
+        assert_eq!(committed_on_disk(dir.path()), Some(log_id(1, 5)));
+        assert!(!flush.needs_flush(), "nothing changed since");
+
+        // Written up to 12 but not flushed yet: still 5 on disk.
+        flush.mark(&[(1, file.clone())], false, Some(log_id(1, 12)));
+        assert_eq!(committed_on_disk(dir.path()), Some(log_id(1, 5)));
+        flush.flush().expect("flush");
+        assert_eq!(committed_on_disk(dir.path()), Some(log_id(1, 9)));
+
+        // Truncation after 10: the watermark drops to 10 at once; new entries of term 2 count
+        // only once flushed.
+        flush.truncating(Some(log_id(1, 10)));
+        assert_eq!(flush.dirty.lock().durable, Some(log_id(1, 10)));
+        flush.mark(&[(1, file.clone())], false, Some(log_id(2, 13)));
+        commit(log_id(2, 13));
+        assert_eq!(flush.committed_to_write(), Some(Some(log_id(1, 10))));
+        flush.flush().expect("flush");
+        assert_eq!(committed_on_disk(dir.path()), Some(log_id(2, 13)));
+        flush.truncating(None);
+        assert_eq!(flush.dirty.lock().durable, None);
+
+        // A purge is durable: the log counts as durable up to the purged id.
+        flush.purged(log_id(2, 20));
+        commit(log_id(2, 20));
+        flush.flush().expect("flush");
+        assert_eq!(committed_on_disk(dir.path()), Some(log_id(2, 20)));
+
+        // After the final flush nothing more is written.
+        flush.close().expect("close");
+        commit(log_id(2, 21));
+        flush.mark(&[(1, file)], false, Some(log_id(2, 21)));
+        assert!(!flush.needs_flush());
+        flush.flush().expect("flush");
+        assert_eq!(committed_on_disk(dir.path()), Some(log_id(2, 20)));
+
+        // Nor after a failure.
+        let flush = FlushState {
+            dir: dir.path().to_path_buf(),
+            shared: shared.clone(),
+            dirty: Mutex::new(Dirty {
+                durable: Some(log_id(2, 21)),
+                ..Dirty::default()
+            }),
+            flushing: Mutex::new(()),
+        };
+        shared.fail("test".into());
+        assert!(!flush.needs_flush());
+        flush.flush().expect("flush");
+        assert_eq!(committed_on_disk(dir.path()), Some(log_id(2, 20)));
+    }
+
+    #[tokio::test]
+    async fn no_policy_never_persists_committed() {
+        let dir = TempDir::new().expect("tempdir");
+        let options = tiny(FsyncPolicy::No);
+        let mut store = open(&dir, options.clone());
+        append(&mut store, entries(1, 1..=5)).await.expect("append");
+        store
+            .save_committed(Some(log_id(1, 5)))
+            .await
+            .expect("committed");
+        assert_eq!(
+            store.read_committed().await.expect("committed"),
+            Some(log_id(1, 5))
+        );
+        drop(store);
+        assert!(!dir.path().join(COMMITTED_FILE).exists());
+        let mut store = open(&dir, options);
+        assert_eq!(store.read_committed().await.expect("committed"), None);
+        assert_eq!(indexes(&mut store).await, vec![1, 2, 3, 4, 5]);
+    }
+
     #[tokio::test]
     async fn truncate_after_then_reopen() {
         let dir = TempDir::new().expect("tempdir");
@@ -1752,7 +2281,7 @@ mod tests {
         }
         // A crash right after `purge(10)` persisted `purged`, before any segment was deleted.
         let purged = encode(&log_id(1, 10), "purged").expect("encode");
-        write_meta(dir.path(), PURGED_FILE, &purged).expect("write purged");
+        write_meta(dir.path(), PURGED_FILE, &purged, true).expect("write purged");
         let mut store = open(&dir, options.clone());
         assert!(segment_files(&dir).is_empty());
         assert!(indexes(&mut store).await.is_empty());
