@@ -9,6 +9,7 @@
 //! - `node`, `clients`, `stats`: what a process shares among its connections.
 
 pub mod clients;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod error;
