@@ -19,11 +19,7 @@ pub fn del(ctx: &mut Ctx<'_>) -> CommandResult {
 /// `EXISTS` and `TOUCH`: how many of the keys exist (a key named twice counts twice).
 pub fn exists(ctx: &mut Ctx<'_>) -> CommandResult {
     let keys = &ctx.args[1..];
-    let slots = ctx
-        .node
-        .shard
-        .keyspace()
-        .read_slots(keys.iter().map(|k| &k[..]));
+    let slots = ctx.read_keys(keys);
     let now = ctx.now_ms;
     let n = keys.iter().filter(|k| slots.get(k, now).is_some()).count();
     Ok(Frame::Integer(n as i64))

@@ -25,6 +25,7 @@ use shoal_protocol::{CommandId, CommandSpec, Flags, Frame, LookupError, Version}
 use crate::clients::ClientHandle;
 use crate::error::{CommandError, CommandResult};
 use crate::node::Node;
+use crate::store::keyspace::SlotsRef;
 use crate::store::{UnixMillis, WriteOp};
 
 /// Per-connection state that commands read and change.
@@ -58,10 +59,18 @@ pub struct Ctx<'a> {
     pub now_ms: UnixMillis,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     /// Proposes a write to the shard; the reply is what applying it produced.
     pub fn propose(&self, op: WriteOp) -> Frame {
         self.node.shard.propose(op, self.now_ms)
+    }
+
+    /// The slots of `keys`, held for reading together (multi-key reads see multi-key writes whole).
+    pub fn read_keys(&self, keys: &[Bytes]) -> SlotsRef<'a> {
+        self.node
+            .shard
+            .keyspace()
+            .read_slots(keys.iter().map(|k| &k[..]))
     }
 
     /// The argument at `i` (0 is the command name).

@@ -123,11 +123,7 @@ pub fn getex(ctx: &mut Ctx<'_>) -> CommandResult {
 
 pub fn mget(ctx: &mut Ctx<'_>) -> CommandResult {
     let keys = &ctx.args[1..];
-    let slots = ctx
-        .node
-        .shard
-        .keyspace()
-        .read_slots(keys.iter().map(|k| &k[..]));
+    let slots = ctx.read_keys(keys);
     let now = ctx.now_ms;
     let values = keys
         .iter()

@@ -851,7 +851,7 @@ mod tests {
 
     use super::*;
     use crate::error::CommandError;
-    use crate::store::{Condition, Expiry, Proposal};
+    use crate::store::{Expiry, Proposal};
 
     type Record = (Vec<u8>, Vec<u8>, Option<u64>);
 
@@ -890,13 +890,7 @@ mod tests {
     }
 
     fn set(key: &str, value: &str, expiry: Expiry) -> WriteOp {
-        WriteOp::Set {
-            key: b(key),
-            value: b(value),
-            condition: Condition::Always,
-            expiry,
-            get: false,
-        }
+        WriteOp::set(b(key), b(value), expiry)
     }
 
     fn incr(key: &str) -> WriteOp {

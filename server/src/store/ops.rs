@@ -110,6 +110,17 @@ pub enum WriteOp {
 }
 
 impl WriteOp {
+    /// A plain `SET key value` with the given deadline handling (no NX/XX, no GET).
+    pub fn set(key: Bytes, value: Bytes, expiry: Expiry) -> WriteOp {
+        WriteOp::Set {
+            key,
+            value,
+            condition: Condition::Always,
+            expiry,
+            get: false,
+        }
+    }
+
     /// The keys this operation touches (its slots are locked while it applies).
     pub fn keys(&self) -> SmallVec<[&[u8]; 2]> {
         match self {

@@ -305,13 +305,7 @@ mod tests {
     }
 
     fn set(key: &str, value: &str, expiry: Expiry) -> WriteOp {
-        WriteOp::Set {
-            key: b(key),
-            value: b(value),
-            condition: Condition::Always,
-            expiry,
-            get: false,
-        }
+        WriteOp::set(b(key), b(value), expiry)
     }
 
     #[test]
