@@ -1,9 +1,12 @@
 //! `CLIENT` subcommands.
 
+use std::sync::Arc;
+
 use shoal_protocol::{Frame, Version};
 
 use super::args::{int, is, text};
 use super::Ctx;
+use crate::clients::ClientHandle;
 use crate::error::{CommandError, CommandResult};
 
 /// Redis's rule for client names and library attributes: printable, no spaces.
@@ -132,7 +135,7 @@ pub fn kill(ctx: &mut Ctx<'_>) -> CommandResult {
             .find(|c| c.addr.to_string() == addr);
         return match victim {
             Some(c) => {
-                kill_client(ctx, c.id);
+                kill_client(ctx, &c);
                 Ok(Frame::ok())
             }
             None => Err(CommandError::Err("No such client".into())),
@@ -170,7 +173,7 @@ pub fn kill(ctx: &mut Ctx<'_>) -> CommandResult {
         }
     }
     let me = ctx.session.handle.id;
-    let victims: Vec<u64> = ctx
+    let victims: Vec<Arc<ClientHandle>> = ctx
         .node
         .clients
         .all()
@@ -180,20 +183,19 @@ pub fn kill(ctx: &mut Ctx<'_>) -> CommandResult {
         .filter(|c| laddr.as_ref().is_none_or(|a| c.laddr.to_string() == *a))
         .filter(|c| user.as_ref().is_none_or(|u| c.meta.lock().user == *u))
         .filter(|c| !(skip_me && c.id == me))
-        .map(|c| c.id)
         .collect();
     for v in &victims {
-        kill_client(ctx, *v);
+        kill_client(ctx, v);
     }
     Ok(Frame::Integer(victims.len() as i64))
 }
 
-fn kill_client(ctx: &mut Ctx<'_>, id: u64) {
-    if id == ctx.session.handle.id {
+fn kill_client(ctx: &mut Ctx<'_>, victim: &ClientHandle) {
+    if victim.id == ctx.session.handle.id {
         // Killing yourself: the reply still goes out, then the connection closes.
         ctx.session.close_after_reply = true;
-    } else if let Some(c) = ctx.node.clients.all().into_iter().find(|c| c.id == id) {
-        c.kill.cancel();
+    } else {
+        victim.kill.cancel();
     }
 }
 
