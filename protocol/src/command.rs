@@ -43,6 +43,10 @@ flags! {
     NO_MULTI = 13, Some("no_multi");
     // Internal: adds the `@dangerous` ACL category without being a COMMAND flag.
     DANGEROUS = 20, None;
+    // Internal routing tips (Redis shows them as `request_policy:all_shards|multi_shard`):
+    // run on every shard and combine the replies; or split the keys by shard and combine.
+    ALL_SHARDS = 21, None;
+    MULTI_SHARD = 22, None;
 }
 
 impl Flags {
@@ -204,9 +208,14 @@ command_table! {
     ConfigHelp => "config|help", 2, [LOADING STALE], NONE, Server, "5.0.0", "Returns helpful text about the different subcommands.";
     Info => "info", -1, [LOADING STALE SENTINEL DANGEROUS], NONE, Server, "1.0.0", "Returns information and statistics about the server.";
     Time => "time", 1, [LOADING STALE FAST], NONE, Server, "2.6.0", "Returns the server time.";
-    Dbsize => "dbsize", 1, [READONLY FAST], NONE, Server, "1.0.0", "Returns the number of keys in the database.";
-    Flushdb => "flushdb", -1, [WRITE DANGEROUS], NONE, Server, "1.0.0", "Removes all keys from the current database.";
-    Flushall => "flushall", -1, [WRITE DANGEROUS], NONE, Server, "1.0.0", "Removes all keys from all databases.";
+    Dbsize => "dbsize", 1, [READONLY FAST ALL_SHARDS], NONE, Server, "1.0.0", "Returns the number of keys in the database.";
+    Flushdb => "flushdb", -1, [WRITE DANGEROUS ALL_SHARDS], NONE, Server, "1.0.0", "Removes all keys from the current database.";
+    Flushall => "flushall", -1, [WRITE DANGEROUS ALL_SHARDS], NONE, Server, "1.0.0", "Removes all keys from all databases.";
+
+    // cluster
+    Cluster => "cluster", -2, [], NONE, Cluster, "3.0.0", "A container for Redis Cluster commands.";
+    ClusterInfo => "cluster|info", 2, [LOADING STALE], NONE, Cluster, "3.0.0", "Returns information about the state of a node.";
+    ClusterHelp => "cluster|help", 2, [LOADING STALE], NONE, Cluster, "5.0.0", "Returns helpful text about the different subcommands.";
 
     // strings
     Get => "get", 2, [READONLY FAST], ONE, String, "1.0.0", "Returns the string value of a key.";
@@ -217,8 +226,8 @@ command_table! {
     Getset => "getset", 3, [WRITE DENYOOM FAST], ONE, String, "1.0.0", "Returns the previous string value of a key after setting it to a new value.";
     Getdel => "getdel", 2, [WRITE FAST], ONE, String, "6.2.0", "Returns the string value of a key after deleting the key.";
     Getex => "getex", -2, [WRITE FAST], ONE, String, "6.2.0", "Returns the string value of a key after setting its expiration time.";
-    Mget => "mget", -2, [READONLY FAST], ALL, String, "1.0.0", "Atomically returns the string values of one or more keys.";
-    Mset => "mset", -3, [WRITE DENYOOM], PAIRS, String, "1.0.1", "Atomically creates or modifies the string values of one or more keys.";
+    Mget => "mget", -2, [READONLY FAST MULTI_SHARD], ALL, String, "1.0.0", "Atomically returns the string values of one or more keys.";
+    Mset => "mset", -3, [WRITE DENYOOM MULTI_SHARD], PAIRS, String, "1.0.1", "Atomically creates or modifies the string values of one or more keys.";
     Msetnx => "msetnx", -3, [WRITE DENYOOM], PAIRS, String, "1.0.1", "Atomically modifies the string values of one or more keys only when all keys don't exist.";
     Append => "append", 3, [WRITE DENYOOM FAST], ONE, String, "2.0.0", "Appends a string to the value of a key. Creates the key if it doesn't exist.";
     Strlen => "strlen", 2, [READONLY FAST], ONE, String, "2.2.0", "Returns the length of a string value.";
@@ -232,16 +241,16 @@ command_table! {
     Incrbyfloat => "incrbyfloat", 3, [WRITE DENYOOM FAST], ONE, String, "2.6.0", "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.";
 
     // keys
-    Del => "del", -2, [WRITE], ALL, Generic, "1.0.0", "Deletes one or more keys.";
-    Unlink => "unlink", -2, [WRITE FAST], ALL, Generic, "4.0.0", "Asynchronously deletes one or more keys.";
-    Exists => "exists", -2, [READONLY FAST], ALL, Generic, "1.0.0", "Determines whether one or more keys exist.";
+    Del => "del", -2, [WRITE MULTI_SHARD], ALL, Generic, "1.0.0", "Deletes one or more keys.";
+    Unlink => "unlink", -2, [WRITE FAST MULTI_SHARD], ALL, Generic, "4.0.0", "Asynchronously deletes one or more keys.";
+    Exists => "exists", -2, [READONLY FAST MULTI_SHARD], ALL, Generic, "1.0.0", "Determines whether one or more keys exist.";
     Type => "type", 2, [READONLY FAST], ONE, Generic, "1.0.0", "Determines the type of value stored at a key.";
     Rename => "rename", 3, [WRITE], TWO, Generic, "1.0.0", "Renames a key and overwrites the destination.";
     Renamenx => "renamenx", 3, [WRITE FAST], TWO, Generic, "1.0.0", "Renames a key only when the target key name doesn't exist.";
-    Keys => "keys", 2, [READONLY DANGEROUS], NONE, Generic, "1.0.0", "Returns all key names that match a pattern.";
+    Keys => "keys", 2, [READONLY DANGEROUS ALL_SHARDS], NONE, Generic, "1.0.0", "Returns all key names that match a pattern.";
     Scan => "scan", -2, [READONLY], NONE, Generic, "2.8.0", "Iterates over the key names in the database.";
-    Randomkey => "randomkey", 1, [READONLY], NONE, Generic, "1.0.0", "Returns a random key name from the database.";
-    Touch => "touch", -2, [READONLY FAST], ALL, Generic, "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed.";
+    Randomkey => "randomkey", 1, [READONLY ALL_SHARDS], NONE, Generic, "1.0.0", "Returns a random key name from the database.";
+    Touch => "touch", -2, [READONLY FAST MULTI_SHARD], ALL, Generic, "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed.";
 
     // expiry
     Expire => "expire", -3, [WRITE FAST], ONE, Generic, "1.0.0", "Sets the expiration time of a key in seconds.";

@@ -39,6 +39,27 @@ pub struct ClientMeta {
 }
 
 impl ClientHandle {
+    /// A handle outside the registry (id 0): commands a peer forwarded run under one.
+    pub fn detached(addr: SocketAddr) -> ClientHandle {
+        ClientHandle::new(0, addr, addr)
+    }
+
+    fn new(id: u64, addr: SocketAddr, laddr: SocketAddr) -> ClientHandle {
+        ClientHandle {
+            id,
+            addr,
+            laddr,
+            created: Instant::now(),
+            last_active_ms: AtomicU64::new(0),
+            last_command: AtomicUsize::new(0),
+            meta: Mutex::new(ClientMeta {
+                user: "default".into(),
+                ..ClientMeta::default()
+            }),
+            kill: CancellationToken::new(),
+        }
+    }
+
     /// Records a command starting at `now`. Only this connection writes these, so plain
     /// stores suffice (no lock on the hot path).
     pub fn touch(&self, command: CommandId, now: Instant) {
@@ -98,19 +119,7 @@ impl ClientRegistry {
             return None;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let handle = Arc::new(ClientHandle {
-            id,
-            addr,
-            laddr,
-            created: Instant::now(),
-            last_active_ms: AtomicU64::new(0),
-            last_command: AtomicUsize::new(0),
-            meta: Mutex::new(ClientMeta {
-                user: "default".into(),
-                ..ClientMeta::default()
-            }),
-            kill: CancellationToken::new(),
-        });
+        let handle = Arc::new(ClientHandle::new(id, addr, laddr));
         self.clients.insert(id, handle.clone());
         Some(handle)
     }

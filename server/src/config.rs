@@ -7,6 +7,8 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+
+use crate::raft::log_store::FsyncPolicy;
 use shoal_protocol::split_inline_args;
 
 #[derive(Parser, Debug, Clone)]
@@ -50,9 +52,51 @@ pub struct Config {
     /// `text` or `json`.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Port for other nodes (Raft and forwarded commands); default: `--port` + 10000.
+    #[arg(long)]
+    pub cluster_port: Option<u16>,
+    /// The IP other nodes and clients are told to use for this node; default: `--bind`, or
+    /// 127.0.0.1 when binding to all interfaces.
+    #[arg(long)]
+    pub cluster_announce_ip: Option<String>,
+    /// Join the cluster that the node at this cluster (peer) address belongs to, e.g.
+    /// `127.0.0.1:17001`. Ignored once the data dir holds this node's identity.
+    #[arg(long)]
+    pub join: Option<String>,
+    /// Number of shards (Raft groups) the keyspace is split into; fixed when the cluster is
+    /// created (a joining node takes the cluster's value).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub shards: u32,
+    /// Replicas per shard (placed on min(replicas, nodes) nodes).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=7))]
+    pub replicas: u32,
+    /// When the Raft log is fsynced: `always` (before a write is acknowledged), `everysec`, `no`.
+    #[arg(long, default_value = "always")]
+    pub appendfsync: FsyncPolicy,
+    /// Compact a replica's log into a snapshot every this many applied entries.
+    #[arg(long, default_value_t = 10000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_entries: u64,
 }
 
 impl Config {
+    /// The peer port: `--cluster-port`, else the client port + 10000 (0 when the client port
+    /// is 0, so tests get an OS-chosen one too).
+    pub fn peer_port(&self) -> u16 {
+        self.cluster_port.unwrap_or(match self.port {
+            0 => 0,
+            p => p.saturating_add(10000),
+        })
+    }
+
+    /// The IP this node advertises to clients and peers.
+    pub fn announce_ip(&self) -> String {
+        match &self.cluster_announce_ip {
+            Some(ip) => ip.clone(),
+            None if self.bind == "0.0.0.0" || self.bind == "::" => "127.0.0.1".to_owned(),
+            None => self.bind.clone(),
+        }
+    }
+
     /// Parses the process arguments, merging in the `--config` file if one is named.
     pub fn load() -> Result<Config, String> {
         Self::load_from(std::env::args().collect())

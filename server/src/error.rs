@@ -41,6 +41,15 @@ pub enum CommandError {
     InvalidCursor,
     #[error("ERR DB index is out of range")]
     DbIndexOutOfRange,
+    #[error("CROSSSLOT Keys in request don't hash to the same slot")]
+    CrossSlot,
+    /// No leader could take the request within the retry deadline (nothing was applied).
+    #[error("TRYAGAIN {0}")]
+    TryAgain(String),
+    /// A write reached its group but leadership changed before it committed: it may or may
+    /// not have taken effect.
+    #[error("ERR the write's outcome is unknown; it may or may not have been applied: {0}")]
+    Unknown(String),
     #[error("ERR {0}")]
     Err(String),
     /// An error whose text carries its own code (`NOPROTO ...`).

@@ -5,7 +5,12 @@
 //! - `net`: the client listener and per-connection loop (pipelining, limits).
 //! - `commands`: one module per command family; `execute` is the single entry point.
 //! - `store`: keyspace, deterministic write entries, the state machine, active expiry.
-//! - `shard`: a replica of one shard, the path writes take into its state machine.
+//! - `route`, `pipeline`: the data path — where a request runs, and running a batch of them
+//!   on the shard leaders (here or forwarded) with replies in request order.
+//! - `shard`: a replica of one Raft group (log, state machine, openraft instance).
+//! - `raft`: the Raft plumbing (types, log store, snapshots, peer transport and network).
+//! - `cluster`: ring and placement (pure), metadata records, the reconciler, peer service.
+//! - `rpc`: what nodes ask each other.
 //! - `node`, `clients`, `stats`: what a process shares among its connections.
 
 pub mod clients;
@@ -17,38 +22,72 @@ pub mod glob;
 pub mod net;
 pub mod node;
 pub mod numbers;
+pub mod pipeline;
 pub mod raft;
+pub mod route;
+pub mod rpc;
 pub mod shard;
 pub mod stats;
 pub mod store;
 
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
-
 pub use config::Config;
 pub use node::Node;
 
-/// Binds the client port and serves until `node.shutdown` is cancelled.
-pub async fn serve(node: Arc<Node>) -> std::io::Result<()> {
-    let (bind, port) = {
-        let c = node.config.read();
-        (c.bind.clone(), c.port)
+use node::{Listeners, TOPOLOGY_REFRESH};
+
+/// Runs a node until `shutdown` is cancelled: binds its ports, comes up (creating or joining
+/// a cluster, or rejoining from the data dir), serves clients and peers, then stops its groups.
+pub async fn run(
+    config: Config,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    let listeners = Listeners::bind(&config).await?;
+    let node = Node::start(config, &listeners).await?;
+    let Listeners { client, peer } = listeners;
+    let handler = {
+        let node = node.clone();
+        move |group, request| cluster::service::handle(node.clone(), group, request)
     };
-    let listener = TcpListener::bind((bind.as_str(), port)).await?;
-    let addr = listener.local_addr()?;
-    *node.client_addr.write() = Some(addr);
-    tokio::spawn(node.shard.clone().run_active_expiry(node.shutdown.clone()));
+    tokio::spawn(raft::peer::serve_peers(
+        peer,
+        handler,
+        node.shutdown.clone(),
+    ));
+    tokio::spawn(cluster::reconcile::run(node.clone()));
+    tokio::spawn(refresh_topology(node.clone()));
     tokio::spawn(resync_clock(node.clone()));
-    tracing::info!(%addr, "ready to accept connections");
+    {
+        let node = node.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            node.shutdown.cancel();
+        });
+    }
+    let addr = client.local_addr()?;
+    *node.client_addr.write() = Some(addr);
+    tracing::info!(%addr, peer = %node.info.peer_addr, node = node.id, "ready to accept connections");
     println!(
         "shoal ready on {addr}; connect with: redis-cli -h {} -p {}",
         addr.ip(),
         addr.port()
     );
-    net::listener::accept_loop(node.clone(), listener).await;
+    net::listener::accept_loop(node.clone(), client).await;
     node.clients.kill_all();
+    node.stop_groups().await;
     Ok(())
+}
+
+/// Keeps [`Node::topology`] close to group 0's contents.
+async fn refresh_topology(node: Arc<Node>) {
+    let mut tick = tokio::time::interval(TOPOLOGY_REFRESH);
+    loop {
+        tokio::select! {
+            _ = node.shutdown.cancelled() => return,
+            _ = tick.tick() => node.refresh_topology(),
+        }
+    }
 }
 
 /// Keeps the commands' cheap clock aligned with the wall clock (which NTP may step).

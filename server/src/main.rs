@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
-use shoal_server::{serve, Config, Node};
+use shoal_server::{run, Config};
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
@@ -22,15 +23,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let node = Node::new(config);
     let result = runtime.block_on(async {
-        let stop = node.shutdown.clone();
+        let stop = CancellationToken::new();
+        let on_signal = stop.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
-            stop.cancel();
+            on_signal.cancel();
         });
-        serve(node).await
+        run(config, stop).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

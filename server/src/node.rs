@@ -1,22 +1,56 @@
-//! A node: everything one `shoal-server` process shares among its connections.
+//! A node: everything one `shoal-server` process shares among its connections, and how it comes
+//! up — its identity, the Raft groups it hosts and the peer listener that feeds them.
+//!
+//! Start-up ([`Node::start`]):
+//! 1. The data dir's `node.conf` names this node (id, the cluster's shard count and replication
+//!    factor). Without one, a node started with `--join` asks the cluster for an id; otherwise it
+//!    creates a new cluster as node 1.
+//! 2. Every group with a directory under `groups/` is reopened (snapshot + log replay). A node
+//!    that creates a cluster creates and initializes group 0 and every shard group with itself
+//!    as the only voter; replicas on other nodes are created when their leader first contacts
+//!    them (see [`Node::ensure_group`]) and grown by the reconciler.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::clients::ClientRegistry;
+use crate::cluster::meta::{ClusterParams, Topology};
+use crate::cluster::{ShardId, SlotRing, DEFAULT_VNODES};
 use crate::config::Config;
-use crate::shard::Shard;
+use crate::raft::network::{PeerPool, RaftRouter};
+use crate::raft::state_machine::ShardStateMachine;
+use crate::raft::types::{NodeId, NodeInfo};
+use crate::rpc::{GroupId, JoinReply, JoinRequest, PeerRequest, PeerResponse, META_GROUP};
+use crate::shard::{raft_config, Replica};
 use crate::stats::Stats;
-use crate::store::Clock;
+use crate::store::{now_ms, Clock};
 
 pub struct Node {
     /// The configuration in force; `CONFIG SET` changes it.
     pub config: RwLock<Config>,
-    pub shard: Arc<Shard>,
+    pub id: NodeId,
+    pub params: ClusterParams,
+    /// Slot → shard; fixed for the cluster's life (the shard count is).
+    pub ring: SlotRing,
+    /// Where clients and peers reach this node.
+    pub info: NodeInfo,
+    groups: RwLock<HashMap<GroupId, Arc<Replica>>>,
+    /// Serialises opening groups, so two RPCs for a new group open it once.
+    opening: tokio::sync::Mutex<()>,
+    /// Serialises join requests on the metadata leader.
+    pub join_lock: tokio::sync::Mutex<()>,
+    pub pool: PeerPool,
+    pub router: Arc<RaftRouter<ShardStateMachine>>,
+    raft_config: Arc<openraft::Config>,
+    /// Group 0's contents as last read; refreshed in the background.
+    topology: RwLock<Arc<Topology>>,
     pub clients: ClientRegistry,
     pub stats: Stats,
     pub clock: Clock,
@@ -28,11 +62,96 @@ pub struct Node {
     pub shutdown: CancellationToken,
 }
 
+/// The group that holds shard `shard`.
+pub fn shard_group(shard: ShardId) -> GroupId {
+    shard as GroupId + 1
+}
+
+/// The shard a (non-metadata) group holds.
+pub fn group_shard(group: GroupId) -> ShardId {
+    (group - 1) as ShardId
+}
+
+/// The listeners a node serves on, bound before it knows who it is so that port 0 resolves.
+pub struct Listeners {
+    pub client: TcpListener,
+    pub peer: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
+        let client = TcpListener::bind((config.bind.as_str(), config.port)).await?;
+        let peer = TcpListener::bind((config.bind.as_str(), config.peer_port()))
+            .await
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cluster port {}: {e}", config.peer_port()),
+                )
+            })?;
+        Ok(Listeners { client, peer })
+    }
+}
+
 impl Node {
-    pub fn new(config: Config) -> Arc<Node> {
-        Arc::new(Node {
+    /// Brings the node up: identity, groups, peer listener. Returns once it can serve.
+    pub async fn start(config: Config, listeners: &Listeners) -> std::io::Result<Arc<Node>> {
+        let ip = config.announce_ip();
+        let info = NodeInfo {
+            client_addr: format!("{ip}:{}", listeners.client.local_addr()?.port()),
+            peer_addr: format!("{ip}:{}", listeners.peer.local_addr()?.port()),
+        };
+        std::fs::create_dir_all(&config.data_dir)?;
+        let identity_path = config.data_dir.join("node.conf");
+        let (identity, creating) = match Identity::load(&identity_path)? {
+            Some(identity) => (identity, false),
+            None => match &config.join {
+                Some(seed) => {
+                    let reply = request_join(seed, &info).await?;
+                    let identity = Identity {
+                        node_id: reply.node_id,
+                        params: ClusterParams {
+                            shards: reply.shards,
+                            replicas: reply.replicas,
+                        },
+                    };
+                    identity.store(&identity_path)?;
+                    (identity, false)
+                }
+                None => {
+                    let identity = Identity {
+                        node_id: 1,
+                        params: ClusterParams {
+                            shards: config.shards,
+                            replicas: config.replicas,
+                        },
+                    };
+                    identity.store(&identity_path)?;
+                    (identity, true)
+                }
+            },
+        };
+        tracing::info!(
+            node = identity.node_id,
+            shards = identity.params.shards,
+            replicas = identity.params.replicas,
+            %info,
+            "node identity"
+        );
+        let shards: Vec<ShardId> = (0..identity.params.shards).collect();
+        let node = Arc::new(Node {
+            raft_config: raft_config(config.snapshot_entries),
+            router: Arc::new(RaftRouter::new(config.data_dir.join("incoming"))),
             config: RwLock::new(config),
-            shard: Arc::new(Shard::new()),
+            id: identity.node_id,
+            params: identity.params,
+            ring: SlotRing::new(&shards, DEFAULT_VNODES),
+            info,
+            groups: RwLock::default(),
+            opening: tokio::sync::Mutex::new(()),
+            join_lock: tokio::sync::Mutex::new(()),
+            pool: PeerPool::default(),
+            topology: RwLock::default(),
             clients: ClientRegistry::default(),
             stats: Stats::default(),
             clock: Clock::default(),
@@ -40,9 +159,293 @@ impl Node {
             run_id: random_hex_id(),
             client_addr: RwLock::new(None),
             shutdown: CancellationToken::new(),
+        });
+        for group in node.groups_on_disk()? {
+            node.ensure_group(group).await?;
+        }
+        if creating {
+            node.create_cluster().await?;
+        } else {
+            node.ensure_group(META_GROUP).await?;
+        }
+        Ok(node)
+    }
+
+    fn groups_dir(&self) -> PathBuf {
+        self.config.read().data_dir.join("groups")
+    }
+
+    fn groups_on_disk(&self) -> std::io::Result<Vec<GroupId>> {
+        let dir = self.groups_dir();
+        let mut groups = Vec::new();
+        if dir.exists() {
+            for entry in std::fs::read_dir(&dir)? {
+                if let Some(g) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) {
+                    groups.push(g);
+                }
+            }
+        }
+        groups.sort_unstable();
+        Ok(groups)
+    }
+
+    /// Whether `group` names a group of this cluster.
+    pub fn is_valid_group(&self, group: GroupId) -> bool {
+        group <= self.params.shards as GroupId
+    }
+
+    /// The replica of `group` hosted here, if any.
+    pub fn replica(&self, group: GroupId) -> Option<Arc<Replica>> {
+        self.groups.read().get(&group).cloned()
+    }
+
+    /// Every replica hosted here, by group id.
+    pub fn replicas(&self) -> Vec<Arc<Replica>> {
+        let mut all: Vec<_> = self.groups.read().values().cloned().collect();
+        all.sort_by_key(|r| r.group);
+        all
+    }
+
+    /// The replica of `group`, opened (and created, empty and uninitialized) if it is not
+    /// hosted yet. A leader adding this node to the group then fills it.
+    pub async fn ensure_group(self: &Arc<Self>, group: GroupId) -> std::io::Result<Arc<Replica>> {
+        if let Some(r) = self.replica(group) {
+            return Ok(r);
+        }
+        let _guard = self.opening.lock().await;
+        if let Some(r) = self.replica(group) {
+            return Ok(r);
+        }
+        let dir = self.groups_dir().join(group.to_string());
+        let fsync = self.config.read().appendfsync;
+        let replica = Replica::open(
+            self.id,
+            group,
+            &dir,
+            fsync,
+            self.raft_config.clone(),
+            self.pool.clone(),
+        )
+        .await?;
+        self.router.add(group, replica.raft.clone());
+        self.groups.write().insert(group, replica.clone());
+        tokio::spawn(replica.clone().run_active_expiry(self.shutdown.clone()));
+        tracing::debug!(group, dir = %dir.display(), "opened replica");
+        Ok(replica)
+    }
+
+    /// Node 1 of a new cluster: every group starts with this node as its only voter.
+    async fn create_cluster(self: &Arc<Self>) -> std::io::Result<()> {
+        let members = std::collections::BTreeMap::from([(self.id, self.info.clone())]);
+        for group in 0..=self.params.shards as GroupId {
+            let replica = self.ensure_group(group).await?;
+            if replica.raft.is_initialized().await.unwrap_or(true) {
+                continue;
+            }
+            replica
+                .raft
+                .initialize(members.clone())
+                .await
+                .map_err(|e| std::io::Error::other(format!("initializing group {group}: {e}")))?;
+        }
+        tracing::info!(
+            shards = self.params.shards,
+            "created a new cluster with this node as node 1"
+        );
+        Ok(())
+    }
+
+    /// Group 0's contents as last read (refreshed every [`TOPOLOGY_REFRESH`]).
+    pub fn topology(&self) -> Arc<Topology> {
+        self.topology.read().clone()
+    }
+
+    /// Rereads group 0's local replica.
+    pub fn refresh_topology(&self) {
+        if let Some(meta) = self.replica(META_GROUP) {
+            let fresh = Topology::read(meta.keyspace(), now_ms());
+            if *self.topology.read().as_ref() != fresh {
+                *self.topology.write() = Arc::new(fresh);
+            }
+        }
+    }
+
+    /// Where `id` is reached: group 0's record, else any local group's membership.
+    pub fn node_info(&self, id: NodeId) -> Option<NodeInfo> {
+        if id == self.id {
+            return Some(self.info.clone());
+        }
+        if let Some(info) = self.topology().node_info(id) {
+            return Some(info);
+        }
+        self.replicas().iter().find_map(|r| {
+            r.metrics()
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .cloned()
         })
     }
+
+    /// The node believed to lead `group`: the local replica's view, else what its leader last
+    /// published in group 0.
+    pub fn leader_of(&self, group: GroupId) -> Option<NodeId> {
+        if let Some(r) = self.replica(group) {
+            if let Some(l) = r.leader() {
+                return Some(l);
+            }
+        }
+        if group == META_GROUP {
+            return None;
+        }
+        self.topology()
+            .shards
+            .get(&group_shard(group))
+            .map(|s| s.leader)
+            .filter(|&l| l != 0)
+    }
+
+    /// Sends a request to node `id` over the peer connection.
+    pub async fn call_peer(
+        &self,
+        id: NodeId,
+        request: PeerRequest,
+        timeout: Duration,
+    ) -> Result<PeerResponse, PeerCallError> {
+        let info = self.node_info(id).ok_or(PeerCallError::UnknownNode(id))?;
+        let client = self.pool.client(id, &info);
+        client
+            .request(0, request, timeout)
+            .await
+            .map_err(PeerCallError::from)
+    }
+
+    /// Stops every group (flushing their logs).
+    pub async fn stop_groups(&self) {
+        for replica in self.replicas() {
+            replica.shutdown().await;
+        }
+    }
 }
+
+/// Why a request to a peer failed, and whether it may have arrived.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerCallError {
+    #[error("node {0} is not known")]
+    UnknownNode(NodeId),
+    /// Never sent (no connection): safe to retry anything.
+    #[error("{0}")]
+    Unsent(String),
+    /// Sent, but no answer: it may have taken effect.
+    #[error("{0}")]
+    Lost(String),
+}
+
+impl From<crate::raft::peer::PeerError> for PeerCallError {
+    fn from(e: crate::raft::peer::PeerError) -> Self {
+        use crate::raft::peer::PeerError;
+        match e {
+            PeerError::Unreachable(..) => PeerCallError::Unsent(e.to_string()),
+            _ => PeerCallError::Lost(e.to_string()),
+        }
+    }
+}
+
+/// How often group 0 is reread into [`Node::topology`].
+pub const TOPOLOGY_REFRESH: Duration = Duration::from_millis(200);
+
+/// This node's durable identity: `node.conf` in the data dir.
+struct Identity {
+    node_id: NodeId,
+    params: ClusterParams,
+}
+
+impl Identity {
+    fn load(path: &Path) -> std::io::Result<Option<Identity>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let bad = |what: &str| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {what}", path.display()),
+            )
+        };
+        let mut fields = HashMap::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let (k, v) = line.split_once(' ').ok_or_else(|| bad("malformed line"))?;
+            fields.insert(k.trim(), v.trim());
+        }
+        let num = |k: &str| -> std::io::Result<u64> {
+            fields
+                .get(k)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| bad(&format!("missing or invalid {k}")))
+        };
+        Ok(Some(Identity {
+            node_id: num("node-id")?,
+            params: ClusterParams {
+                shards: num("shards")? as u32,
+                replicas: num("replicas")? as u32,
+            },
+        }))
+    }
+
+    /// Written to a temporary file, fsynced and renamed, so a crash leaves the old or the new.
+    fn store(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        let tmp = path.with_extension("conf.tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        writeln!(f, "node-id {}", self.node_id)?;
+        writeln!(f, "shards {}", self.params.shards)?;
+        writeln!(f, "replicas {}", self.params.replicas)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+/// Asks the cluster at `seed` (a peer address) for an id, retrying until it answers.
+async fn request_join(seed: &str, info: &NodeInfo) -> std::io::Result<JoinReply> {
+    let client: crate::raft::network::RaftPeer = crate::raft::peer::PeerClient::new(seed);
+    let request = JoinRequest {
+        client_addr: info.client_addr.clone(),
+        peer_addr: info.peer_addr.clone(),
+        token: random_hex_id(),
+    };
+    let deadline = Instant::now() + JOIN_TIMEOUT;
+    let mut last_error = String::new();
+    while Instant::now() < deadline {
+        match client
+            .request(
+                0,
+                PeerRequest::Join(request.clone()),
+                Duration::from_secs(5),
+            )
+            .await
+        {
+            Ok(PeerResponse::Join(Ok(reply))) => {
+                tracing::info!(seed, node = reply.node_id, "joined the cluster");
+                return Ok(reply);
+            }
+            Ok(PeerResponse::Join(Err(e))) => last_error = e,
+            Ok(other) => last_error = format!("unexpected answer {other:?}"),
+            Err(e) => last_error = e.to_string(),
+        }
+        tracing::info!(seed, error = %last_error, "join not accepted yet; retrying");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(std::io::Error::other(format!(
+        "could not join the cluster at {seed} within {JOIN_TIMEOUT:?}: {last_error}"
+    )))
+}
+
+const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A random 40-hex-character id, the form Redis uses for run and node ids.
 pub fn random_hex_id() -> String {

@@ -1,54 +1,177 @@
-//! A shard replica: the state machine plus the path writes take into it.
+//! A replica of one Raft group hosted by this node: its durable log, its state machine (a
+//! keyspace of its own) and the openraft instance that joins the two.
 //!
-//! Today a node has one shard and applies proposals directly; the replication work puts an
-//! openraft group between [`Shard::propose`] and [`StateMachine::apply`] without changing either
-//! side's contract: callers hand over a deterministic [`WriteOp`] and get the reply `apply`
-//! produced.
+//! Writes go in through [`Replica::submit`] (proposed with openraft; the reply comes from
+//! `apply`), linearizable reads wait on [`Replica::read_barrier`] and then read
+//! [`Replica::keyspace`]. The state machine is the keyspace's only writer.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use openraft::impls::ProgressResponder;
+use openraft::{ReadPolicy, SnapshotPolicy};
 use shoal_protocol::Frame;
 use tokio_util::sync::CancellationToken;
 
+use crate::raft::log_store::{FsyncPolicy, LogStore};
+use crate::raft::network::{GroupNetworkFactory, PeerPool};
+use crate::raft::state_machine::ShardStateMachine;
+use crate::raft::types::{NodeId, TypeConfig};
+use crate::rpc::GroupId;
 use crate::store::expiry::{ExpiryCursor, BUDGET, TICK};
-use crate::store::{now_ms, Keyspace, Proposal, StateMachine, UnixMillis, WriteOp};
+use crate::store::{now_ms, Keyspace, Proposal, StateMachine, WriteOp};
 
-pub struct Shard {
-    state_machine: StateMachine,
-    /// Keys deleted by active expiry (INFO's `expired_keys`).
+pub type GroupRaft = openraft::Raft<TypeConfig, ShardStateMachine>;
+
+/// Why a write or read could not be served by this replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotServed {
+    /// This replica is not the leader; nothing was proposed. The leader, if known.
+    NotLeader(Option<NodeId>),
+    /// The entry was appended but leadership changed before it committed here: it may or may
+    /// not take effect. Not safe to retry blindly.
+    Unknown(String),
+    /// The group has stopped (fatal storage error or shutdown).
+    Stopped(String),
+}
+
+/// How Raft is tuned for every group: failover within a second (election timeout 300-500 ms,
+/// heartbeats every 60 ms), compaction every `snapshot_entries` entries.
+pub fn raft_config(snapshot_entries: u64) -> Arc<openraft::Config> {
+    Arc::new(
+        openraft::Config {
+            cluster_name: "shoal".into(),
+            heartbeat_interval: 60,
+            election_timeout_min: 300,
+            election_timeout_max: 500,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_entries),
+            // Keep some log behind a snapshot so a briefly lagging follower catches up from the
+            // log rather than needing a whole snapshot.
+            max_in_snapshot_log_to_keep: 1000,
+            ..Default::default()
+        }
+        .validate()
+        .expect("valid raft config"),
+    )
+}
+
+pub struct Replica {
+    pub group: GroupId,
+    pub raft: GroupRaft,
+    keyspace: Arc<Keyspace>,
+    dir: PathBuf,
+    /// Keys deleted by active expiry while this replica led (INFO's `expired_keys`).
     expired_keys: AtomicU64,
 }
 
-impl Default for Shard {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Shard {
-    pub fn new() -> Shard {
-        Shard {
-            state_machine: StateMachine::new(Arc::new(Keyspace::new())),
+impl Replica {
+    /// Opens (or creates) the replica of `group` under `dir`: loads the newest snapshot, replays
+    /// the log, and starts the Raft instance (uninitialized if the directory was empty).
+    pub async fn open(
+        node_id: NodeId,
+        group: GroupId,
+        dir: &Path,
+        fsync: FsyncPolicy,
+        config: Arc<openraft::Config>,
+        pool: PeerPool,
+    ) -> std::io::Result<Arc<Replica>> {
+        let dir = dir.to_path_buf();
+        let d = dir.clone();
+        let (log, sm, keyspace) = tokio::task::spawn_blocking(move || {
+            let log = LogStore::open(&d.join("log"), fsync).map_err(std::io::Error::from)?;
+            let keyspace = Arc::new(Keyspace::new());
+            let sm =
+                ShardStateMachine::open(&d.join("snapshots"), StateMachine::new(keyspace.clone()))?;
+            Ok::<_, std::io::Error>((log, sm, keyspace))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        let network = GroupNetworkFactory::<tokio::fs::File>::new(group, pool);
+        let raft = GroupRaft::new(node_id, config, network, log, sm)
+            .await
+            .map_err(|e| std::io::Error::other(format!("starting raft group {group}: {e}")))?;
+        Ok(Arc::new(Replica {
+            group,
+            raft,
+            keyspace,
+            dir,
             expired_keys: AtomicU64::new(0),
-        }
+        }))
     }
 
-    /// The keyspace, for reads. Readers judge expiry with their own clock and never delete.
+    /// The replica's data, for reads. Readers judge expiry with their own clock, never delete.
     pub fn keyspace(&self) -> &Keyspace {
-        self.state_machine.keyspace()
+        &self.keyspace
     }
 
-    /// Stamps `op` with the proposer's clock reading `now_ms` and applies it; returns the reply.
-    pub fn propose(&self, op: WriteOp, now_ms: UnixMillis) -> Frame {
-        self.state_machine.apply(&Proposal { now_ms, op })
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.is_leader()
+    }
+
+    /// The leader this replica knows of (itself included).
+    pub fn leader(&self) -> Option<NodeId> {
+        use openraft::async_runtime::WatchReceiver;
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
+    /// A copy of the group's current Raft metrics (state, term, indexes, membership).
+    pub fn metrics(&self) -> openraft::RaftMetrics<TypeConfig> {
+        use openraft::async_runtime::WatchReceiver;
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    /// Proposes `proposal`; the ticket resolves to the reply `apply` produced.
+    ///
+    /// The proposal is queued to Raft before this returns, so calls made one after another are
+    /// appended in that order even though their replies are awaited later.
+    pub async fn submit(&self, proposal: Proposal) -> Result<WriteTicket, NotServed> {
+        if !self.raft.is_leader() {
+            return Err(NotServed::NotLeader(self.leader()));
+        }
+        let (responder, rx) = ProgressResponder::<TypeConfig, _>::complete_only();
+        self.raft
+            .write(proposal)
+            .responder(responder)
+            .await
+            .map_err(|e| NotServed::Stopped(e.to_string()))?;
+        Ok(WriteTicket(rx))
+    }
+
+    /// Proposes and waits for the reply.
+    pub async fn write(&self, proposal: Proposal) -> Result<Frame, NotServed> {
+        self.submit(proposal).await?.reply().await
+    }
+
+    /// Waits until a read of this replica's keyspace is linearizable: this node is still the
+    /// leader (a quorum acknowledged it after the call began) and everything committed before
+    /// the call has been applied. Concurrent callers share openraft's heartbeat rounds.
+    pub async fn read_barrier(&self) -> Result<(), NotServed> {
+        use openraft::error::{LinearizableReadError, RaftError};
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                Err(NotServed::NotLeader(f.leader_id))
+            }
+            Err(RaftError::APIError(e)) => {
+                tracing::debug!(group = self.group, error = %e, "read barrier failed");
+                Err(NotServed::NotLeader(None))
+            }
+            Err(RaftError::Fatal(e)) => Err(NotServed::Stopped(e.to_string())),
+        }
     }
 
     pub fn expired_keys(&self) -> u64 {
         self.expired_keys.load(Ordering::Relaxed)
     }
 
-    /// Active expiry for this shard, until `shutdown`.
+    /// Active expiry, while this replica leads: finds keys past their deadline and proposes
+    /// their deletion. Followers never delete on their own; they apply these entries.
     pub async fn run_active_expiry(self: Arc<Self>, shutdown: CancellationToken) {
         let mut cursor = ExpiryCursor::default();
         let mut ticker = tokio::time::interval(TICK);
@@ -58,31 +181,79 @@ impl Shard {
                 _ = shutdown.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            let shard = self.clone();
+            if !self.is_leader() {
+                continue;
+            }
+            let keyspace = self.keyspace.clone();
             // Scanning holds slot read locks and costs CPU: keep it off the async workers.
-            let deleted = tokio::task::spawn_blocking(move || {
-                let batches = cursor.collect_due(shard.keyspace(), now_ms(), BUDGET);
-                let mut deleted = 0;
-                for keys in batches {
-                    if let Frame::Integer(n) =
-                        shard.propose(WriteOp::DeleteExpired { keys }, now_ms())
-                    {
-                        deleted += n as u64;
-                    }
-                }
-                (cursor, deleted)
+            let collected = tokio::task::spawn_blocking(move || {
+                let batches = cursor.collect_due(&keyspace, now_ms(), BUDGET);
+                (cursor, batches)
             })
             .await;
-            match deleted {
-                Ok((c, n)) => {
+            let batches = match collected {
+                Ok((c, batches)) => {
                     cursor = c;
-                    self.expired_keys.fetch_add(n, Ordering::Relaxed);
+                    batches
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "active expiry task failed");
+                    tracing::error!(group = self.group, error = %e, "active expiry task failed");
                     return;
+                }
+            };
+            for keys in batches {
+                let proposal = Proposal {
+                    now_ms: now_ms(),
+                    op: WriteOp::DeleteExpired { keys },
+                };
+                match self.write(proposal).await {
+                    Ok(Frame::Integer(n)) => {
+                        self.expired_keys.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    // Lost leadership: the new leader takes over.
+                    Err(_) => break,
                 }
             }
         }
     }
+
+    /// Stops the Raft instance (its storage is flushed and closed).
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(group = self.group, error = %e, "raft shutdown failed");
+        }
+    }
 }
+
+/// A proposed write whose reply is still to come.
+pub struct WriteTicket(
+    openraft::alias::OneshotReceiverOf<
+        TypeConfig,
+        Result<
+            openraft::raft::ClientWriteResponse<TypeConfig>,
+            openraft::error::ClientWriteError<TypeConfig>,
+        >,
+    >,
+);
+
+impl WriteTicket {
+    pub async fn reply(self) -> Result<Frame, NotServed> {
+        match self.0.await {
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(e)) => Err(write_error(e)),
+            Err(_) => Err(NotServed::Unknown("the write was dropped".into())),
+        }
+    }
+}
+
+fn write_error(e: openraft::error::ClientWriteError<TypeConfig>) -> NotServed {
+    use openraft::error::ClientWriteError::*;
+    match e {
+        ForwardToLeader(f) => NotServed::NotLeader(f.leader_id),
+        other => NotServed::Unknown(other.to_string()),
+    }
+}
+
+/// How long a replica waits between retries when a group has no leader yet.
+pub const LEADER_RETRY: Duration = Duration::from_millis(25);

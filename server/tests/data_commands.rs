@@ -32,9 +32,16 @@ fn strings_behave_like_redis() {
         c.cmd(&["MGET", "a", "nope", "b"]),
         array(vec![bulk("1"), Frame::Null, bulk("2")])
     );
-    assert_eq!(c.cmd(&["MSETNX", "a", "9", "c", "3"]), int(0));
-    assert_eq!(c.cmd(&["GET", "c"]), Frame::Null);
-    assert_eq!(c.cmd(&["MSETNX", "c", "3", "d", "4"]), int(1));
+    // MSETNX is atomic, so its keys must share a shard (a hash tag makes sure), as in Redis
+    // Cluster; MSET and MGET may span shards.
+    assert_eq!(
+        c.cmd(&["MSETNX", "a", "9", "c", "3"]),
+        err("CROSSSLOT Keys in request don't hash to the same slot")
+    );
+    assert_eq!(c.cmd(&["MSET", "{t}a", "1"]), ok());
+    assert_eq!(c.cmd(&["MSETNX", "{t}a", "9", "{t}c", "3"]), int(0));
+    assert_eq!(c.cmd(&["GET", "{t}c"]), Frame::Null);
+    assert_eq!(c.cmd(&["MSETNX", "{t}c", "3", "{t}d", "4"]), int(1));
     assert_eq!(c.cmd(&["APPEND", "s", "Hello"]), int(5));
     assert_eq!(c.cmd(&["APPEND", "s", " World"]), int(11));
     assert_eq!(c.cmd(&["STRLEN", "s"]), int(11));
@@ -162,7 +169,7 @@ fn keys_rename_type_scan() {
         let key = format!("key:{i}");
         assert_eq!(c.cmd(&["SET", &key, "v"]), ok());
     }
-    assert_eq!(c.cmd(&["SET", "other", "v"]), ok());
+    assert_eq!(c.cmd(&["SET", "{o}other", "v"]), ok());
     assert_eq!(c.cmd(&["DBSIZE"]), int(101));
     assert_eq!(c.cmd(&["EXISTS", "key:1", "key:1", "nope"]), int(2));
     assert_eq!(c.cmd(&["TOUCH", "key:1", "nope"]), int(1));
@@ -214,11 +221,16 @@ fn keys_rename_type_scan() {
     assert_eq!(c.cmd(&["SCAN", "abc"]), err("ERR invalid cursor"));
     assert_eq!(c.cmd(&["SCAN", "0", "COUNT", "0"]), err("ERR syntax error"));
 
-    assert_eq!(c.cmd(&["RENAME", "other", "renamed"]), ok());
-    assert_eq!(c.cmd(&["GET", "other"]), Frame::Null);
-    assert_eq!(c.cmd(&["RENAME", "nope", "x"]), err("ERR no such key"));
-    assert_eq!(c.cmd(&["RENAMENX", "renamed", "key:1"]), int(0));
-    assert_eq!(c.cmd(&["RENAMENX", "renamed", "again"]), int(1));
+    // RENAME's keys must share a shard, as in Redis Cluster: the hash tag makes sure.
+    assert_eq!(c.cmd(&["RENAME", "{o}other", "{o}renamed"]), ok());
+    assert_eq!(c.cmd(&["GET", "{o}other"]), Frame::Null);
+    assert_eq!(
+        c.cmd(&["RENAME", "{o}nope", "{o}x"]),
+        err("ERR no such key")
+    );
+    assert_eq!(c.cmd(&["SET", "{o}taken", "v"]), ok());
+    assert_eq!(c.cmd(&["RENAMENX", "{o}renamed", "{o}taken"]), int(0));
+    assert_eq!(c.cmd(&["RENAMENX", "{o}renamed", "{o}again"]), int(1));
     assert!(matches!(c.cmd(&["RANDOMKEY"]), Frame::Bulk(_)));
 
     assert_eq!(c.cmd(&["DEL", "key:1", "key:2", "nope"]), int(2));
@@ -303,12 +315,13 @@ fn ttl_commands_follow_redis() {
 fn expired_keys_vanish_for_reads_and_are_reclaimed() {
     let server = Server::start();
     let mut c = server.client();
-    assert_eq!(c.cmd(&["SET", "short", "v", "PX", "150"]), ok());
     assert_eq!(c.cmd(&["SET", "long", "v", "EX", "100"]), ok());
     for i in 0..500 {
         let key = format!("bulk:{i}");
         assert_eq!(c.cmd(&["SET", &key, "v", "PX", "200"]), ok());
     }
+    // Each write waits for an fsync: set the short-lived key last, so it is still there.
+    assert_eq!(c.cmd(&["SET", "short", "v", "PX", "1000"]), ok());
     assert_eq!(c.cmd(&["GET", "short"]), bulk("v"));
     assert!(
         eventually(Duration::from_secs(5), || c.cmd(&["GET", "short"])

@@ -11,10 +11,11 @@ use bytes::Bytes;
 use openraft::{Config, SnapshotPolicy};
 use shoal_protocol::Frame;
 use shoal_server::raft::log_store::{FsyncPolicy, LogStore};
-use shoal_server::raft::network::{GroupNetworkFactory, PeerPool, RaftRequest, RaftRouter};
+use shoal_server::raft::network::{GroupNetworkFactory, PeerPool, RaftRouter};
 use shoal_server::raft::peer::serve_peers;
 use shoal_server::raft::state_machine::ShardStateMachine;
 use shoal_server::raft::types::{NodeId, NodeInfo, TypeConfig};
+use shoal_server::rpc::{PeerRequest, PeerResponse};
 use shoal_server::store::{Condition, Expiry, Keyspace, Proposal, StateMachine, WriteOp};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -53,9 +54,14 @@ async fn start(id: NodeId, dir: &Path, addr: &str, snapshot_every: u64) -> TestN
     let r = router.clone();
     tokio::spawn(serve_peers(
         listener,
-        move |group, (_kind, req): (u8, RaftRequest)| {
+        move |group, req: PeerRequest| {
             let r = r.clone();
-            async move { r.handle(group, req).await }
+            async move {
+                match req {
+                    PeerRequest::Raft(req) => PeerResponse::Raft(r.handle(group, req).await),
+                    other => panic!("this test sends only Raft traffic, got {other:?}"),
+                }
+            }
         },
         stop.clone(),
     ));

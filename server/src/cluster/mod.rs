@@ -8,8 +8,12 @@
 //! of the cluster's persistent format: changing it reshuffles every slot and replica of a running
 //! cluster. `tests::hash_is_stable` pins it.
 
+pub mod meta;
 pub mod placement;
+pub mod reconcile;
 pub mod ring;
+pub mod service;
+pub mod status;
 
 pub use crate::raft::types::NodeId;
 pub use placement::{leaders, load_cap, moves, place, Move, Placement, DEFAULT_EPSILON};

@@ -49,11 +49,11 @@ pub fn expire(ctx: &mut Ctx<'_>, unit: i64, relative: bool) -> CommandResult {
         _ => ExpireCondition::Always,
     };
     let at_ms = absolute_ms(n, unit, relative, ctx.spec.name, ctx.now_ms)?;
-    Ok(ctx.propose(WriteOp::Expire {
+    ctx.propose(WriteOp::Expire {
         key: ctx.arg(1).clone(),
         at_ms,
         condition,
-    }))
+    })
 }
 
 /// `TTL`/`PTTL` (remaining time) and `EXPIRETIME`/`PEXPIRETIME` (absolute deadline):
@@ -61,7 +61,7 @@ pub fn expire(ctx: &mut Ctx<'_>, unit: i64, relative: bool) -> CommandResult {
 pub fn ttl(ctx: &mut Ctx<'_>, millis: bool, absolute: bool) -> CommandResult {
     let key = ctx.arg(1);
     let now = ctx.now_ms;
-    let slot = ctx.node.shard.keyspace().read_key_slot(key);
+    let slot = ctx.keyspace().read_key_slot(key);
     let Some(entry) = slot.get(key, now) else {
         return Ok(Frame::Integer(-2));
     };
@@ -73,7 +73,7 @@ pub fn ttl(ctx: &mut Ctx<'_>, millis: bool, absolute: bool) -> CommandResult {
 }
 
 pub fn persist(ctx: &mut Ctx<'_>) -> CommandResult {
-    Ok(ctx.propose(WriteOp::Persist {
+    ctx.propose(WriteOp::Persist {
         key: ctx.arg(1).clone(),
-    }))
+    })
 }

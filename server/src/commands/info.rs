@@ -9,9 +9,11 @@ use super::args::text;
 use super::client::text_reply;
 use super::connection::REDIS_VERSION;
 use super::Ctx;
+use crate::cluster::status::{write_raft_section, ClusterSummary};
 use crate::config::human_bytes;
 use crate::error::CommandResult;
 use crate::node::Node;
+use crate::rpc::META_GROUP;
 
 /// Sections shown by plain `INFO`, in order.
 const DEFAULT: &[&str] = &[
@@ -21,6 +23,7 @@ const DEFAULT: &[&str] = &[
     "persistence",
     "stats",
     "replication",
+    "raft",
     "cpu",
     "keyspace",
 ];
@@ -64,6 +67,9 @@ fn section(node: &Node, name: &str, out: &mut String) {
         t
     };
     let _ = write!(out, "# {}\r\n", if name == "cpu" { "CPU" } else { &title });
+    if name == "raft" {
+        return write_raft_section(node, out);
+    }
     let mut field = |k: &str, v: &dyn std::fmt::Display| {
         let _ = write!(out, "{k}:{v}\r\n");
     };
@@ -133,7 +139,8 @@ fn section(node: &Node, name: &str, out: &mut String) {
             field("total_net_input_bytes", &load(&stats.net_input_bytes));
             field("total_net_output_bytes", &load(&stats.net_output_bytes));
             field("rejected_connections", &load(&stats.rejected_connections));
-            field("expired_keys", &node.shard.expired_keys());
+            let expired: u64 = node.replicas().iter().map(|r| r.expired_keys()).sum();
+            field("expired_keys", &expired);
             field("evicted_keys", &0);
             field("keyspace_hits", &stats.keyspace_hits());
             field("keyspace_misses", &stats.keyspace_misses());
@@ -141,21 +148,36 @@ fn section(node: &Node, name: &str, out: &mut String) {
             field("protocol_errors", &load(&stats.protocol_errors));
         }
         "replication" => {
-            field("role", &"master");
-            field("connected_slaves", &0);
+            // Per shard, this node is a master where it leads and a replica elsewhere; the
+            // whole picture is in the Raft section.
+            let summary = ClusterSummary::of(node);
+            let role = if summary.shards_led > 0 {
+                "master"
+            } else {
+                "slave"
+            };
+            field("role", &role);
+            field("connected_slaves", &summary.known_nodes.saturating_sub(1));
+            field("shoal_shards_led", &summary.shards_led);
+            field("shoal_shards_hosted", &summary.shards_hosted);
         }
+
         "cpu" => {
             let (user, sys) = process_cpu_seconds();
             field("used_cpu_sys", &format!("{sys:.6}"));
             field("used_cpu_user", &format!("{user:.6}"));
         }
         "keyspace" => {
-            let ks = node.shard.keyspace();
-            if !ks.is_empty() {
-                field(
-                    "db0",
-                    &format!("keys={},expires={},avg_ttl=0", ks.len(), ks.volatile_len()),
-                );
+            // Keys of the shards this node leads, as a Redis Cluster master reports its own.
+            let (keys, expires) = node
+                .replicas()
+                .iter()
+                .filter(|r| r.group != META_GROUP && r.is_leader())
+                .fold((0, 0), |(k, e), r| {
+                    (k + r.keyspace().len(), e + r.keyspace().volatile_len())
+                });
+            if keys > 0 {
+                field("db0", &format!("keys={keys},expires={expires},avg_ttl=0"));
             }
         }
         "commandstats" => {

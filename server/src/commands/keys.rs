@@ -11,9 +11,9 @@ use crate::glob::glob_match;
 use crate::store::WriteOp;
 
 pub fn del(ctx: &mut Ctx<'_>) -> CommandResult {
-    Ok(ctx.propose(WriteOp::Delete {
+    ctx.propose(WriteOp::Delete {
         keys: ctx.args[1..].to_vec(),
-    }))
+    })
 }
 
 /// `EXISTS` and `TOUCH`: how many of the keys exist (a key named twice counts twice).
@@ -28,8 +28,6 @@ pub fn exists(ctx: &mut Ctx<'_>) -> CommandResult {
 pub fn key_type(ctx: &mut Ctx<'_>) -> CommandResult {
     let key = ctx.arg(1);
     let exists = ctx
-        .node
-        .shard
         .keyspace()
         .read_key_slot(key)
         .get(key, ctx.now_ms)
@@ -38,11 +36,11 @@ pub fn key_type(ctx: &mut Ctx<'_>) -> CommandResult {
 }
 
 pub fn rename(ctx: &mut Ctx<'_>, only_if_absent: bool) -> CommandResult {
-    Ok(ctx.propose(WriteOp::Rename {
+    ctx.propose(WriteOp::Rename {
         from: ctx.arg(1).clone(),
         to: ctx.arg(2).clone(),
         only_if_absent,
-    }))
+    })
 }
 
 /// The single slot a pattern can match, when its hash tag is literal (`{user1}:*`).
@@ -64,7 +62,7 @@ fn collect_slot(
     now: u64,
     out: &mut Vec<Frame>,
 ) -> usize {
-    let table = ctx.node.shard.keyspace().read_slot(slot);
+    let table = ctx.keyspace().read_slot(slot);
     for e in table.table().iter() {
         if e.is_expired(now) {
             continue;
@@ -134,8 +132,9 @@ pub fn scan(ctx: &mut Ctx<'_>) -> CommandResult {
         SLOT_COUNT
     };
     while slot < SLOT_COUNT && visited < count as usize {
-        // Count keys looked at (matched or not), at least one per slot, like Redis's buckets.
-        visited += collect_slot(ctx, slot, pattern.as_deref(), now, &mut keys).max(1);
+        // Count keys looked at (matched or not). Empty slots cost nothing: a replica holds only
+        // its shard's slots, so most of its slots are empty.
+        visited += collect_slot(ctx, slot, pattern.as_deref(), now, &mut keys);
         slot += 1;
     }
     let next = if slot >= SLOT_COUNT { 0 } else { slot as i64 };
@@ -146,7 +145,7 @@ pub fn scan(ctx: &mut Ctx<'_>) -> CommandResult {
 }
 
 pub fn randomkey(ctx: &mut Ctx<'_>) -> CommandResult {
-    let ks = ctx.node.shard.keyspace();
+    let ks = ctx.keyspace();
     if ks.is_empty() {
         return Ok(Frame::Null);
     }

@@ -7,6 +7,7 @@
 
 mod args;
 mod client;
+mod cluster;
 mod command;
 mod config;
 mod connection;
@@ -25,8 +26,9 @@ use shoal_protocol::{CommandId, CommandSpec, Flags, Frame, LookupError, Version}
 use crate::clients::ClientHandle;
 use crate::error::{CommandError, CommandResult};
 use crate::node::Node;
+use crate::shard::Replica;
 use crate::store::keyspace::SlotsRef;
-use crate::store::{UnixMillis, WriteOp};
+use crate::store::{Keyspace, Proposal, UnixMillis, WriteOp};
 
 /// Per-connection state that commands read and change.
 pub struct Session {
@@ -35,15 +37,34 @@ pub struct Session {
     pub authenticated: bool,
     /// Set by `QUIT`: the connection closes once this reply is written.
     pub close_after_reply: bool,
+    /// Whether commands count in the node's statistics (not for the node's own requests).
+    pub counted: bool,
 }
 
 impl Session {
+    /// The session requests forwarded by a peer (or made by the node itself) run in: already
+    /// authenticated at their origin.
+    pub fn peer(resp: Version) -> Session {
+        let nowhere = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+        let mut session = Session::new(Arc::new(ClientHandle::detached(nowhere)), true);
+        session.resp = resp;
+        session
+    }
+
+    /// The session of the node's own requests (metadata writes): not counted in statistics.
+    pub fn internal() -> Session {
+        let mut session = Session::peer(Version::Resp3);
+        session.counted = false;
+        session
+    }
+
     pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> Session {
         Session {
             handle,
             resp: Version::Resp2,
             authenticated,
             close_after_reply: false,
+            counted: true,
         }
     }
 }
@@ -57,20 +78,56 @@ pub struct Ctx<'a> {
     pub spec: &'static CommandSpec,
     /// This command's "now" in unix ms: reads judge expiry by it, writes carry it.
     pub now_ms: UnixMillis,
+    /// The replica a keyed command runs against: the leader of its keys' group (the data
+    /// path has already routed the request there).
+    replica: Option<&'a Replica>,
+    /// The write the command asked for; the data path proposes it once the command returns.
+    write: Option<PendingWrite>,
+}
+
+/// A write a command asked for, and how to turn `apply`'s reply into the command's reply.
+pub struct PendingWrite {
+    pub proposal: Proposal,
+    pub then: fn(Frame) -> Frame,
+}
+
+/// What running a command produced.
+pub enum Ran {
+    /// The reply (from a read, a node-level command, or an error).
+    Reply(Frame),
+    /// A write to propose to the replica's group; the reply comes from `apply`.
+    Write(PendingWrite),
 }
 
 impl<'a> Ctx<'a> {
-    /// Proposes a write to the shard; the reply is what applying it produced.
-    pub fn propose(&self, op: WriteOp) -> Frame {
-        self.node.shard.propose(op, self.now_ms)
+    /// Asks for `op` to be proposed; the command's reply is what applying it produces.
+    pub fn propose(&mut self, op: WriteOp) -> CommandResult {
+        self.propose_then(op, |reply| reply)
+    }
+
+    /// Like [`Ctx::propose`], with `then` shaping `apply`'s reply into the command's.
+    pub fn propose_then(&mut self, op: WriteOp, then: fn(Frame) -> Frame) -> CommandResult {
+        self.write = Some(PendingWrite {
+            proposal: Proposal {
+                now_ms: self.now_ms,
+                op,
+            },
+            then,
+        });
+        // Never sent: the data path replaces it with the write's reply.
+        Ok(Frame::Null)
+    }
+
+    /// The keyspace of the replica this command runs against.
+    pub fn keyspace(&self) -> &'a Keyspace {
+        self.replica
+            .expect("the data path routes keyed commands to a replica")
+            .keyspace()
     }
 
     /// The slots of `keys`, held for reading together (multi-key reads see multi-key writes whole).
     pub fn read_keys(&self, keys: &[Bytes]) -> SlotsRef<'a> {
-        self.node
-            .shard
-            .keyspace()
-            .read_slots(keys.iter().map(|k| &k[..]))
+        self.keyspace().read_slots(keys.iter().map(|k| &k[..]))
     }
 
     /// The argument at `i` (0 is the command name).
@@ -79,16 +136,30 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// Runs one request and returns its reply.
-pub fn execute(node: &Node, session: &mut Session, args: &[Bytes]) -> Frame {
-    let spec = match CommandSpec::lookup(args) {
-        Ok(spec) => spec,
-        Err(e) => return lookup_error(e, args).into(),
-    };
+/// Resolves a request against the command table and the session's authentication: the
+/// command to run, or the error to reply with.
+pub fn resolve(
+    node: &Node,
+    session: &Session,
+    args: &[Bytes],
+) -> Result<&'static CommandSpec, Frame> {
+    let spec = CommandSpec::lookup(args).map_err(|e| Frame::from(lookup_error(e, args)))?;
     if !session.authenticated && !spec.flags.contains(Flags::NO_AUTH) {
         node.stats.reject(spec.id);
-        return CommandError::NoAuth.into();
+        return Err(CommandError::NoAuth.into());
     }
+    Ok(spec)
+}
+
+/// Runs a resolved command: against `replica` for keyed and per-shard commands, against the
+/// node otherwise.
+pub fn run(
+    node: &Node,
+    session: &mut Session,
+    spec: &'static CommandSpec,
+    args: &[Bytes],
+    replica: Option<&Replica>,
+) -> Ran {
     let started = Instant::now();
     session.handle.touch(spec.id, started);
     let mut ctx = Ctx {
@@ -97,14 +168,22 @@ pub fn execute(node: &Node, session: &mut Session, args: &[Bytes]) -> Frame {
         args,
         spec,
         now_ms: node.clock.wall_ms(started),
+        replica,
+        write: None,
     };
     let reply = dispatch(&mut ctx).unwrap_or_else(Frame::from);
-    node.stats.record(
-        spec.id,
-        started.elapsed().as_micros() as u64,
-        reply.is_error(),
-    );
-    reply
+    let write = ctx.write.take();
+    if ctx.session.counted {
+        node.stats.record(
+            spec.id,
+            started.elapsed().as_micros() as u64,
+            reply.is_error(),
+        );
+    }
+    match write {
+        Some(w) if !reply.is_error() => Ran::Write(w),
+        _ => Ran::Reply(reply),
+    }
 }
 
 fn dispatch(ctx: &mut Ctx<'_>) -> CommandResult {
@@ -119,7 +198,9 @@ fn dispatch(ctx: &mut Ctx<'_>) -> CommandResult {
         Reset => connection::reset(ctx),
         Command => Ok(command::all()),
         // Their arity (-2) makes lookup resolve these to a subcommand.
-        Client | Config => Err(CommandError::Syntax),
+        Client | Config | Cluster => Err(CommandError::Syntax),
+        ClusterInfo => cluster::info(ctx),
+        ClusterHelp => cluster::help(ctx),
         ClientId => client::id(ctx),
         ClientSetname => client::setname(ctx),
         ClientGetname => client::getname(ctx),

@@ -30,7 +30,7 @@ pub fn time(_ctx: &mut Ctx<'_>) -> CommandResult {
 }
 
 pub fn dbsize(ctx: &mut Ctx<'_>) -> CommandResult {
-    Ok(Frame::Integer(ctx.node.shard.keyspace().len() as i64))
+    Ok(Frame::Integer(ctx.keyspace().len() as i64))
 }
 
 /// `FLUSHDB`/`FLUSHALL [ASYNC|SYNC]`: one database, so both empty everything.
@@ -40,5 +40,5 @@ pub fn flush(ctx: &mut Ctx<'_>) -> CommandResult {
         [mode] if is(mode, "async") || is(mode, "sync") => {}
         _ => return Err(CommandError::Syntax),
     }
-    Ok(ctx.propose(WriteOp::FlushAll))
+    ctx.propose(WriteOp::FlushAll)
 }

@@ -11,7 +11,7 @@ use crate::store::{Condition, Expiry, WriteOp};
 
 pub fn get(ctx: &mut Ctx<'_>) -> CommandResult {
     let key = ctx.arg(1);
-    let slot = ctx.node.shard.keyspace().read_key_slot(key);
+    let slot = ctx.keyspace().read_key_slot(key);
     let value = slot
         .get(key, ctx.now_ms)
         .map(|e| Bytes::copy_from_slice(e.value()));
@@ -52,24 +52,24 @@ pub fn set(ctx: &mut Ctx<'_>) -> CommandResult {
         }
         i += 1;
     }
-    Ok(ctx.propose(WriteOp::Set {
+    ctx.propose(WriteOp::Set {
         key: ctx.arg(1).clone(),
         value: ctx.arg(2).clone(),
         condition,
         expiry,
         get,
-    }))
+    })
 }
 
 pub fn setnx(ctx: &mut Ctx<'_>) -> CommandResult {
-    let reply = ctx.propose(WriteOp::Set {
+    let op = WriteOp::Set {
         key: ctx.arg(1).clone(),
         value: ctx.arg(2).clone(),
         condition: Condition::IfAbsent,
         expiry: Expiry::Clear,
         get: false,
-    });
-    Ok(Frame::Integer((reply == Frame::ok()) as i64))
+    };
+    ctx.propose_then(op, |reply| Frame::Integer((reply == Frame::ok()) as i64))
 }
 
 pub fn setex(ctx: &mut Ctx<'_>) -> CommandResult {
@@ -82,29 +82,29 @@ pub fn psetex(ctx: &mut Ctx<'_>) -> CommandResult {
 
 fn set_with_ttl(ctx: &mut Ctx<'_>, unit: &[u8], command: &'static str) -> CommandResult {
     let expiry = deadline(unit, ctx.arg(2), command, ctx.now_ms)?.expect("ex/px are deadlines");
-    Ok(ctx.propose(WriteOp::Set {
+    ctx.propose(WriteOp::Set {
         key: ctx.arg(1).clone(),
         value: ctx.arg(3).clone(),
         condition: Condition::Always,
         expiry,
         get: false,
-    }))
+    })
 }
 
 pub fn getset(ctx: &mut Ctx<'_>) -> CommandResult {
-    Ok(ctx.propose(WriteOp::Set {
+    ctx.propose(WriteOp::Set {
         key: ctx.arg(1).clone(),
         value: ctx.arg(2).clone(),
         condition: Condition::Always,
         expiry: Expiry::Clear,
         get: true,
-    }))
+    })
 }
 
 pub fn getdel(ctx: &mut Ctx<'_>) -> CommandResult {
-    Ok(ctx.propose(WriteOp::GetDel {
+    ctx.propose(WriteOp::GetDel {
         key: ctx.arg(1).clone(),
-    }))
+    })
 }
 
 /// `GETEX key [EX s|PX ms|EXAT ts|PXAT ts|PERSIST]`
@@ -115,10 +115,10 @@ pub fn getex(ctx: &mut Ctx<'_>) -> CommandResult {
         [opt, value] => deadline(opt, value, "getex", ctx.now_ms)?.ok_or(CommandError::Syntax)?,
         _ => return Err(CommandError::Syntax),
     };
-    Ok(ctx.propose(WriteOp::GetEx {
+    ctx.propose(WriteOp::GetEx {
         key: ctx.arg(1).clone(),
         expiry,
-    }))
+    })
 }
 
 pub fn mget(ctx: &mut Ctx<'_>) -> CommandResult {
@@ -149,30 +149,30 @@ fn pairs(ctx: &Ctx<'_>) -> Result<Vec<(Bytes, Bytes)>, CommandError> {
 
 pub fn mset(ctx: &mut Ctx<'_>) -> CommandResult {
     let pairs = pairs(ctx)?;
-    Ok(ctx.propose(WriteOp::MSet {
+    ctx.propose(WriteOp::MSet {
         pairs,
         only_if_none_exist: false,
-    }))
+    })
 }
 
 pub fn msetnx(ctx: &mut Ctx<'_>) -> CommandResult {
     let pairs = pairs(ctx)?;
-    Ok(ctx.propose(WriteOp::MSet {
+    ctx.propose(WriteOp::MSet {
         pairs,
         only_if_none_exist: true,
-    }))
+    })
 }
 
 pub fn append(ctx: &mut Ctx<'_>) -> CommandResult {
-    Ok(ctx.propose(WriteOp::Append {
+    ctx.propose(WriteOp::Append {
         key: ctx.arg(1).clone(),
         value: ctx.arg(2).clone(),
-    }))
+    })
 }
 
 pub fn strlen(ctx: &mut Ctx<'_>) -> CommandResult {
     let key = ctx.arg(1);
-    let slot = ctx.node.shard.keyspace().read_key_slot(key);
+    let slot = ctx.keyspace().read_key_slot(key);
     let len = slot.get(key, ctx.now_ms).map_or(0, |e| e.value().len());
     Ok(Frame::Integer(len as i64))
 }
@@ -181,7 +181,7 @@ pub fn strlen(ctx: &mut Ctx<'_>) -> CommandResult {
 pub fn getrange(ctx: &mut Ctx<'_>) -> CommandResult {
     let (start, end) = (int(ctx.arg(2))?, int(ctx.arg(3))?);
     let key = ctx.arg(1);
-    let slot = ctx.node.shard.keyspace().read_key_slot(key);
+    let slot = ctx.keyspace().read_key_slot(key);
     let Some(entry) = slot.get(key, ctx.now_ms) else {
         return Ok(Frame::bulk(Bytes::new()));
     };
@@ -222,11 +222,11 @@ pub fn setrange(ctx: &mut Ctx<'_>) -> CommandResult {
     if !value.is_empty() && offset as u64 + value.len() as u64 > MAX_STRING_LEN {
         return Err(CommandError::StringTooLong);
     }
-    Ok(ctx.propose(WriteOp::SetRange {
+    ctx.propose(WriteOp::SetRange {
         key: ctx.arg(1).clone(),
         offset: offset as u64,
         value,
-    }))
+    })
 }
 
 /// `INCR`/`DECR` (fixed delta) and `INCRBY` (delta from the arguments).
@@ -235,27 +235,27 @@ pub fn incr_by(ctx: &mut Ctx<'_>, fixed: Option<i64>) -> CommandResult {
         Some(d) => d,
         None => int(ctx.arg(2))?,
     };
-    Ok(ctx.propose(WriteOp::IncrBy {
+    ctx.propose(WriteOp::IncrBy {
         key: ctx.arg(1).clone(),
         delta,
-    }))
+    })
 }
 
 pub fn decrby(ctx: &mut Ctx<'_>) -> CommandResult {
     let delta = int(ctx.arg(2))?;
     let delta = delta.checked_neg().ok_or(CommandError::DecrementOverflow)?;
-    Ok(ctx.propose(WriteOp::IncrBy {
+    ctx.propose(WriteOp::IncrBy {
         key: ctx.arg(1).clone(),
         delta,
-    }))
+    })
 }
 
 pub fn incrbyfloat(ctx: &mut Ctx<'_>) -> CommandResult {
     let delta = float(ctx.arg(2))?;
-    Ok(ctx.propose(WriteOp::IncrByFloat {
+    ctx.propose(WriteOp::IncrByFloat {
         key: ctx.arg(1).clone(),
         delta,
-    }))
+    })
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! One client connection: read, decode, execute, reply.
 //!
-//! Pipelining: everything already received is decoded and executed before the replies go out,
-//! in request order, with one write per batch. A protocol error is answered with Redis's
-//! `-ERR Protocol error: ...` and closes this connection only.
+//! Pipelining: everything already received is decoded and handed to one [`Pipeline`], which
+//! runs the requests on their shard leaders concurrently; the replies go out in request order,
+//! with one write per batch. A protocol error is answered with Redis's
+//! `-ERR Protocol error: ...` (after the replies of the requests before it) and closes this
+//! connection only.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,8 +17,9 @@ use tokio::net::TcpStream;
 use tracing::Instrument;
 
 use crate::clients::ClientHandle;
-use crate::commands::{execute, Session};
+use crate::commands::Session;
 use crate::node::Node;
+use crate::pipeline::{Mode, Pipeline};
 
 /// Reply bytes buffered before they are written even if more requests are pending.
 const FLUSH_AT: usize = 1 << 20;
@@ -24,6 +27,8 @@ const FLUSH_AT: usize = 1 << 20;
 const READ_CHUNK: usize = 16 * 1024;
 /// The most the read buffer grows ahead of data for one large argument.
 const MAX_PREALLOC: usize = 64 << 20;
+/// Requests in flight at once for one connection; more wait for the next batch.
+const MAX_BATCH: usize = 1024;
 
 pub async fn serve(node: Arc<Node>, stream: TcpStream, handle: Arc<ClientHandle>) {
     let span = tracing::debug_span!("client", id = handle.id, addr = %handle.addr);
@@ -40,7 +45,7 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, handle: Arc<ClientHandle>
 }
 
 async fn run(
-    node: &Node,
+    node: &Arc<Node>,
     mut stream: TcpStream,
     handle: &Arc<ClientHandle>,
 ) -> std::io::Result<()> {
@@ -87,28 +92,43 @@ async fn run(
             .net_input_bytes
             .fetch_add(n as u64, Ordering::Relaxed);
 
-        loop {
+        let mut batch = Pipeline::new(node.clone(), Mode::Client);
+        let mut protocol_error = None;
+        while batch.len() < MAX_BATCH {
             match decoder.decode_request(&mut rbuf) {
                 Ok(Some(args)) => {
-                    let reply = execute(node, &mut session, &args);
+                    if let Some(reply) = batch.push(&mut session, args).await {
+                        encode(&reply, session.resp, &mut wbuf);
+                    }
                     // AUTH, HELLO AUTH and RESET change which limits apply from here on.
                     decoder.set_unauthenticated(!session.authenticated);
-                    encode(&reply, session.resp, &mut wbuf);
                     if session.close_after_reply {
-                        return flush(node, &mut stream, &mut wbuf).await;
+                        break;
                     }
-                    if wbuf.len() >= FLUSH_AT {
+                    if batch.is_empty() && wbuf.len() >= FLUSH_AT {
                         flush(node, &mut stream, &mut wbuf).await?;
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    node.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(error = %e, "closing client after protocol error");
-                    encode(&Frame::error(format!("ERR {e}")), session.resp, &mut wbuf);
-                    return flush(node, &mut stream, &mut wbuf).await;
+                    protocol_error = Some(e);
+                    break;
                 }
             }
+        }
+        batch
+            .finish(&mut session, |reply, version| {
+                encode(&reply, version, &mut wbuf)
+            })
+            .await;
+        if let Some(e) = protocol_error {
+            node.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(error = %e, "closing client after protocol error");
+            encode(&Frame::error(format!("ERR {e}")), session.resp, &mut wbuf);
+            return flush(node, &mut stream, &mut wbuf).await;
+        }
+        if session.close_after_reply {
+            return flush(node, &mut stream, &mut wbuf).await;
         }
         if rbuf.len() > query_limit {
             tracing::warn!(

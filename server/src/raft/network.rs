@@ -30,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::peer::{PeerClient, PeerError};
 use super::types::{NodeId, NodeInfo, SnapshotMeta, TypeConfig, Vote};
+use crate::rpc::{PeerRequest, PeerResponse};
 
 /// Bytes of snapshot per request.
 pub const SNAPSHOT_CHUNK: usize = 1 << 20;
@@ -72,8 +73,8 @@ impl SnapshotFile for tokio::fs::File {
     }
 }
 
-/// The client this node uses to reach one peer.
-pub type RaftPeer = PeerClient<(u8, RaftRequest), RaftResponse>;
+/// The client this node uses to reach one peer (all kinds of peer traffic share it).
+pub type RaftPeer = PeerClient<PeerRequest, PeerResponse>;
 
 /// One client per remote node, shared by all groups.
 #[derive(Clone, Default)]
@@ -81,16 +82,9 @@ pub struct PeerPool {
     clients: Arc<RwLock<HashMap<NodeId, Arc<RaftPeer>>>>,
 }
 
-/// Raft traffic is tagged 0 in the first tuple field, leaving room for other kinds of peer
-/// traffic on the same connection.
-pub const RAFT_TRAFFIC: u8 = 0;
-
 impl PeerPool {
-    fn client(
-        &self,
-        target: NodeId,
-        node: &NodeInfo,
-    ) -> Arc<PeerClient<(u8, RaftRequest), RaftResponse>> {
+    /// The client for `target` at `node.peer_addr` (a new one if the address changed).
+    pub fn client(&self, target: NodeId, node: &NodeInfo) -> Arc<RaftPeer> {
         if let Some(c) = self.clients.read().get(&target) {
             if c.addr() == node.peer_addr {
                 return c.clone();
@@ -156,9 +150,14 @@ fn remote<E: std::error::Error>(target: NodeId, why: String) -> RPCError<TypeCon
 impl<SD> GroupNetwork<SD> {
     async fn call(&self, req: RaftRequest, option: &RPCOption) -> Result<RaftResponse, PeerError> {
         let timeout = option.hard_ttl().max(Duration::from_millis(50));
-        self.client
-            .request(self.group, (RAFT_TRAFFIC, req), timeout)
-            .await
+        match self
+            .client
+            .request(self.group, PeerRequest::Raft(req), timeout)
+            .await?
+        {
+            PeerResponse::Raft(r) => Ok(r),
+            other => Err(PeerError::Protocol(format!("unexpected answer {other:?}"))),
+        }
     }
 }
 

@@ -43,6 +43,8 @@ pub enum PeerError {
     Closed(String),
     #[error(transparent)]
     Wire(#[from] WireError),
+    #[error("peer protocol: {0}")]
+    Protocol(String),
 }
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Bytes>>>>;

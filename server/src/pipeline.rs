@@ -1,0 +1,548 @@
+//! The data path for a batch of pipelined requests: each runs where its shard's leader is, all
+//! of them at once, and their replies come back in request order.
+//!
+//! A [`Pipeline`] takes the requests a connection has received ([`Pipeline::push`]) and then
+//! [`Pipeline::finish`]es them:
+//! - node-level commands run at once;
+//! - a write for a group this node leads is proposed at once (so a connection's writes to one
+//!   shard are appended in request order without waiting for each other's commit); its reply
+//!   comes from `apply`;
+//! - a read for a group this node leads waits for a linearizable read barrier (shared with
+//!   every read waiting at that moment), and then runs when every earlier request of the batch
+//!   has its reply, so it sees the batch's earlier writes;
+//! - a request for a group led elsewhere joins the one forward batch per leader node, sent when
+//!   the pipeline finishes and executed there, in order, as a pipeline of its own;
+//! - a request that spans shards, or that was refused because leadership moved (nothing was
+//!   applied), runs on its own in its turn, with retries until [`RETRY_DEADLINE`]; from then on
+//!   the rest of the batch also runs one by one, so no later write overtakes it.
+//!
+//! On a peer (`Mode::Peer`) a pipeline runs forwarded requests only where this node leads; a
+//! request for a group it does not lead is answered `NotLeader` without running, and so are the
+//! group's later requests in the batch.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, StreamExt};
+use shoal_protocol::{CommandSpec, Flags, Frame, Version};
+use tokio::sync::oneshot;
+
+use crate::commands::{self, Ran, Session};
+use crate::error::CommandError;
+use crate::node::{group_shard, Node, PeerCallError};
+use crate::raft::types::NodeId;
+use crate::route::{self, Route};
+use crate::rpc::{ForwardItem, ForwardReply, GroupId, PeerRequest, PeerResponse};
+use crate::shard::{NotServed, Replica};
+
+/// How long a request keeps retrying while its shard has no reachable leader.
+pub const RETRY_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a forwarded batch may take on the leader.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A client connection's batch: may forward, retries.
+    Client,
+    /// A batch forwarded by a peer: runs only where this node leads.
+    Peer,
+}
+
+/// A request's outcome once its turn comes.
+enum Done {
+    Reply(Frame),
+    /// The read barrier has passed: run the read now, after everything before it.
+    Read {
+        replica: Arc<Replica>,
+        spec: &'static CommandSpec,
+        args: Vec<Bytes>,
+    },
+    /// Not run (leadership is elsewhere or unknown): run it again on its own.
+    Again {
+        spec: &'static CommandSpec,
+        group: GroupId,
+        args: Vec<Bytes>,
+        leader: Option<NodeId>,
+    },
+    /// Runs on its own in its turn (spans shards, or follows a request that had to).
+    Alone {
+        spec: &'static CommandSpec,
+        args: Vec<Bytes>,
+    },
+}
+
+type Forwarded = oneshot::Sender<Result<ForwardReply, PeerCallError>>;
+
+pub struct Pipeline {
+    node: Arc<Node>,
+    mode: Mode,
+    jobs: FuturesOrdered<BoxFuture<'static, Done>>,
+    /// The protocol version each queued reply is encoded with (the session's when pushed).
+    versions: VecDeque<Version>,
+    batches: HashMap<NodeId, Vec<(ForwardItem, Forwarded)>>,
+    /// Groups that refused a request in this batch: their later requests are not run either.
+    refused: HashSet<GroupId>,
+    /// Set once a request must run on its own: every later one does too.
+    one_by_one: bool,
+}
+
+impl Pipeline {
+    pub fn new(node: Arc<Node>, mode: Mode) -> Pipeline {
+        Pipeline {
+            node,
+            mode,
+            jobs: FuturesOrdered::new(),
+            versions: VecDeque::new(),
+            batches: HashMap::new(),
+            refused: HashSet::new(),
+            one_by_one: false,
+        }
+    }
+
+    /// Requests queued and not yet finished.
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Takes a client request. Returns its reply when it is ready at once and nothing is queued
+    /// before it (encode it now); otherwise it is queued for [`Pipeline::finish`].
+    pub async fn push(&mut self, session: &mut Session, args: Vec<Bytes>) -> Option<Frame> {
+        let version = session.resp;
+        let spec = match commands::resolve(&self.node, session, &args) {
+            Ok(spec) => spec,
+            Err(reply) => return self.ready(reply, version),
+        };
+        let route = route::route(&self.node.ring, spec, &args);
+        if route == Route::Local {
+            let reply = match commands::run(&self.node, session, spec, &args, None) {
+                Ran::Reply(f) => f,
+                Ran::Write(_) => CommandError::Err("node commands do not write".into()).into(),
+            };
+            return self.ready(reply, version);
+        }
+        if self.one_by_one {
+            return self.queue(Done::Alone { spec, args }, version);
+        }
+        match route {
+            Route::Local => unreachable!("handled above"),
+            Route::CrossSlot => self.ready(CommandError::CrossSlot.into(), version),
+            Route::Group(group) => {
+                self.push_to(session, spec, group, args).await;
+                None
+            }
+            Route::Parts(_) | Route::Scan { .. } => {
+                self.one_by_one = true;
+                self.queue(Done::Alone { spec, args }, version)
+            }
+        }
+    }
+
+    /// Takes a request a peer forwarded for `group` (peer mode).
+    pub async fn push_forwarded(&mut self, session: &mut Session, item: ForwardItem) {
+        let version = session.resp;
+        match commands::resolve(&self.node, session, &item.args) {
+            Ok(spec) if self.node.is_valid_group(item.group) => {
+                self.push_to(session, spec, item.group, item.args).await
+            }
+            Ok(_) => {
+                let e = CommandError::Err(format!("no such group {}", item.group));
+                self.queue(Done::Reply(e.into()), version);
+            }
+            Err(reply) => {
+                self.queue(Done::Reply(reply), version);
+            }
+        }
+    }
+
+    /// Queues `spec`/`args` to run on `group`'s leader.
+    async fn push_to(
+        &mut self,
+        session: &mut Session,
+        spec: &'static CommandSpec,
+        group: GroupId,
+        args: Vec<Bytes>,
+    ) {
+        let version = session.resp;
+        let node = self.node.clone();
+        if self.refused.contains(&group) {
+            let leader = node.leader_of(group);
+            self.queue(
+                Done::Again {
+                    spec,
+                    group,
+                    args,
+                    leader,
+                },
+                version,
+            );
+            return;
+        }
+        let local = node.replica(group).filter(|r| r.is_leader());
+        let Some(replica) = local else {
+            match (self.mode, node.leader_of(group)) {
+                (Mode::Client, Some(leader)) if leader != node.id => {
+                    self.forward(leader, group, spec, args, version);
+                }
+                (_, leader) => self.refuse(spec, group, args, leader, version),
+            }
+            return;
+        };
+        if !spec.flags.contains(Flags::WRITE) {
+            self.read(replica, spec, args, version);
+            return;
+        }
+        match commands::run(&node, session, spec, &args, Some(&replica)) {
+            Ran::Reply(reply) if reply.is_error() => {
+                self.queue(Done::Reply(reply), version);
+            }
+            // A write command that turned out to only read (`GETEX key`): read it properly.
+            Ran::Reply(_) => self.read(replica, spec, args, version),
+            Ran::Write(write) => match replica.submit(write.proposal).await {
+                Ok(ticket) => {
+                    let then = write.then;
+                    self.queue_future(
+                        async move {
+                            match ticket.reply().await {
+                                Ok(reply) => Done::Reply(then(reply)),
+                                Err(NotServed::NotLeader(leader)) => Done::Again {
+                                    spec,
+                                    group,
+                                    args,
+                                    leader,
+                                },
+                                Err(e) => Done::Reply(not_served(e)),
+                            }
+                        },
+                        version,
+                    );
+                }
+                Err(NotServed::NotLeader(leader)) => {
+                    self.refuse(spec, group, args, leader, version)
+                }
+                Err(e) => {
+                    self.queue(Done::Reply(not_served(e)), version);
+                }
+            },
+        }
+    }
+
+    fn read(
+        &mut self,
+        replica: Arc<Replica>,
+        spec: &'static CommandSpec,
+        args: Vec<Bytes>,
+        version: Version,
+    ) {
+        let group = replica.group;
+        self.queue_future(
+            async move {
+                match replica.read_barrier().await {
+                    Ok(()) => Done::Read {
+                        replica,
+                        spec,
+                        args,
+                    },
+                    Err(NotServed::NotLeader(leader)) => Done::Again {
+                        spec,
+                        group,
+                        args,
+                        leader,
+                    },
+                    Err(e) => Done::Reply(not_served(e)),
+                }
+            },
+            version,
+        );
+    }
+
+    fn refuse(
+        &mut self,
+        spec: &'static CommandSpec,
+        group: GroupId,
+        args: Vec<Bytes>,
+        leader: Option<NodeId>,
+        version: Version,
+    ) {
+        self.refused.insert(group);
+        if self.mode == Mode::Client {
+            self.one_by_one = true;
+        }
+        self.queue(
+            Done::Again {
+                spec,
+                group,
+                args,
+                leader,
+            },
+            version,
+        );
+    }
+
+    fn forward(
+        &mut self,
+        leader: NodeId,
+        group: GroupId,
+        spec: &'static CommandSpec,
+        args: Vec<Bytes>,
+        version: Version,
+    ) {
+        let (tx, rx) = oneshot::channel();
+        let item = ForwardItem {
+            group,
+            args: args.clone(),
+        };
+        self.batches.entry(leader).or_default().push((item, tx));
+        let is_write = spec.flags.contains(Flags::WRITE);
+        self.queue_future(
+            async move {
+                let again = |leader| Done::Again {
+                    spec,
+                    group,
+                    args: args.clone(),
+                    leader,
+                };
+                match rx.await {
+                    Ok(Ok(ForwardReply::Reply(reply))) => Done::Reply(reply),
+                    Ok(Ok(ForwardReply::NotLeader { leader })) => again(leader),
+                    Ok(Err(PeerCallError::Lost(e))) if is_write => {
+                        Done::Reply(CommandError::Unknown(e).into())
+                    }
+                    Ok(Err(_)) | Err(_) => again(None),
+                }
+            },
+            version,
+        );
+    }
+
+    fn ready(&mut self, reply: Frame, version: Version) -> Option<Frame> {
+        if self.jobs.is_empty() {
+            return Some(reply);
+        }
+        self.queue(Done::Reply(reply), version)
+    }
+
+    fn queue(&mut self, done: Done, version: Version) -> Option<Frame> {
+        self.queue_future(std::future::ready(done), version);
+        None
+    }
+
+    fn queue_future(
+        &mut self,
+        f: impl std::future::Future<Output = Done> + Send + 'static,
+        version: Version,
+    ) {
+        self.jobs.push_back(f.boxed());
+        self.versions.push_back(version);
+    }
+
+    /// Sends the forward batches (one per leader node).
+    fn send_batches(&mut self) {
+        for (leader, batch) in self.batches.drain() {
+            let node = self.node.clone();
+            tokio::spawn(async move {
+                let (items, senders): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                let sent = items.len();
+                let result = node
+                    .call_peer(leader, PeerRequest::Forward(items), FORWARD_TIMEOUT)
+                    .await;
+                match result {
+                    Ok(PeerResponse::Forward(replies)) if replies.len() == sent => {
+                        for (tx, reply) in senders.into_iter().zip(replies) {
+                            let _ = tx.send(Ok(reply));
+                        }
+                    }
+                    Ok(other) => {
+                        let e = format!("node {leader} answered a forward with {other:?}");
+                        for tx in senders {
+                            let _ = tx.send(Err(PeerCallError::Lost(e.clone())));
+                        }
+                    }
+                    Err(e) => {
+                        let lost = matches!(e, PeerCallError::Lost(_));
+                        let e = e.to_string();
+                        for tx in senders {
+                            let err = if lost {
+                                PeerCallError::Lost(e.clone())
+                            } else {
+                                PeerCallError::Unsent(e.clone())
+                            };
+                            let _ = tx.send(Err(err));
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    /// Finishes a client batch: every reply, in request order, with its protocol version.
+    pub async fn finish(&mut self, session: &mut Session, mut emit: impl FnMut(Frame, Version)) {
+        self.send_batches();
+        while let Some(done) = self.jobs.next().await {
+            let version = self.versions.pop_front().unwrap_or(session.resp);
+            let reply = match done {
+                Done::Reply(f) => f,
+                Done::Read {
+                    replica,
+                    spec,
+                    args,
+                } => run_read(&self.node, session, &replica, spec, &args),
+                Done::Again {
+                    spec, group, args, ..
+                } => run_on_group(&self.node, session, spec, group, args).await,
+                Done::Alone { spec, args } => run_alone(&self.node, session, spec, args).await,
+            };
+            emit(reply, version);
+        }
+    }
+
+    /// Finishes a forwarded batch: one reply per item, in order.
+    pub async fn finish_forwarded(&mut self, session: &mut Session) -> Vec<ForwardReply> {
+        let mut replies = Vec::with_capacity(self.jobs.len());
+        while let Some(done) = self.jobs.next().await {
+            self.versions.pop_front();
+            replies.push(match done {
+                Done::Reply(f) => ForwardReply::Reply(f),
+                Done::Read {
+                    replica,
+                    spec,
+                    args,
+                } => ForwardReply::Reply(run_read(&self.node, session, &replica, spec, &args)),
+                Done::Again { leader, .. } => ForwardReply::NotLeader { leader },
+                Done::Alone { .. } => {
+                    ForwardReply::Reply(CommandError::Err("cannot forward that".into()).into())
+                }
+            });
+        }
+        replies
+    }
+}
+
+fn run_read(
+    node: &Node,
+    session: &mut Session,
+    replica: &Replica,
+    spec: &'static CommandSpec,
+    args: &[Bytes],
+) -> Frame {
+    match commands::run(node, session, spec, args, Some(replica)) {
+        Ran::Reply(f) => f,
+        Ran::Write(_) => CommandError::Err("a read asked to write".into()).into(),
+    }
+}
+
+fn not_served(e: NotServed) -> Frame {
+    match e {
+        NotServed::NotLeader(_) => CommandError::TryAgain("no leader for the shard".into()),
+        NotServed::Unknown(why) => CommandError::Unknown(why),
+        NotServed::Stopped(why) => CommandError::TryAgain(format!("shard replica stopped: {why}")),
+    }
+    .into()
+}
+
+/// Runs one request that spans shards (or must run alone): every part on its group, combined.
+async fn run_alone(
+    node: &Arc<Node>,
+    session: &mut Session,
+    spec: &'static CommandSpec,
+    args: Vec<Bytes>,
+) -> Frame {
+    match route::route(&node.ring, spec, &args) {
+        Route::Local => match commands::run(node, session, spec, &args, None) {
+            Ran::Reply(f) => f,
+            Ran::Write(_) => CommandError::Err("node commands do not write".into()).into(),
+        },
+        Route::CrossSlot => CommandError::CrossSlot.into(),
+        Route::Group(group) => run_on_group(node, session, spec, group, args).await,
+        Route::Parts(parts) => {
+            let runs = parts.iter().map(|part| {
+                let node = node.clone();
+                let args = part.args.clone();
+                let group = part.group;
+                let mut session = Session::peer(session.resp);
+                async move { run_on_group(&node, &mut session, spec, group, args).await }
+            });
+            let replies = futures::future::join_all(runs).await;
+            route::combine(&parts, replies)
+        }
+        Route::Scan {
+            mut shard,
+            mut slot,
+        } => {
+            // Shards that have nothing more to show are skipped within one call, so a scan
+            // that matches nothing ends at once rather than after one empty reply per shard.
+            loop {
+                let mut shard_args = args.clone();
+                shard_args[1] = Bytes::from(slot.to_string());
+                let group = crate::node::shard_group(shard);
+                let reply = run_on_group(node, session, spec, group, shard_args).await;
+                let Frame::Array(mut items) = reply else {
+                    return reply;
+                };
+                let next = match items.first() {
+                    Some(Frame::Bulk(b)) => std::str::from_utf8(b)
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0),
+                    _ => 0,
+                };
+                let cursor = route::next_scan_cursor(shard, next, node.params.shards);
+                let empty = matches!(items.get(1), Some(Frame::Array(keys)) if keys.is_empty());
+                if empty && next == 0 && cursor != 0 {
+                    (shard, slot) = route::scan_cursor(cursor, node.params.shards);
+                    continue;
+                }
+                if let Some(first) = items.first_mut() {
+                    *first = Frame::bulk_int(cursor as i64);
+                }
+                return Frame::Array(items);
+            }
+        }
+    }
+}
+
+/// Runs one request on `group`'s leader, retrying while leadership moves, until
+/// [`RETRY_DEADLINE`]; then `-TRYAGAIN`.
+async fn run_on_group(
+    node: &Arc<Node>,
+    session: &mut Session,
+    spec: &'static CommandSpec,
+    group: GroupId,
+    args: Vec<Bytes>,
+) -> Frame {
+    let deadline = Instant::now() + RETRY_DEADLINE;
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let mut pipeline = Pipeline::new(node.clone(), Mode::Client);
+        pipeline.push_to(session, spec, group, args.clone()).await;
+        pipeline.send_batches();
+        let done = pipeline.jobs.next().await;
+        match done {
+            Some(Done::Reply(f)) => return f,
+            Some(Done::Read {
+                replica,
+                spec,
+                args,
+            }) => return run_read(node, session, &replica, spec, &args),
+            Some(Done::Again { .. }) | None => {}
+            Some(Done::Alone { .. }) => unreachable!("a single group's request never runs alone"),
+        }
+        if Instant::now() + backoff > deadline {
+            return CommandError::TryAgain(format!(
+                "shard {} has no reachable leader",
+                group_shard(group)
+            ))
+            .into();
+        }
+        // Waiting out an election: back off a little more each time.
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(200));
+    }
+}
