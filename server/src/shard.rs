@@ -64,6 +64,18 @@ pub struct Replica {
     dir: PathBuf,
     /// Keys deleted by active expiry while this replica led (INFO's `expired_keys`).
     expired_keys: AtomicU64,
+    /// Reads waiting for the next leadership confirmation.
+    read_gate: parking_lot::Mutex<ReadGate>,
+}
+
+/// Linearizable reads waiting for a leadership confirmation. One confirmation round runs at
+/// a time and serves every read that arrived before it began; reads arriving during a round
+/// wait for the next one (a round that began earlier could miss a write acknowledged between
+/// its start and their arrival).
+#[derive(Default)]
+struct ReadGate {
+    round_running: bool,
+    next_round: Vec<tokio::sync::oneshot::Sender<Result<(), NotServed>>>,
 }
 
 impl Replica {
@@ -98,6 +110,7 @@ impl Replica {
             keyspace,
             dir,
             expired_keys: AtomicU64::new(0),
+            read_gate: parking_lot::Mutex::default(),
         }))
     }
 
@@ -150,8 +163,39 @@ impl Replica {
 
     /// Waits until a read of this replica's keyspace is linearizable: this node is still the
     /// leader (a quorum acknowledged it after the call began) and everything committed before
-    /// the call has been applied. Concurrent callers share openraft's heartbeat rounds.
-    pub async fn read_barrier(&self) -> Result<(), NotServed> {
+    /// the call has been applied. Concurrent callers share confirmation rounds ([`ReadGate`]).
+    pub async fn read_barrier(self: &Arc<Self>) -> Result<(), NotServed> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut gate = self.read_gate.lock();
+            gate.next_round.push(tx);
+            !std::mem::replace(&mut gate.round_running, true)
+        };
+        if start {
+            tokio::spawn(self.clone().run_read_rounds());
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(NotServed::Stopped("read barrier dropped".into())))
+    }
+
+    async fn run_read_rounds(self: Arc<Self>) {
+        loop {
+            let waiters = {
+                let mut gate = self.read_gate.lock();
+                if gate.next_round.is_empty() {
+                    gate.round_running = false;
+                    return;
+                }
+                std::mem::take(&mut gate.next_round)
+            };
+            let result = self.confirm_leadership().await;
+            for w in waiters {
+                let _ = w.send(result.clone());
+            }
+        }
+    }
+
+    async fn confirm_leadership(&self) -> Result<(), NotServed> {
         use openraft::error::{LinearizableReadError, RaftError};
         match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
             Ok(_) => Ok(()),

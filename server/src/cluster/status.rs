@@ -159,3 +159,24 @@ pub fn write_raft_section(node: &Node, out: &mut String) {
         &(summary.shards - summary.shards_with_leader),
     );
 }
+
+/// The `# Digest` section (`INFO digest`): per hosted shard replica, its applied index, key
+/// count and a digest of its data, so replicas of one shard can be compared.
+pub fn write_digest_section(node: &Node, out: &mut String) {
+    let now = crate::store::now_ms();
+    for replica in node.replicas() {
+        if replica.group == META_GROUP {
+            continue;
+        }
+        let status = GroupStatus::of(&replica);
+        let ks = replica.keyspace();
+        let _ = write!(
+            out,
+            "shard_{}:applied={},keys={},digest={:016x}\r\n",
+            group_shard(replica.group),
+            status.applied,
+            ks.len(),
+            ks.digest(now)
+        );
+    }
+}

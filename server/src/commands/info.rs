@@ -9,7 +9,7 @@ use super::args::text;
 use super::client::text_reply;
 use super::connection::REDIS_VERSION;
 use super::Ctx;
-use crate::cluster::status::{write_raft_section, ClusterSummary};
+use crate::cluster::status::{write_digest_section, write_raft_section, ClusterSummary};
 use crate::config::human_bytes;
 use crate::error::CommandResult;
 use crate::node::Node;
@@ -29,6 +29,8 @@ const DEFAULT: &[&str] = &[
 ];
 /// Extra sections `INFO all` adds.
 const EXTRA: &[&str] = &["commandstats"];
+/// Sections shown only when named: costly (`digest` reads every key).
+const ON_REQUEST: &[&str] = &["digest"];
 
 pub fn info(ctx: &mut Ctx<'_>) -> CommandResult {
     let asked: Vec<String> = ctx.args[1..]
@@ -43,7 +45,12 @@ pub fn info(ctx: &mut Ctx<'_>) -> CommandResult {
         sections.extend(DEFAULT.iter().chain(EXTRA));
     }
     for a in &asked {
-        if let Some(s) = DEFAULT.iter().chain(EXTRA).find(|s| **s == a.as_str()) {
+        if let Some(s) = DEFAULT
+            .iter()
+            .chain(EXTRA)
+            .chain(ON_REQUEST)
+            .find(|s| **s == a.as_str())
+        {
             sections.push(s);
         }
     }
@@ -69,6 +76,9 @@ fn section(node: &Node, name: &str, out: &mut String) {
     let _ = write!(out, "# {}\r\n", if name == "cpu" { "CPU" } else { &title });
     if name == "raft" {
         return write_raft_section(node, out);
+    }
+    if name == "digest" {
+        return write_digest_section(node, out);
     }
     let mut field = |k: &str, v: &dyn std::fmt::Display| {
         let _ = write!(out, "{k}:{v}\r\n");

@@ -249,6 +249,9 @@ impl From<LogStoreError> for io::Error {
     }
 }
 
+/// How often `Always` replaces the `committed` file at most.
+pub const COMMITTED_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The durable log of one Raft group. See the module documentation for the format and rules.
 pub struct LogStore {
     dir: PathBuf,
@@ -258,6 +261,8 @@ pub struct LogStore {
     /// `None` only while dropping, so the writer sees its queue close.
     queue: Option<mpsc::Sender<Command>>,
     writer: Option<thread::JoinHandle<()>>,
+    /// When `Always` last wrote the `committed` file (see `save_committed`).
+    committed_saved_at: Option<std::time::Instant>,
 }
 
 /// Reads entries and the vote of a [`LogStore`]; clones share the store's state.
@@ -381,6 +386,7 @@ impl LogStore {
             flush,
             queue: Some(queue),
             writer: Some(writer),
+            committed_saved_at: None,
         })
     }
 
@@ -509,8 +515,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     ///
     /// - `Always`: written by the writer thread after the appends queued before it, which it has
     ///   already fsynced; the file is written to `committed.tmp` and renamed, without fsync of
-    ///   the file or the directory. A crash may leave it older, missing or torn; `open` reads a
-    ///   damaged one as `None`.
+    ///   the file or the directory, and at most every [`COMMITTED_SAVE_INTERVAL`] (each file
+    ///   replacement costs the log writer a create and a rename, which ext4 turns into a data
+    ///   flush): a value older than the newest is always safe, only slower to recover from. A
+    ///   crash may leave it older, missing or torn; `open` reads a damaged one as `None`.
     /// - `EverySec`: only recorded in memory. The background flusher persists it (fsynced) right
     ///   after it has fsynced the segments, capped at the last log id that flush made durable:
     ///   `min(committed, durable)`, the cap being the id of the last durable entry. Dropping the
@@ -519,7 +527,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     ///   returns `None` (or what a run under another policy left).
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         match self.options.fsync {
+            FsyncPolicy::Always
+                if self
+                    .committed_saved_at
+                    .is_some_and(|t| t.elapsed() < COMMITTED_SAVE_INTERVAL) =>
+            {
+                self.shared.check_healthy()?
+            }
             FsyncPolicy::Always => {
+                self.committed_saved_at = Some(std::time::Instant::now());
                 let payload = encode(&committed, "committed log id")?;
                 self.request(|done| Command::SaveMeta {
                     name: COMMITTED_FILE,

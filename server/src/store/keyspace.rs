@@ -64,6 +64,21 @@ impl Default for Keyspace {
 }
 
 impl Keyspace {
+    /// An order-independent digest of the live entries (keys, values, deadlines): equal on two
+    /// replicas that hold the same data. Reads every entry, so it is for tests and checks.
+    pub fn digest(&self, now: UnixMillis) -> u64 {
+        let mut digest = 0u64;
+        for slot in 0..shoal_protocol::SLOT_COUNT {
+            let table = self.read_slot(slot);
+            for e in table.table().iter().filter(|e| !e.is_expired(now)) {
+                let h = (crc32fast::hash(e.key()) as u64) << 32 | crc32fast::hash(e.value()) as u64;
+                let h = crate::cluster::hash2(0x5e7d, h, e.expires_at().unwrap_or(0));
+                digest = digest.wrapping_add(h);
+            }
+        }
+        digest
+    }
+
     pub fn new() -> Keyspace {
         Keyspace {
             slots: (0..SLOT_COUNT).map(|_| RwLock::default()).collect(),
