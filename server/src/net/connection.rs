@@ -92,43 +92,56 @@ async fn run(
             .net_input_bytes
             .fetch_add(n as u64, Ordering::Relaxed);
 
-        let mut batch = Pipeline::new(node.clone(), Mode::Client);
-        let mut protocol_error = None;
-        while batch.len() < MAX_BATCH {
-            match decoder.decode_request(&mut rbuf) {
-                Ok(Some(args)) => {
-                    if let Some(reply) = batch.push(&mut session, args).await {
-                        encode(&reply, session.resp, &mut wbuf);
-                    }
-                    // AUTH, HELLO AUTH and RESET change which limits apply from here on.
-                    decoder.set_unauthenticated(!session.authenticated);
-                    if session.close_after_reply {
-                        break;
-                    }
-                    if batch.is_empty() && wbuf.len() >= FLUSH_AT {
-                        flush(node, &mut stream, &mut wbuf).await?;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    protocol_error = Some(e);
+        // Everything received runs as batches of at most MAX_BATCH requests; a full batch is
+        // finished and the next one decoded from what is already buffered.
+        let mut batch_full = true;
+        while batch_full {
+            batch_full = false;
+            let mut batch = Pipeline::new(node.clone(), Mode::Client);
+            let mut protocol_error = None;
+            loop {
+                if batch.len() >= MAX_BATCH {
+                    batch_full = true;
                     break;
                 }
+                match decoder.decode_request(&mut rbuf) {
+                    Ok(Some(args)) => {
+                        if let Some(reply) = batch.push(&mut session, args).await {
+                            encode(&reply, session.resp, &mut wbuf);
+                        }
+                        // AUTH, HELLO AUTH and RESET change which limits apply from here on.
+                        decoder.set_unauthenticated(!session.authenticated);
+                        if session.close_after_reply {
+                            break;
+                        }
+                        if batch.is_empty() && wbuf.len() >= FLUSH_AT {
+                            flush(node, &mut stream, &mut wbuf).await?;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        protocol_error = Some(e);
+                        break;
+                    }
+                }
             }
-        }
-        batch
-            .finish(&mut session, |reply, version| {
-                encode(&reply, version, &mut wbuf)
-            })
-            .await;
-        if let Some(e) = protocol_error {
-            node.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(error = %e, "closing client after protocol error");
-            encode(&Frame::error(format!("ERR {e}")), session.resp, &mut wbuf);
-            return flush(node, &mut stream, &mut wbuf).await;
-        }
-        if session.close_after_reply {
-            return flush(node, &mut stream, &mut wbuf).await;
+            batch
+                .finish(&mut session, |reply, version| {
+                    encode(&reply, version, &mut wbuf)
+                })
+                .await;
+            if let Some(e) = protocol_error {
+                node.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(error = %e, "closing client after protocol error");
+                encode(&Frame::error(format!("ERR {e}")), session.resp, &mut wbuf);
+                return flush(node, &mut stream, &mut wbuf).await;
+            }
+            if session.close_after_reply {
+                return flush(node, &mut stream, &mut wbuf).await;
+            }
+            if wbuf.len() >= FLUSH_AT {
+                flush(node, &mut stream, &mut wbuf).await?;
+            }
         }
         if rbuf.len() > query_limit {
             tracing::warn!(
