@@ -106,6 +106,13 @@ impl Node {
         let (identity, creating) = match Identity::load(&identity_path)? {
             Some(identity) => (identity, false),
             None => match &config.join {
+                Some(_) if has_groups(&config.data_dir) => {
+                    return Err(std::io::Error::other(format!(
+                        "{} holds Raft groups but no node.conf: it belonged to another node; \
+                         refusing to join with it (use an empty --data-dir)",
+                        config.data_dir.display()
+                    )));
+                }
                 Some(seed) => {
                     let reply = request_join(seed, &info).await?;
                     let identity = Identity {
@@ -118,17 +125,18 @@ impl Node {
                     identity.store(&identity_path)?;
                     (identity, false)
                 }
-                None => {
-                    let identity = Identity {
+                // Stored once the cluster's groups exist (below): a crash before that starts
+                // over, and initializing skips the groups already initialized.
+                None => (
+                    Identity {
                         node_id: 1,
                         params: ClusterParams {
                             shards: config.shards,
                             replicas: config.replicas,
                         },
-                    };
-                    identity.store(&identity_path)?;
-                    (identity, true)
-                }
+                    },
+                    true,
+                ),
             },
         };
         tracing::info!(
@@ -165,6 +173,7 @@ impl Node {
         }
         if creating {
             node.create_cluster().await?;
+            identity.store(&identity_path)?;
         } else {
             node.ensure_group(META_GROUP).await?;
         }
@@ -408,6 +417,11 @@ impl Identity {
         }
         Ok(())
     }
+}
+
+/// Whether `data_dir` holds any group directory.
+fn has_groups(data_dir: &Path) -> bool {
+    std::fs::read_dir(data_dir.join("groups")).is_ok_and(|mut d| d.next().is_some())
 }
 
 /// Asks the cluster at `seed` (a peer address) for an id, retrying until it answers.
