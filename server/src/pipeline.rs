@@ -189,7 +189,18 @@ impl Pipeline {
         let Some(replica) = local else {
             match (self.mode, node.leader_of(group)) {
                 (Mode::Client, Some(leader)) if leader != node.id => {
-                    self.forward(leader, group, spec, args, version);
+                    let counted = session.counted;
+                    self.forward(
+                        leader,
+                        ForwardItem {
+                            group,
+                            args: args.clone(),
+                            counted,
+                        },
+                        spec,
+                        args,
+                        version,
+                    );
                 }
                 (_, leader) => self.refuse(spec, group, args, leader, version),
             }
@@ -289,16 +300,13 @@ impl Pipeline {
     fn forward(
         &mut self,
         leader: NodeId,
-        group: GroupId,
+        item: ForwardItem,
         spec: &'static CommandSpec,
         args: Vec<Bytes>,
         version: Version,
     ) {
         let (tx, rx) = oneshot::channel();
-        let item = ForwardItem {
-            group,
-            args: args.clone(),
-        };
+        let group = item.group;
         self.batches.entry(leader).or_default().push((item, tx));
         let is_write = spec.flags.contains(Flags::WRITE);
         self.queue_future(

@@ -40,6 +40,8 @@ pub struct ForwardItem {
     pub group: GroupId,
     /// The request, command name first.
     pub args: Vec<Bytes>,
+    /// Whether it counts in the leader's command statistics (not for nodes' own requests).
+    pub counted: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

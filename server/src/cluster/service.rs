@@ -32,6 +32,8 @@ pub async fn handle(node: Arc<Node>, group: GroupId, request: PeerRequest) -> Pe
         PeerRequest::Forward(items) => {
             // Replies go back as frames; the origin encodes them for its client's protocol.
             let mut session = Session::peer(Version::Resp3);
+            // A batch comes from one origin: all its items are counted, or none.
+            session.counted = items.first().is_none_or(|i| i.counted);
             let mut pipeline = Pipeline::new(node, Mode::Peer);
             for item in items {
                 pipeline.push_forwarded(&mut session, item).await;
@@ -48,7 +50,14 @@ pub async fn run_on(node: &Arc<Node>, group: GroupId, args: Vec<Bytes>) -> Frame
     let mut session = Session::internal();
     let mut pipeline = Pipeline::new(node.clone(), Mode::Client);
     pipeline
-        .push_forwarded(&mut session, ForwardItem { group, args })
+        .push_forwarded(
+            &mut session,
+            ForwardItem {
+                group,
+                args,
+                counted: false,
+            },
+        )
         .await;
     let mut reply = Frame::Null;
     pipeline.finish(&mut session, |f, _| reply = f).await;
