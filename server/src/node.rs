@@ -296,22 +296,29 @@ impl Node {
         })
     }
 
-    /// The node believed to lead `group`: the local replica's view, else what its leader last
-    /// published in group 0.
+    /// The node believed to lead `group`: the local replica's view or what the group's leader
+    /// last published in group 0, whichever comes from the later term. (A replica this node
+    /// was removed from stops hearing from its group and keeps an old view.)
     pub fn leader_of(&self, group: GroupId) -> Option<NodeId> {
-        if let Some(r) = self.replica(group) {
-            if let Some(l) = r.leader() {
-                return Some(l);
-            }
-        }
+        let local = self.replica(group).and_then(|r| {
+            let m = r.metrics();
+            let leader = m.current_leader?;
+            // Believing itself leader without being one is a view from a past term.
+            (leader != self.id || r.is_leader()).then_some((m.current_term, leader))
+        });
         if group == META_GROUP {
-            return None;
+            return local.map(|(_, l)| l);
         }
-        self.topology()
+        let published = self
+            .topology()
             .shards
             .get(&group_shard(group))
-            .map(|s| s.leader)
-            .filter(|&l| l != 0)
+            .filter(|s| s.leader != 0)
+            .map(|s| (s.term, s.leader));
+        match (local, published) {
+            (Some(l), Some(p)) => Some(if p.0 > l.0 { p.1 } else { l.1 }),
+            (l, p) => l.or(p).map(|(_, id)| id),
+        }
     }
 
     /// Sends a request to node `id` over the peer connection.

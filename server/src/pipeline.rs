@@ -549,8 +549,9 @@ async fn run_on_group(
             ))
             .into();
         }
-        // Waiting out an election: back off a little more each time.
+        // Waiting out an election: back off a little more each time, but not so much that a
+        // new leader waits long for us.
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_millis(200));
+        backoff = (backoff * 2).min(Duration::from_millis(50));
     }
 }

@@ -37,15 +37,23 @@ pub enum NotServed {
     Stopped(String),
 }
 
-/// How Raft is tuned for every group: failover within a second (election timeout 300-500 ms,
-/// heartbeats every 60 ms), compaction every `snapshot_entries` entries.
+/// How Raft is tuned for every group: failover within a second, compaction every
+/// `snapshot_entries` entries.
+///
+/// A follower grants no vote while its leader's lease (openraft: `election_timeout_max` since
+/// it last heard from the leader) runs, so a candidate whose timer fires before the other
+/// voters' leases end is refused and tries again one timeout later: the worst case is about
+/// two timeouts. With 200-250 ms that is about 450-500 ms, plus the vote round (measured with
+/// `scripts/failover.sh`: p50 0.49 s, p99 0.76 s); heartbeats every 40 ms leave five to miss
+/// before an election starts, and the timeout stays over 10x the 1-10 ms an fsynced append
+/// takes here.
 pub fn raft_config(snapshot_entries: u64) -> Arc<openraft::Config> {
     Arc::new(
         openraft::Config {
             cluster_name: "shoal".into(),
-            heartbeat_interval: 60,
-            election_timeout_min: 300,
-            election_timeout_max: 500,
+            heartbeat_interval: 40,
+            election_timeout_min: 200,
+            election_timeout_max: 250,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_entries),
             // Keep some log behind a snapshot so a briefly lagging follower catches up from the
             // log rather than needing a whole snapshot.
