@@ -3,6 +3,8 @@
 # Shared helpers for scripts/bench-vs-redis.sh and scripts/mem-per-key.sh: start a shoal
 # server and a reference redis-server on loopback ports, wait until they answer PING, and
 # stop them again however the calling script exits. Source it; do not run it.
+# scripts/cluster.sh, scripts/failover.sh and scripts/bench-cluster.sh use the logging, build,
+# port and PING helpers too.
 #
 # Knobs read here (all optional):
 #   REDIS_PORT        port for the reference redis-server            (default 16379)
@@ -39,6 +41,8 @@ declare -A SERVER_PORT=()  # name -> port
 declare -A SERVER_LOG=()   # name -> log file
 WORKDIR=""
 CHILD_PID=""               # long-running client command in progress (see run_child)
+CLEANUP_HOOKS=()           # commands cleanup runs (in order) before stopping the servers;
+                           # they see the script's exit status as $rc
 
 # Progress and errors go to the script's original stderr, even from a trap that fires while
 # a function's output is redirected (run_child ... 2>file).
@@ -97,6 +101,10 @@ cleanup() {
         kill -TERM "$CHILD_PID" 2>/dev/null
         wait "$CHILD_PID" 2>/dev/null
     fi
+    local hook
+    for hook in "${CLEANUP_HOOKS[@]}"; do
+        $hook
+    done
     stop_servers
     if [[ -n $WORKDIR && -d $WORKDIR ]]; then
         if [[ $KEEP_WORKDIR == 1 ]] || ((rc != 0 && rc != 130 && rc != 143)); then
@@ -121,11 +129,12 @@ run_child() {
     return "$rc"
 }
 
-# Fails if something already listens on 127.0.0.1:PORT.
+# ensure_port_free PORT [HINT]: fails if something already listens on 127.0.0.1:PORT; HINT
+# (default "pick another port (REDIS_PORT / SHOAL_PORT)") ends the error message.
 ensure_port_free() {
-    local port=$1
+    local port=$1 hint=${2:-"pick another port (REDIS_PORT / SHOAL_PORT)"}
     if (exec 3<>"/dev/tcp/$HOST/$port") 2>/dev/null; then
-        die "127.0.0.1:$port is already in use; pick another port (REDIS_PORT / SHOAL_PORT)"
+        die "127.0.0.1:$port is already in use; $hint"
     fi
 }
 
