@@ -122,10 +122,7 @@ impl Pipeline {
         };
         let route = route::route(&self.node.ring, spec, &args);
         if route == Route::Local {
-            let reply = match commands::run(&self.node, session, spec, &args, None) {
-                Ran::Reply(f) => f,
-                Ran::Write(_) => CommandError::Err("node commands do not write".into()).into(),
-            };
+            let reply = run_read(&self.node, session, None, spec, &args);
             return self.ready(reply, version);
         }
         if self.one_by_one {
@@ -401,7 +398,7 @@ impl Pipeline {
                     replica,
                     spec,
                     args,
-                } => run_read(&self.node, session, &replica, spec, &args),
+                } => run_read(&self.node, session, Some(&replica), spec, &args),
                 Done::Again {
                     spec, group, args, ..
                 } => run_on_group(&self.node, session, spec, group, args).await,
@@ -422,7 +419,9 @@ impl Pipeline {
                     replica,
                     spec,
                     args,
-                } => ForwardReply::Reply(run_read(&self.node, session, &replica, spec, &args)),
+                } => {
+                    ForwardReply::Reply(run_read(&self.node, session, Some(&replica), spec, &args))
+                }
                 Done::Again { leader, .. } => ForwardReply::NotLeader { leader },
                 Done::Alone { .. } => {
                     ForwardReply::Reply(CommandError::Err("cannot forward that".into()).into())
@@ -433,16 +432,18 @@ impl Pipeline {
     }
 }
 
+/// Runs a command that answers without proposing: a read of `replica`, or a node-level
+/// command (`replica` is `None`).
 fn run_read(
     node: &Node,
     session: &mut Session,
-    replica: &Replica,
+    replica: Option<&Replica>,
     spec: &'static CommandSpec,
     args: &[Bytes],
 ) -> Frame {
-    match commands::run(node, session, spec, args, Some(replica)) {
+    match commands::run(node, session, spec, args, replica) {
         Ran::Reply(f) => f,
-        Ran::Write(_) => CommandError::Err("a read asked to write".into()).into(),
+        Ran::Write(_) => CommandError::Err(format!("{} cannot write here", spec.name)).into(),
     }
 }
 
@@ -463,10 +464,7 @@ async fn run_alone(
     args: Vec<Bytes>,
 ) -> Frame {
     match route::route(&node.ring, spec, &args) {
-        Route::Local => match commands::run(node, session, spec, &args, None) {
-            Ran::Reply(f) => f,
-            Ran::Write(_) => CommandError::Err("node commands do not write".into()).into(),
-        },
+        Route::Local => run_read(node, session, None, spec, &args),
         Route::CrossSlot => CommandError::CrossSlot.into(),
         Route::Group(group) => run_on_group(node, session, spec, group, args).await,
         Route::Parts(parts) => {
@@ -538,7 +536,7 @@ async fn run_on_group(
                 replica,
                 spec,
                 args,
-            }) => return run_read(node, session, &replica, spec, &args),
+            }) => return run_read(node, session, Some(&replica), spec, &args),
             Some(Done::Again { .. }) | None => {}
             Some(Done::Alone { .. }) => unreachable!("a single group's request never runs alone"),
         }
