@@ -58,6 +58,12 @@ pub fn raft_config(snapshot_entries: u64) -> Arc<openraft::Config> {
             // Keep some log behind a snapshot so a briefly lagging follower catches up from the
             // log rather than needing a whole snapshot.
             max_in_snapshot_log_to_keep: 1000,
+            // Under `appendfsync everysec|no` a follower acknowledges entries before they are
+            // fsynced, so a crash can shorten its log below what the leader counted. Let the
+            // leader replicate to it again from where it really is (without this, openraft's
+            // leader stops on that follower: a debug assertion, a stuck replica in release).
+            // Under `always` a follower never loses an acknowledged entry, so this never fires.
+            allow_log_reversion: Some(true),
             ..Default::default()
         }
         .validate()
