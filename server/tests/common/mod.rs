@@ -203,3 +203,548 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Clusters of real processes
+// ---------------------------------------------------------------------------------------------
+
+impl Client {
+    /// Sends every command in one write, then reads one reply per command, in order.
+    pub fn pipeline<S: AsRef<str>>(&mut self, commands: &[Vec<S>]) -> Vec<Frame> {
+        let mut out = BytesMut::new();
+        for c in commands {
+            let args: Vec<&str> = c.iter().map(|a| a.as_ref()).collect();
+            encode_command(&args, &mut out);
+        }
+        self.stream.write_all(&out).expect("write pipeline");
+        commands.iter().map(|_| self.read()).collect()
+    }
+
+    /// The text of `INFO section` (or of any other command answering a bulk string).
+    pub fn text(&mut self, args: &[&str]) -> String {
+        match self.cmd(args) {
+            Frame::Bulk(b) => String::from_utf8(b.to_vec()).expect("utf-8"),
+            Frame::Verbatim { text, .. } => String::from_utf8(text.to_vec()).expect("utf-8"),
+            other => panic!("{args:?}: not a text reply: {other:?}"),
+        }
+    }
+}
+
+/// `name:value` lines of an INFO-style text (section headers and blank lines skipped).
+pub fn info_fields(text: &str) -> std::collections::HashMap<String, String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// `a=1,b=2` (one INFO value) as pairs.
+pub fn info_value_fields(value: &str) -> std::collections::HashMap<String, String> {
+    value
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// One hosted shard replica, from `INFO raft`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardRaft {
+    pub role: String,
+    /// 0 when no leader is known.
+    pub leader: u64,
+    pub term: u64,
+    pub last_log: u64,
+    pub committed: u64,
+    pub applied: u64,
+    pub snapshot: u64,
+    pub voters: usize,
+}
+
+/// One hosted shard replica's data, from `INFO digest`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardDigest {
+    pub applied: u64,
+    pub keys: u64,
+    pub digest: String,
+}
+
+/// Parses `raft_shard_<i>:...` lines of `INFO raft` into shard → status.
+pub fn parse_raft_shards(text: &str) -> std::collections::BTreeMap<u32, ShardRaft> {
+    let num = |m: &std::collections::HashMap<String, String>, k: &str| -> u64 {
+        m.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    info_fields(text)
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let shard: u32 = k.strip_prefix("raft_shard_")?.parse().ok()?;
+            let m = info_value_fields(&v);
+            let voters = m
+                .get("voters")
+                .map_or(0, |v| v.split('|').filter(|s| !s.is_empty()).count());
+            Some((
+                shard,
+                ShardRaft {
+                    role: m.get("role").cloned().unwrap_or_default(),
+                    leader: num(&m, "leader"),
+                    term: num(&m, "term"),
+                    last_log: num(&m, "last_log"),
+                    committed: num(&m, "committed"),
+                    applied: num(&m, "applied"),
+                    snapshot: num(&m, "snapshot"),
+                    voters,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Parses `shard_<i>:applied=..,keys=..,digest=..` lines of `INFO digest`.
+pub fn parse_digests(text: &str) -> std::collections::BTreeMap<u32, ShardDigest> {
+    info_fields(text)
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let shard: u32 = k.strip_prefix("shard_")?.parse().ok()?;
+            let m = info_value_fields(&v);
+            Some((
+                shard,
+                ShardDigest {
+                    applied: m.get("applied")?.parse().ok()?,
+                    keys: m.get("keys")?.parse().ok()?,
+                    digest: m.get("digest")?.clone(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Why a node did not come up.
+#[derive(Debug)]
+pub enum StartFailure {
+    /// The process exited before it was ready: its status and what it wrote to stderr.
+    Exited {
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    /// Still not ready when the deadline passed (it has been killed).
+    Timeout { stderr: String },
+}
+
+/// How long a node may take to print its ready line.
+const NODE_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One `shoal-server` process of a [`Cluster`], with its data dir and ports (kept across
+/// restarts: a restarted node reuses both).
+pub struct ClusterNode {
+    /// The node id (from `INFO raft`).
+    pub id: u64,
+    /// Client address.
+    pub addr: SocketAddr,
+    /// Cluster (peer) address.
+    pub peer_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Where the process's stderr goes (appended to by every start).
+    pub log_path: PathBuf,
+    /// Flags every start gets besides the ports and `--join`.
+    flags: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Drop for ClusterNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl ClusterNode {
+    pub fn client(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// `CLUSTER INFO` fields as this node sees them.
+    pub fn cluster_info(&self) -> std::collections::HashMap<String, String> {
+        info_fields(&self.client().text(&["CLUSTER", "INFO"]))
+    }
+
+    /// True when this node answers `cluster_state:ok` and knows `nodes` nodes.
+    pub fn is_ok(&self, nodes: usize) -> bool {
+        let Ok(stream) = TcpStream::connect(self.addr) else {
+            return false;
+        };
+        drop(stream);
+        let info = self.cluster_info();
+        info.get("cluster_state").map(String::as_str) == Some("ok")
+            && info.get("cluster_known_nodes") == Some(&nodes.to_string())
+    }
+
+    /// This node's hosted shard replicas (`INFO raft`).
+    pub fn raft(&self) -> std::collections::BTreeMap<u32, ShardRaft> {
+        parse_raft_shards(&self.client().text(&["INFO", "raft"]))
+    }
+
+    /// This node's hosted shard replicas' data digests (`INFO digest`).
+    pub fn digests(&self) -> std::collections::BTreeMap<u32, ShardDigest> {
+        parse_digests(&self.client().text(&["INFO", "digest"]))
+    }
+
+    /// The stderr written so far, by every start.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// SIGKILL, and reap it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM (with the `kill` command: the tests have no libc), then waits up to `timeout`
+    /// for the process to exit and returns its status. Panics (after a SIGKILL) if it does not.
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("node is running");
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {} failed", child.id());
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "node {} did not exit within {timeout:?} of SIGTERM",
+                    self.id
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the process again on the same data dir and ports.
+    pub fn try_restart(&mut self) -> Result<(), StartFailure> {
+        assert!(self.child.is_none(), "node {} is still running", self.id);
+        let ports = [
+            "--port".to_owned(),
+            self.addr.port().to_string(),
+            "--cluster-port".to_owned(),
+            self.peer_addr.port().to_string(),
+        ];
+        let mut args: Vec<String> = ports.to_vec();
+        args.extend(self.flags.iter().cloned());
+        let (child, addr) = spawn_node(&self.data_dir, &self.log_path, &args)?;
+        assert_eq!(addr, self.addr, "restarted node listens elsewhere");
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// [`ClusterNode::try_restart`], panicking if it fails.
+    pub fn restart(&mut self) {
+        if let Err(e) = self.try_restart() {
+            panic!("node {} did not restart: {e:?}", self.id);
+        }
+    }
+}
+
+/// The binary cluster nodes run: this build's, unless `SHOAL_TEST_BIN` names another (e.g. a
+/// release build: `SHOAL_TEST_BIN=target/release/shoal-server`).
+fn cluster_binary() -> PathBuf {
+    std::env::var_os("SHOAL_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_shoal-server")))
+}
+
+/// Spawns `shoal-server` with `args` on `data_dir` (stderr appended to `log_path`) and waits
+/// until it prints its ready line; returns the process and its client address.
+fn spawn_node(
+    data_dir: &std::path::Path,
+    log_path: &std::path::Path,
+    args: &[String],
+) -> Result<(Child, SocketAddr), StartFailure> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .expect("open node log");
+    let log_start = log.metadata().map_or(0, |m| m.len()) as usize;
+    let stderr_now = || {
+        let all = std::fs::read(log_path).unwrap_or_default();
+        String::from_utf8_lossy(&all[log_start.min(all.len())..]).into_owned()
+    };
+    let mut child = Command::new(cluster_binary())
+        .args(["--bind", "127.0.0.1", "--log-level", "warn"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("spawn shoal-server");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    // Keeps draining stdout after the ready line, so the process never blocks on it.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("shoal ready on ") {
+                let addr = rest.split(';').next().unwrap_or_default().to_owned();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let deadline = Instant::now() + NODE_READY_TIMEOUT;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(addr) => return Ok((child, addr.parse().expect("address in ready line"))),
+            Err(mpsc::RecvTimeoutError::Timeout | mpsc::RecvTimeoutError::Disconnected) => {}
+        }
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Err(StartFailure::Exited {
+                status,
+                stderr: stderr_now(),
+            });
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(StartFailure::Timeout {
+                stderr: stderr_now(),
+            });
+        }
+    }
+}
+
+/// A cluster of `shoal-server` processes on loopback, each with its own data dir under one
+/// temporary folder. Dropping it kills every process and deletes the folder (after printing
+/// the tail of each node's stderr when a test is panicking; with `SHOAL_TEST_KEEP` set, a
+/// failed test's folder is kept).
+pub struct Cluster {
+    pub root: PathBuf,
+    pub nodes: Vec<ClusterNode>,
+}
+
+impl Cluster {
+    /// Starts node 1 (which creates the cluster) with `flags`, then `n - 1` nodes joining it,
+    /// and waits until every node reports `cluster_state:ok` with `n` known nodes.
+    pub fn start(n: usize, flags: &[&str]) -> Cluster {
+        let root = std::env::temp_dir().join(format!(
+            "shoal-cluster-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&root).expect("create cluster dir");
+        let mut cluster = Cluster {
+            root,
+            nodes: Vec::new(),
+        };
+        for i in 0..n {
+            let join = cluster.nodes.first().map(|n| n.peer_addr.to_string());
+            cluster.add_node(i, join.as_deref(), flags);
+        }
+        cluster.wait_ok(Duration::from_secs(60));
+        cluster
+    }
+
+    fn add_node(&mut self, i: usize, join: Option<&str>, flags: &[&str]) {
+        let data_dir = self.root.join(format!("node{}", i + 1));
+        std::fs::create_dir_all(&data_dir).expect("create data dir");
+        let log_path = self.root.join(format!("node{}.stderr", i + 1));
+        let mut args: Vec<String> = ["--port", "0", "--cluster-port", "0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if let Some(seed) = join {
+            args.extend(["--join".to_owned(), seed.to_owned()]);
+        }
+        args.extend(flags.iter().map(|s| s.to_string()));
+        let (child, addr) = match spawn_node(&data_dir, &log_path, &args) {
+            Ok(started) => started,
+            Err(e) => panic!("node {} did not start: {e:?}", i + 1),
+        };
+        self.nodes.push(ClusterNode {
+            id: 0,
+            addr,
+            peer_addr: addr,
+            data_dir,
+            log_path,
+            flags: flags.iter().map(|s| s.to_string()).collect(),
+            child: Some(child),
+        });
+        let node = &mut self.nodes[i];
+        // Who am I and where is my peer port: `raft_node_id` and `raft_node_<id>` in INFO raft
+        // (the latter once the node has read the topology).
+        let mut found = None;
+        let known = eventually(Duration::from_secs(20), || {
+            let info = info_fields(&node.client().text(&["INFO", "raft"]));
+            let Some(id) = info.get("raft_node_id").and_then(|v| v.parse::<u64>().ok()) else {
+                return false;
+            };
+            let Some(me) = info.get(&format!("raft_node_{id}")) else {
+                return false;
+            };
+            let peer = info_value_fields(me)
+                .get("peer")
+                .and_then(|p| p.parse::<SocketAddr>().ok());
+            found = peer.map(|p| (id, p));
+            found.is_some()
+        });
+        assert!(known, "node {} never listed itself in INFO raft", i + 1);
+        let (id, peer) = found.expect("found");
+        node.id = id;
+        node.peer_addr = peer;
+    }
+
+    /// Waits until every running node reports `cluster_state:ok` and knows every node.
+    pub fn wait_ok(&mut self, timeout: Duration) {
+        let n = self.nodes.len();
+        let start = Instant::now();
+        let ok = eventually(timeout, || {
+            self.nodes
+                .iter_mut()
+                .filter_map(|node| node.is_running().then_some(&*node))
+                .all(|node| node.is_ok(n))
+        });
+        if !ok {
+            let infos: Vec<String> = self
+                .nodes
+                .iter_mut()
+                .filter_map(|node| node.is_running().then_some(&*node))
+                .map(|node| {
+                    format!(
+                        "node {}:\n{}\n{}",
+                        node.id,
+                        node.client().text(&["CLUSTER", "INFO"]),
+                        node.client().text(&["INFO", "raft"])
+                    )
+                })
+                .collect();
+            panic!(
+                "cluster not ok after {:?}:\n{}",
+                start.elapsed(),
+                infos.join("\n")
+            );
+        }
+    }
+
+    /// The node with id `id`.
+    pub fn by_id(&mut self, id: u64) -> &mut ClusterNode {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .unwrap_or_else(|| panic!("no node {id}"))
+    }
+
+    /// The id of the node leading `shard`, according to the leader itself (polls up to
+    /// `timeout` while the shard has none).
+    pub fn leader_of(&mut self, shard: u32, timeout: Duration) -> u64 {
+        let mut leader = None;
+        let found = eventually(timeout, || {
+            leader = self
+                .nodes
+                .iter_mut()
+                .filter_map(|node| node.is_running().then_some(&*node))
+                .find(|node| {
+                    node.raft()
+                        .get(&shard)
+                        .is_some_and(|s| s.role == "leader" && s.leader == node.id)
+                })
+                .map(|node| node.id);
+            leader.is_some()
+        });
+        assert!(found, "shard {shard} has no leader after {timeout:?}");
+        leader.expect("found")
+    }
+
+    /// Waits until, for every shard, every running node's replica has the same applied index
+    /// and data digest as the shard leader's. Returns how long it took.
+    pub fn wait_converged(&mut self, timeout: Duration) -> Duration {
+        let start = Instant::now();
+        let mut last = String::new();
+        let ok = eventually(timeout, || {
+            let running: Vec<&ClusterNode> = self
+                .nodes
+                .iter_mut()
+                .filter_map(|node| node.is_running().then_some(&*node))
+                .collect();
+            let states: Vec<_> = running
+                .iter()
+                .map(|n| (n.id, n.raft(), n.digests()))
+                .collect();
+            last = format!("{states:#?}");
+            let shards: std::collections::BTreeSet<u32> = states
+                .iter()
+                .flat_map(|(_, r, _)| r.keys().copied())
+                .collect();
+            shards.iter().all(|shard| {
+                let Some((_, _, leader_digests)) = states.iter().find(|(id, raft, _)| {
+                    raft.get(shard)
+                        .is_some_and(|s| s.role == "leader" && s.leader == *id)
+                }) else {
+                    return false;
+                };
+                let Some(want) = leader_digests.get(shard) else {
+                    return false;
+                };
+                states
+                    .iter()
+                    .all(|(_, _, digests)| digests.get(shard) == Some(want))
+            })
+        });
+        assert!(
+            ok,
+            "replicas did not converge within {timeout:?}; last seen (id, INFO raft, INFO digest):\n{last}"
+        );
+        start.elapsed()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+        if std::thread::panicking() {
+            for node in &self.nodes {
+                let log = node.stderr();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!(
+                    "---- node {} ({}) stderr, last {} lines ----",
+                    node.id,
+                    node.addr,
+                    tail.len()
+                );
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+        if std::thread::panicking() && std::env::var_os("SHOAL_TEST_KEEP").is_some() {
+            eprintln!(
+                "kept the cluster's data dirs and logs in {}",
+                self.root.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
