@@ -216,6 +216,18 @@ command_table! {
     Cluster => "cluster", -2, [], NONE, Cluster, "3.0.0", "A container for Redis Cluster commands.";
     ClusterInfo => "cluster|info", 2, [LOADING STALE], NONE, Cluster, "3.0.0", "Returns information about the state of a node.";
     ClusterHelp => "cluster|help", 2, [LOADING STALE], NONE, Cluster, "5.0.0", "Returns helpful text about the different subcommands.";
+    ClusterSlots => "cluster|slots", 2, [LOADING STALE], NONE, Cluster, "3.0.0", "Returns the mapping of cluster slots to nodes.";
+    ClusterShards => "cluster|shards", 2, [LOADING STALE], NONE, Cluster, "7.0.0", "Returns the mapping of cluster slots to shards.";
+    ClusterNodes => "cluster|nodes", 2, [LOADING STALE], NONE, Cluster, "3.0.0", "Returns the cluster configuration for a node.";
+    ClusterMyid => "cluster|myid", 2, [LOADING STALE], NONE, Cluster, "3.0.0", "Returns the ID of a node.";
+    ClusterMyshardid => "cluster|myshardid", 2, [LOADING STALE], NONE, Cluster, "7.2.0", "Returns the shard ID of a node.";
+    ClusterKeyslot => "cluster|keyslot", 3, [STALE], NONE, Cluster, "3.0.0", "Returns the hash slot for a key.";
+    ClusterCountkeysinslot => "cluster|countkeysinslot", 3, [STALE], NONE, Cluster, "3.0.0", "Returns the number of keys in a hash slot.";
+    ClusterGetkeysinslot => "cluster|getkeysinslot", 4, [STALE], NONE, Cluster, "3.0.0", "Returns the key names in a hash slot.";
+    ClusterLinks => "cluster|links", 2, [LOADING STALE], NONE, Cluster, "7.0.0", "Returns a list of all TCP links to and from peer nodes.";
+    Readonly => "readonly", 1, [LOADING STALE FAST], NONE, Cluster, "3.0.0", "Enables read-only queries for a connection to a Redis Cluster replica node.";
+    Readwrite => "readwrite", 1, [LOADING STALE FAST], NONE, Cluster, "3.0.0", "Enables read-write queries for a connection to a Redis Cluster replica node.";
+    Asking => "asking", 1, [FAST], NONE, Cluster, "3.0.0", "Signals that a cluster client is following an -ASK redirect.";
 
     // strings
     Get => "get", 2, [READONLY FAST], ONE, String, "1.0.0", "Returns the string value of a key.";

@@ -73,6 +73,13 @@ pub struct Config {
     /// When the Raft log is fsynced: `always` (before a write is acknowledged), `everysec`, `no`.
     #[arg(long, default_value = "always")]
     pub appendfsync: FsyncPolicy,
+    /// How a node answers a key whose shard another node leads: `proxy` forwards the command
+    /// to the leader and relays the reply (any client works against any node); `redirect`
+    /// answers `-MOVED slot ip:port` as Redis Cluster does. Under `proxy`, a connection that
+    /// asks for the topology (`CLUSTER SLOTS|SHARDS|NODES`) is a cluster client and gets
+    /// `-MOVED` too.
+    #[arg(long, default_value = "proxy", value_parser = ["proxy", "redirect"])]
+    pub cluster_mode: String,
     /// Compact a replica's log into a snapshot every this many applied entries.
     #[arg(long, default_value_t = 10000, value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_entries: u64,

@@ -120,7 +120,7 @@ impl Pipeline {
             Ok(spec) => spec,
             Err(reply) => return self.ready(reply, version),
         };
-        let route = route::route(&self.node.ring, spec, &args);
+        let route = route::route(&self.node.ring, spec, &args, session.redirect);
         if route == Route::Local {
             let reply = run_read(&self.node, session, None, spec, &args);
             return self.ready(reply, version);
@@ -184,6 +184,24 @@ impl Pipeline {
         }
         let local = node.replica(group).filter(|r| r.is_leader());
         let Some(replica) = local else {
+            if self.mode == Mode::Client && session.redirect {
+                let slot = route::request_slot(spec, &args).unwrap_or(0);
+                match node.replica(group) {
+                    // After READONLY, a replica here serves reads, possibly stale.
+                    Some(replica) if session.readonly && !spec.flags.contains(Flags::WRITE) => {
+                        self.queue(
+                            Done::Read {
+                                replica,
+                                spec,
+                                args,
+                            },
+                            version,
+                        );
+                    }
+                    _ => self.queue_future(moved(node, group, slot), version),
+                }
+                return;
+            }
             match (self.mode, node.leader_of(group)) {
                 (Mode::Client, Some(leader)) if leader != node.id => {
                     let counted = session.counted;
@@ -401,6 +419,15 @@ impl Pipeline {
                 } => run_read(&self.node, session, Some(&replica), spec, &args),
                 Done::Again {
                     spec, group, args, ..
+                } if session.redirect => {
+                    let slot = route::request_slot(spec, &args).unwrap_or(0);
+                    match moved(self.node.clone(), group, slot).await {
+                        Done::Reply(f) => f,
+                        _ => unreachable!("moved always replies"),
+                    }
+                }
+                Done::Again {
+                    spec, group, args, ..
                 } => run_on_group(&self.node, session, spec, group, args).await,
                 Done::Alone { spec, args } => run_alone(&self.node, session, spec, args).await,
             };
@@ -456,6 +483,31 @@ fn not_served(e: NotServed) -> Frame {
     .into()
 }
 
+/// A Redis Cluster client's answer for a group led elsewhere: `-MOVED slot ip:port` to the
+/// leader, once one is known (waiting out an election up to [`RETRY_DEADLINE`]).
+async fn moved(node: Arc<Node>, group: GroupId, slot: u16) -> Done {
+    let deadline = Instant::now() + RETRY_DEADLINE;
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let leader = node.leader_of(group).filter(|&l| {
+            // This node's own stale view ("I lead") does not count until it really does.
+            l != node.id || node.replica(group).is_some_and(|r| r.is_leader())
+        });
+        if let Some(addr) = leader.and_then(|l| node.node_info(l)) {
+            return Done::Reply(
+                CommandError::Raw(format!("MOVED {slot} {}", addr.client_addr)).into(),
+            );
+        }
+        if Instant::now() + backoff > deadline {
+            return Done::Reply(
+                CommandError::Raw("CLUSTERDOWN Hash slot not served".into()).into(),
+            );
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(50));
+    }
+}
+
 /// Runs one request that spans shards (or must run alone): every part on its group, combined.
 async fn run_alone(
     node: &Arc<Node>,
@@ -463,7 +515,7 @@ async fn run_alone(
     spec: &'static CommandSpec,
     args: Vec<Bytes>,
 ) -> Frame {
-    match route::route(&node.ring, spec, &args) {
+    match route::route(&node.ring, spec, &args, session.redirect) {
         Route::Local => run_read(node, session, None, spec, &args),
         Route::CrossSlot => CommandError::CrossSlot.into(),
         Route::Group(group) => run_on_group(node, session, spec, group, args).await,

@@ -38,8 +38,12 @@ pub enum Route {
     CrossSlot,
 }
 
-/// Where `args` (resolved to `spec`) runs.
-pub fn route(ring: &SlotRing, spec: &CommandSpec, args: &[Bytes]) -> Route {
+/// Where `args` (resolved to `spec`) runs. `by_slot`: the client is a Redis Cluster client,
+/// so a command's keys must share one slot (Redis Cluster's rule) rather than one shard.
+pub fn route(ring: &SlotRing, spec: &CommandSpec, args: &[Bytes], by_slot: bool) -> Route {
+    if let Some(slot) = slot_argument(spec, args) {
+        return Route::Group(shard_group(ring.shard_of(slot)));
+    }
     if spec.id == CommandId::Scan {
         let cursor = std::str::from_utf8(&args[1])
             .ok()
@@ -69,7 +73,18 @@ pub fn route(ring: &SlotRing, spec: &CommandSpec, args: &[Bytes]) -> Route {
     let Some(&first) = indexes.peek() else {
         return Route::Local;
     };
-    let first_shard = ring.shard_of(key_slot(&args[first]));
+    let first_slot = key_slot(&args[first]);
+    if by_slot {
+        return if spec
+            .key_indexes(args.len())
+            .all(|i| key_slot(&args[i]) == first_slot)
+        {
+            Route::Group(shard_group(ring.shard_of(first_slot)))
+        } else {
+            Route::CrossSlot
+        };
+    }
+    let first_shard = ring.shard_of(first_slot);
     let shards: Vec<(usize, ShardId)> = indexes
         .map(|i| (i, ring.shard_of(key_slot(&args[i]))))
         .collect();
@@ -103,6 +118,30 @@ pub fn route(ring: &SlotRing, spec: &CommandSpec, args: &[Bytes]) -> Route {
         part.key_positions.push(position);
     }
     Route::Parts(parts)
+}
+
+/// The slot a request is about: its first key's, or the slot argument of
+/// `CLUSTER COUNTKEYSINSLOT|GETKEYSINSLOT` (`None` for keyless requests or a bad slot).
+pub fn request_slot(spec: &CommandSpec, args: &[Bytes]) -> Option<u16> {
+    slot_argument(spec, args).or_else(|| {
+        spec.key_indexes(args.len())
+            .next()
+            .map(|i| key_slot(&args[i]))
+    })
+}
+
+/// The slot named by the commands that take one instead of a key.
+fn slot_argument(spec: &CommandSpec, args: &[Bytes]) -> Option<u16> {
+    match spec.id {
+        CommandId::ClusterCountkeysinslot | CommandId::ClusterGetkeysinslot => {
+            std::str::from_utf8(&args[2])
+                .ok()?
+                .parse::<u16>()
+                .ok()
+                .filter(|&s| s < SLOT_COUNT)
+        }
+        _ => None,
+    }
 }
 
 /// A shard-spanning `SCAN` cursor: `shard · 16384 + slot`, so one iteration walks shard 0's
@@ -209,9 +248,9 @@ mod tests {
         let ring = ring();
         let a = args(&["MSET", "{t}1", "x", "{t}2", "y"]);
         let group = shard_group(ring.shard_of(key_slot(b"t")));
-        assert_eq!(route(&ring, spec(&a), &a), Route::Group(group));
+        assert_eq!(route(&ring, spec(&a), &a, false), Route::Group(group));
         let a = args(&["PING"]);
-        assert_eq!(route(&ring, spec(&a), &a), Route::Local);
+        assert_eq!(route(&ring, spec(&a), &a, false), Route::Local);
     }
 
     #[test]
@@ -219,14 +258,28 @@ mod tests {
         let ring = ring();
         let (k1, k2) = keys_in_different_shards(&ring);
         let a = args(&["MSET", &k1, "1", &k2, "2"]);
-        let Route::Parts(parts) = route(&ring, spec(&a), &a) else {
+        let Route::Parts(parts) = route(&ring, spec(&a), &a, false) else {
             panic!("MSET should split");
         };
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0].args, args(&["MSET", &k1, "1"]));
         assert_eq!(parts[1].args, args(&["MSET", &k2, "2"]));
         let a = args(&["RENAME", &k1, &k2]);
-        assert_eq!(route(&ring, spec(&a), &a), Route::CrossSlot);
+        assert_eq!(route(&ring, spec(&a), &a, false), Route::CrossSlot);
+        // A Redis Cluster client's keys must share a slot, even within one shard.
+        let a = args(&["MGET", "{t}1", "{t}2"]);
+        assert!(matches!(route(&ring, spec(&a), &a, true), Route::Group(_)));
+        let (x, y) = (0..)
+            .map(|i| (format!("a{i}"), format!("b{i}")))
+            .find(|(x, y)| {
+                key_slot(x.as_bytes()) != key_slot(y.as_bytes())
+                    && ring.shard_of(key_slot(x.as_bytes()))
+                        == ring.shard_of(key_slot(y.as_bytes()))
+            })
+            .expect("two slots of one shard");
+        let a = args(&["MGET", &x, &y]);
+        assert!(matches!(route(&ring, spec(&a), &a, false), Route::Group(_)));
+        assert_eq!(route(&ring, spec(&a), &a, true), Route::CrossSlot);
     }
 
     #[test]
@@ -234,7 +287,7 @@ mod tests {
         let ring = ring();
         let (k1, k2) = keys_in_different_shards(&ring);
         let a = args(&["MGET", &k1, &k2, &k1]);
-        let Route::Parts(parts) = route(&ring, spec(&a), &a) else {
+        let Route::Parts(parts) = route(&ring, spec(&a), &a, false) else {
             panic!("MGET should split");
         };
         let value = |s: &str| Frame::Bulk(Bytes::copy_from_slice(s.as_bytes()));

@@ -11,6 +11,7 @@
 pub mod meta;
 pub mod placement;
 pub mod reconcile;
+pub mod redis_view;
 pub mod ring;
 pub mod service;
 pub mod status;

@@ -1,9 +1,15 @@
 //! `CLUSTER` subcommands: the cluster's state as this node sees it.
 
+use bytes::Bytes;
+use shoal_protocol::{key_slot, Frame, SLOT_COUNT};
+
 use super::client::{help_reply, text_reply};
 use super::Ctx;
+use crate::cluster::redis_view::{redis_node_id, redis_shard_id, ClusterView};
 use crate::cluster::status::ClusterSummary;
-use crate::error::CommandResult;
+use crate::error::{CommandError, CommandResult};
+use crate::node::group_shard;
+use crate::rpc::META_GROUP;
 
 /// `CLUSTER INFO`: Redis Cluster's fields, from the shards' Raft groups. Every shard is a
 /// Redis "shard" (its leader the master); `cluster_state:ok` once every shard has a leader and
@@ -59,6 +65,132 @@ pub fn info(ctx: &mut Ctx<'_>) -> CommandResult {
 pub fn help(ctx: &mut Ctx<'_>) -> CommandResult {
     Ok(help_reply(
         ctx.spec.name,
-        &["INFO", "    Return information about the cluster."],
+        &[
+            "COUNTKEYSINSLOT <slot>",
+            "    Return the number of keys in <slot>.",
+            "GETKEYSINSLOT <slot> <count>",
+            "    Return key names stored by current node in a slot.",
+            "INFO",
+            "    Return information about the cluster.",
+            "KEYSLOT <key>",
+            "    Return the hash slot for <key>.",
+            "LINKS",
+            "    Return information about all network links between this node and its peers.",
+            "MYID",
+            "    Return the node id.",
+            "MYSHARDID",
+            "    Return the node's shard id.",
+            "NODES",
+            "    Return cluster configuration seen by node.",
+            "SHARDS",
+            "    Return information about slot range mappings and the nodes associated with them.",
+            "SLOTS",
+            "    Return information about slots range mappings.",
+        ],
     ))
+}
+
+/// `CLUSTER SLOTS`. Asking for the topology marks the connection a cluster client: from now
+/// on keys led elsewhere get `-MOVED`.
+pub fn slots(ctx: &mut Ctx<'_>) -> CommandResult {
+    ctx.session.redirect = true;
+    Ok(ClusterView::of(ctx.node).slots())
+}
+
+/// `CLUSTER SHARDS` (marks the connection a cluster client, as `CLUSTER SLOTS` does).
+pub fn shards(ctx: &mut Ctx<'_>) -> CommandResult {
+    ctx.session.redirect = true;
+    Ok(ClusterView::of(ctx.node).shards())
+}
+
+/// `CLUSTER NODES` (marks the connection a cluster client, as `CLUSTER SLOTS` does).
+pub fn nodes(ctx: &mut Ctx<'_>) -> CommandResult {
+    ctx.session.redirect = true;
+    let text = ClusterView::of(ctx.node).nodes_text(ctx.now_ms);
+    Ok(text_reply(ctx, text))
+}
+
+pub fn myid(ctx: &mut Ctx<'_>) -> CommandResult {
+    Ok(Frame::Bulk(Bytes::from(redis_node_id(ctx.node.id))))
+}
+
+/// `CLUSTER MYSHARDID`: a shoal node belongs to several shards; this names the first it
+/// leads, else the first it replicates.
+pub fn myshardid(ctx: &mut Ctx<'_>) -> CommandResult {
+    let replicas: Vec<_> = ctx
+        .node
+        .replicas()
+        .into_iter()
+        .filter(|r| r.group != META_GROUP)
+        .collect();
+    let shard = replicas
+        .iter()
+        .find(|r| r.is_leader())
+        .or(replicas.first())
+        .map_or(0, |r| group_shard(r.group));
+    Ok(Frame::Bulk(Bytes::from(redis_shard_id(shard))))
+}
+
+pub fn keyslot(ctx: &mut Ctx<'_>) -> CommandResult {
+    Ok(Frame::Integer(key_slot(ctx.arg(2)) as i64))
+}
+
+/// The slot argument of `COUNTKEYSINSLOT`/`GETKEYSINSLOT`.
+pub fn slot_arg(arg: &[u8]) -> Result<u16, CommandError> {
+    std::str::from_utf8(arg)
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .filter(|s| (0..SLOT_COUNT as i64).contains(s))
+        .map(|s| s as u16)
+        .ok_or_else(|| CommandError::Err("Invalid slot".into()))
+}
+
+/// `CLUSTER COUNTKEYSINSLOT slot` (runs on the slot's shard leader).
+pub fn countkeysinslot(ctx: &mut Ctx<'_>) -> CommandResult {
+    let slot = slot_arg(ctx.arg(2))?;
+    let now = ctx.now_ms;
+    let table = ctx.keyspace().read_slot(slot);
+    let n = table.table().iter().filter(|e| !e.is_expired(now)).count();
+    Ok(Frame::Integer(n as i64))
+}
+
+/// `CLUSTER GETKEYSINSLOT slot count` (runs on the slot's shard leader).
+pub fn getkeysinslot(ctx: &mut Ctx<'_>) -> CommandResult {
+    let slot = slot_arg(ctx.arg(2))?;
+    let count = std::str::from_utf8(ctx.arg(3))
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| CommandError::Err("Invalid number of keys".into()))?;
+    let now = ctx.now_ms;
+    let table = ctx.keyspace().read_slot(slot);
+    let keys = table
+        .table()
+        .iter()
+        .filter(|e| !e.is_expired(now))
+        .take(count as usize)
+        .map(|e| Frame::Bulk(Bytes::copy_from_slice(e.key())))
+        .collect();
+    Ok(Frame::Array(keys))
+}
+
+/// `CLUSTER LINKS`: minimal; peer connections are not listed yet.
+pub fn links(_ctx: &mut Ctx<'_>) -> CommandResult {
+    Ok(Frame::Array(Vec::new()))
+}
+
+pub fn readonly(ctx: &mut Ctx<'_>) -> CommandResult {
+    ctx.session.readonly = true;
+    Ok(Frame::ok())
+}
+
+pub fn readwrite(ctx: &mut Ctx<'_>) -> CommandResult {
+    ctx.session.readonly = false;
+    Ok(Frame::ok())
+}
+
+/// `ASKING`: accepted. shoal never answers `-ASK` (slots do not migrate between shards), so
+/// there is nothing to allow.
+pub fn asking(_ctx: &mut Ctx<'_>) -> CommandResult {
+    Ok(Frame::ok())
 }

@@ -132,7 +132,11 @@ pub fn quit(ctx: &mut Ctx<'_>) -> CommandResult {
 /// `RESET`: back to a fresh connection's state.
 pub fn reset(ctx: &mut Ctx<'_>) -> CommandResult {
     ctx.session.resp = Version::Resp2;
-    ctx.session.authenticated = ctx.node.config.read().requirepass.is_none();
+    let config = ctx.node.config.read();
+    ctx.session.authenticated = config.requirepass.is_none();
+    ctx.session.redirect = config.cluster_mode == "redirect";
+    ctx.session.readonly = false;
+    drop(config);
     let mut meta = ctx.session.handle.meta.lock();
     meta.name = None;
     meta.resp = Version::Resp2;

@@ -39,6 +39,12 @@ pub struct Session {
     pub close_after_reply: bool,
     /// Whether commands count in the node's statistics (not for the node's own requests).
     pub counted: bool,
+    /// A Redis Cluster client: keys led elsewhere get `-MOVED`, and a command's keys must
+    /// share one slot. Set by `--cluster-mode redirect`, or by asking for the topology.
+    pub redirect: bool,
+    /// After `READONLY`: reads of shards this node replicates are served from its replica,
+    /// possibly stale, as a Redis Cluster replica serves them.
+    pub readonly: bool,
 }
 
 impl Session {
@@ -65,6 +71,8 @@ impl Session {
             authenticated,
             close_after_reply: false,
             counted: true,
+            redirect: false,
+            readonly: false,
         }
     }
 }
@@ -201,6 +209,18 @@ fn dispatch(ctx: &mut Ctx<'_>) -> CommandResult {
         Client | Config | Cluster => Err(CommandError::Syntax),
         ClusterInfo => cluster::info(ctx),
         ClusterHelp => cluster::help(ctx),
+        ClusterSlots => cluster::slots(ctx),
+        ClusterShards => cluster::shards(ctx),
+        ClusterNodes => cluster::nodes(ctx),
+        ClusterMyid => cluster::myid(ctx),
+        ClusterMyshardid => cluster::myshardid(ctx),
+        ClusterKeyslot => cluster::keyslot(ctx),
+        ClusterCountkeysinslot => cluster::countkeysinslot(ctx),
+        ClusterGetkeysinslot => cluster::getkeysinslot(ctx),
+        ClusterLinks => cluster::links(ctx),
+        Readonly => cluster::readonly(ctx),
+        Readwrite => cluster::readwrite(ctx),
+        Asking => cluster::asking(ctx),
         ClientId => client::id(ctx),
         ClientSetname => client::setname(ctx),
         ClientGetname => client::getname(ctx),
