@@ -807,3 +807,149 @@ fn follower_losing_its_unsynced_log_tail_does_not_crash_the_leader() {
     assert_all(&mut c, &first, "the restarted node");
     assert_all(&mut c, &second, "the restarted node");
 }
+
+/// The Redis Cluster view: CLUSTER SLOTS covers every slot once with the shard leader first;
+/// CLUSTER NODES agrees; a connection that asked for the topology gets -MOVED to the leader and
+/// Redis Cluster's one-slot rule, a plain one is served by forwarding; READONLY reads a local
+/// replica; KEYSLOT, COUNTKEYSINSLOT, GETKEYSINSLOT, MYID answer as Redis does.
+#[test]
+fn redis_cluster_view_moved_crossslot_and_readonly() {
+    let _serial = serial();
+    let cluster = Cluster::start(3, &["--shards", "4"]);
+    let ring = SlotRing::new(&[0, 1, 2, 3], DEFAULT_VNODES);
+    let mut c = cluster.nodes[0].client();
+    // Leadership is balanced shortly after start; compare views once it has settled (every
+    // node leads a shard and nothing moved for a second).
+    let leaders = |n: &ClusterNode| -> Vec<u64> { n.raft().values().map(|s| s.leader).collect() };
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let before = leaders(&cluster.nodes[0]);
+            std::thread::sleep(Duration::from_secs(1));
+            let after = leaders(&cluster.nodes[0]);
+            before == after
+                && !after.contains(&0)
+                && cluster.nodes.iter().all(|n| after.contains(&n.id))
+        }),
+        "leadership settles"
+    );
+
+    // Every node's client address, by its CLUSTER MYID.
+    let mut addr_of_id = BTreeMap::new();
+    for n in &cluster.nodes {
+        let id = n.client().text(&["CLUSTER", "MYID"]);
+        assert_eq!(id.len(), 40, "{id}");
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        addr_of_id.insert(id, n.addr.to_string());
+    }
+
+    // CLUSTER SLOTS: ranges cover 0..16384 exactly once; each range's master is its shard's
+    // leader, followed by the two other replicas.
+    let Frame::Array(ranges) = c.cmd(&["CLUSTER", "SLOTS"]) else {
+        panic!("CLUSTER SLOTS is an array")
+    };
+    let mut covered = vec![0u8; 16384];
+    let raft = cluster.nodes[0].raft();
+    for r in &ranges {
+        let Frame::Array(items) = r else {
+            panic!("{r:?}")
+        };
+        let (Frame::Integer(a), Frame::Integer(b)) = (&items[0], &items[1]) else {
+            panic!("{items:?}")
+        };
+        assert_eq!(
+            items.len(),
+            5,
+            "start, end, master and two replicas: {items:?}"
+        );
+        for s in *a..=*b {
+            covered[s as usize] += 1;
+        }
+        let Frame::Array(master) = &items[2] else {
+            panic!()
+        };
+        let (Frame::Bulk(ip), Frame::Integer(port), Frame::Bulk(id)) =
+            (&master[0], &master[1], &master[2])
+        else {
+            panic!("{master:?}")
+        };
+        let addr = format!("{}:{port}", String::from_utf8_lossy(ip));
+        assert_eq!(addr_of_id[&String::from_utf8_lossy(id).into_owned()], addr);
+        let shard = ring.shard_of(*a as u16);
+        let leader = &cluster.nodes[(raft[&shard].leader - 1) as usize];
+        assert_eq!(addr, leader.addr.to_string(), "slot {a} (shard {shard})");
+    }
+    assert!(covered.iter().all(|&n| n == 1), "every slot exactly once");
+
+    // CLUSTER NODES: one line per node, ours marked myself; masters' slots cover everything.
+    let nodes = c.text(&["CLUSTER", "NODES"]);
+    let lines: Vec<&str> = nodes.lines().collect();
+    assert_eq!(lines.len(), 3, "{nodes}");
+    assert_eq!(lines.iter().filter(|l| l.contains("myself")).count(), 1);
+    let mut slots = 0;
+    for line in &lines {
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert!(fields[1].contains('@'), "ip:port@cport: {line}");
+        assert_eq!(fields[7], "connected", "{line}");
+        for range in &fields[8..] {
+            let (a, b) = range.split_once('-').unwrap_or((range, range));
+            slots += b.parse::<u32>().unwrap() - a.parse::<u32>().unwrap() + 1;
+        }
+    }
+    assert_eq!(slots, 16384, "{nodes}");
+
+    // A key whose shard node 1 does not lead: MOVED for this (topology-aware) connection, a
+    // forwarded answer for a plain one.
+    let raft = cluster.nodes[0].raft();
+    let key = (0..)
+        .map(|i| format!("moved:{i}"))
+        .find(|k| raft[&ring.shard_of(key_slot(k.as_bytes()))].leader != cluster.nodes[0].id)
+        .unwrap();
+    let slot = key_slot(key.as_bytes());
+    let leader = &cluster.nodes[(raft[&ring.shard_of(slot)].leader - 1) as usize];
+    assert_eq!(
+        c.cmd(&["SET", &key, "v"]),
+        Frame::Error(format!("MOVED {slot} {}", leader.addr))
+    );
+    let mut plain = cluster.nodes[0].client();
+    assert_eq!(plain.cmd(&["SET", &key, "v"]), ok());
+    assert_eq!(leader.client().cmd(&["GET", &key]), bulk("v"));
+    // One slot per command for cluster clients; one shard is enough for plain ones.
+    let (x, y) = (0..)
+        .map(|i| (format!("{{a{i}}}x"), format!("{{b{i}}}y")))
+        .find(|(x, y)| {
+            let (sx, sy) = (key_slot(x.as_bytes()), key_slot(y.as_bytes()));
+            sx != sy && ring.shard_of(sx) == ring.shard_of(sy)
+        })
+        .unwrap();
+    assert_eq!(
+        c.cmd(&["MGET", &x, &y]),
+        err("CROSSSLOT Keys in request don't hash to the same slot")
+    );
+    assert!(matches!(plain.cmd(&["MGET", &x, &y]), Frame::Array(_)));
+
+    // READONLY: node 1 replicates every shard, so it answers the read itself.
+    assert_eq!(c.cmd(&["READONLY"]), ok());
+    assert!(eventually(Duration::from_secs(5), || c.cmd(&["GET", &key])
+        == bulk("v")));
+    assert_eq!(c.cmd(&["READWRITE"]), ok());
+    assert!(matches!(c.cmd(&["GET", &key]), Frame::Error(e) if e.starts_with("MOVED ")));
+    assert_eq!(c.cmd(&["ASKING"]), ok());
+
+    // Slot commands.
+    assert_eq!(c.cmd(&["CLUSTER", "KEYSLOT", "foo"]), int(12182));
+    assert_eq!(
+        plain.cmd(&["CLUSTER", "COUNTKEYSINSLOT", &slot.to_string()]),
+        int(1)
+    );
+    assert_eq!(
+        plain.cmd(&["CLUSTER", "GETKEYSINSLOT", &slot.to_string(), "10"]),
+        Frame::Array(vec![bulk(&key)])
+    );
+    assert_eq!(
+        plain.cmd(&["CLUSTER", "COUNTKEYSINSLOT", "16384"]),
+        err("ERR Invalid slot")
+    );
+    let info = c.text(&["CLUSTER", "INFO"]);
+    assert!(info.contains("cluster_state:ok\r\n"), "{info}");
+    assert!(info.contains("cluster_slots_assigned:16384\r\n"), "{info}");
+}
