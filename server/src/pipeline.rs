@@ -75,6 +75,27 @@ enum Done {
     },
 }
 
+impl Done {
+    /// A request its group's replica here could not serve: run again elsewhere if nothing
+    /// was appended (`NotLeader`), else an error saying what is known.
+    fn not_served(
+        e: NotServed,
+        spec: &'static CommandSpec,
+        group: GroupId,
+        args: Vec<Bytes>,
+    ) -> Done {
+        match e {
+            NotServed::NotLeader(leader) => Done::Again {
+                spec,
+                group,
+                args,
+                leader,
+            },
+            e => Done::Reply(not_served(e)),
+        }
+    }
+}
+
 type Forwarded = oneshot::Sender<Result<ForwardReply, PeerCallError>>;
 
 pub struct Pipeline {
@@ -238,13 +259,7 @@ impl Pipeline {
                         async move {
                             match ticket.reply().await {
                                 Ok(reply) => Done::Reply(then(reply)),
-                                Err(NotServed::NotLeader(leader)) => Done::Again {
-                                    spec,
-                                    group,
-                                    args,
-                                    leader,
-                                },
-                                Err(e) => Done::Reply(not_served(e)),
+                                Err(e) => Done::not_served(e, spec, group, args),
                             }
                         },
                         version,
@@ -276,13 +291,7 @@ impl Pipeline {
                         spec,
                         args,
                     },
-                    Err(NotServed::NotLeader(leader)) => Done::Again {
-                        spec,
-                        group,
-                        args,
-                        leader,
-                    },
-                    Err(e) => Done::Reply(not_served(e)),
+                    Err(e) => Done::not_served(e, spec, group, args),
                 }
             },
             version,
