@@ -91,14 +91,9 @@ done
 
 require_cmds redis-cli redis-benchmark timeout awk setsid "$REDIS_SERVER_BIN"
 CLUSTER_SH="$ROOT/scripts/cluster.sh"
-FAILOVER_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/failover
 
 maybe_build_shoal
-if [[ $SHOAL_SKIP_BUILD != 1 ]]; then
-    log "building the failover tool: cargo build --release -p shoal-benches --bin failover"
-    (cd "$ROOT" && cargo build --release -p shoal-benches --bin failover) >&2
-fi
-[[ -x $FAILOVER_BIN ]] || die "failover tool not found at $FAILOVER_BIN"
+maybe_build_failover_tool
 
 # Stops the cluster from servers.sh's cleanup; deletes its data and logs unless the script
 # failed or KEEP_WORKDIR=1.
@@ -236,25 +231,6 @@ for ((rep = 1; rep <= REPEAT; rep++)); do
     done
 done
 
-# cell TEST PIPELINE TARGET: median ops/s over the runs, or FAIL if any run failed.
-cell() {
-    local key="$1|$2|$3"
-    if [[ -n ${FAILED[$key]:-} || -z ${RPS[$key]:-} ]]; then
-        echo FAIL
-        return
-    fi
-    # shellcheck disable=SC2086 # word splitting of the list is intended
-    printf '%s\n' ${RPS[$key]} | sort -g | awk '{ v[NR] = $1 }
-        END { if (NR % 2) m = v[(NR + 1) / 2]; else m = (v[NR / 2] + v[NR / 2 + 1]) / 2
-              printf "%.2f", m }'
-}
-
-ratio() {
-    local r=$1 s=$2
-    if [[ $r == FAIL || $s == FAIL ]]; then echo "-"; else
-        awk -v r="$r" -v s="$s" 'BEGIN { if (r > 0) printf "%.2f", s / r; else print "-" }'
-    fi
-}
 
 echo
 ((REPEAT == 1)) || echo "ops/s are medians of $REPEAT runs"

@@ -150,25 +150,6 @@ for ((rep = 1; rep <= REPEAT; rep++)); do
     done
 done
 
-# cell TEST PIPELINE SERVER: median ops/s over the runs, or FAIL if any run failed.
-cell() {
-    local key="$1|$2|$3"
-    if [[ -n ${FAILED[$key]:-} || -z ${RPS[$key]:-} ]]; then
-        echo FAIL
-        return
-    fi
-    # shellcheck disable=SC2086 # word splitting of the list is intended
-    printf '%s\n' ${RPS[$key]} | sort -g | awk '{ v[NR] = $1 }
-        END { if (NR % 2) m = v[(NR + 1) / 2]; else m = (v[NR / 2] + v[NR / 2 + 1]) / 2
-              printf "%.2f", m }'
-}
-
-ratio() {
-    local r=$1 s=$2
-    if [[ $r == FAIL || $s == FAIL ]]; then echo "-"; else
-        awk -v r="$r" -v s="$s" 'BEGIN { if (r > 0) printf "%.2f", s / r; else print "-" }'
-    fi
-}
 
 echo
 ((REPEAT == 1)) || echo "ops/s are medians of $REPEAT runs"

@@ -64,15 +64,10 @@ is_uint "$SHARD" || die "SHARD must be a non-negative integer, got '$SHARD'"
 ((NODES >= 2)) || die "NODES must be at least 2 (a leader is killed)"
 
 CLUSTER_SH="$ROOT/scripts/cluster.sh"
-FAILOVER_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/failover
 require_cmds redis-cli timeout setsid awk
 
 maybe_build_shoal
-if [[ $SHOAL_SKIP_BUILD != 1 ]]; then
-    log "building the failover tool: cargo build --release -p shoal-benches --bin failover"
-    (cd "$ROOT" && cargo build --release -p shoal-benches --bin failover) >&2
-fi
-[[ -x $FAILOVER_BIN ]] || die "failover tool not found at $FAILOVER_BIN"
+maybe_build_failover_tool
 
 CLUSTER_STARTED=0
 # shellcheck disable=SC2317 # invoked by the EXIT trap

@@ -154,6 +154,17 @@ maybe_build_shoal() {
     [[ -x $SHOAL_BIN ]] || die "shoal binary not found at $SHOAL_BIN"
 }
 
+# Builds the failover tool (benches/src/bin/failover.rs; it also maps keys to shards and finds
+# their leaders) unless SHOAL_SKIP_BUILD=1, and sets FAILOVER_BIN.
+maybe_build_failover_tool() {
+    FAILOVER_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/failover
+    if [[ $SHOAL_SKIP_BUILD != 1 ]]; then
+        log "building the failover tool: cargo build --release -p shoal-benches --bin failover"
+        (cd "$ROOT" && cargo build --release -p shoal-benches --bin failover) >&2
+    fi
+    [[ -x $FAILOVER_BIN ]] || die "failover tool not found at $FAILOVER_BIN"
+}
+
 # start_server NAME PORT COMMAND-STRING: runs the command in the background with its
 # output in $WORKDIR/NAME.log and records its PID.
 start_server() {
@@ -238,4 +249,28 @@ flushall() {
     local name=$1 reply
     reply=$(cli "$name" flushall) || die "FLUSHALL on $name failed: $reply"
     [[ $reply == OK ]] || die "FLUSHALL on $name replied: $reply"
+}
+
+# Benchmark tables. The caller records each run's ops/s in the associative array RPS (key
+# "TEST|PIPELINE|TARGET", space-separated values) and failed runs in FAILED (same key).
+
+# cell TEST PIPELINE TARGET: median ops/s over the runs, or FAIL if any run failed.
+cell() {
+    local key="$1|$2|$3"
+    if [[ -n ${FAILED[$key]:-} || -z ${RPS[$key]:-} ]]; then
+        echo FAIL
+        return
+    fi
+    # shellcheck disable=SC2086 # word splitting of the list is intended
+    printf '%s\n' ${RPS[$key]} | sort -g | awk '{ v[NR] = $1 }
+        END { if (NR % 2) m = v[(NR + 1) / 2]; else m = (v[NR / 2] + v[NR / 2 + 1]) / 2
+              printf "%.2f", m }'
+}
+
+# ratio REFERENCE VALUE: VALUE / REFERENCE with two decimals, or "-".
+ratio() {
+    local r=$1 s=$2
+    if [[ $r == FAIL || $s == FAIL ]]; then echo "-"; else
+        awk -v r="$r" -v s="$s" 'BEGIN { if (r > 0) printf "%.2f", s / r; else print "-" }'
+    fi
 }
