@@ -545,11 +545,13 @@ async fn run_alone(
         } => {
             // Shards that have nothing more to show are skipped within one call, so a scan
             // that matches nothing ends at once rather than after one empty reply per shard.
+            // SCAN names no key: even a cluster client's is served, not redirected.
+            let mut session = Session::peer(session.resp);
             loop {
                 let mut shard_args = args.clone();
                 shard_args[1] = Bytes::from(slot.to_string());
                 let group = crate::node::shard_group(shard);
-                let reply = run_on_group(node, session, spec, group, shard_args).await;
+                let reply = run_on_group(node, &mut session, spec, group, shard_args).await;
                 let Frame::Array(mut items) = reply else {
                     return reply;
                 };
