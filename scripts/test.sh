@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs shoal's whole test suite: unit, property and integration tests (the integration tests
-# start real shoal-server processes and drive them with Debian's redis-cli and redis-benchmark).
-# Installs redis-tools and redis-server first if they are missing and we may use apt-get.
+# start real shoal-server processes and drive them with Debian's redis-cli and redis-benchmark,
+# and with redis-py's RedisCluster). Installs redis-tools and redis-server first if they are
+# missing and we may use apt-get, and makes a Python venv with redis-py (pip, from PyPI) in
+# ${CARGO_TARGET_DIR:-target}/test-venv (SHOAL_TEST_VENV overrides) unless it already has it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,5 +20,34 @@ if ((${#missing[@]})); then
         exit 1
     fi
 fi
+
+# redis-py for the Redis Cluster client tests (server/tests/redis_cluster_clients.rs runs
+# server/tests/python/ with $SHOAL_TEST_PYTHON): a venv under the target dir, made once.
+REDIS_PY_VERSION=5.3.1
+VENV=${SHOAL_TEST_VENV:-${CARGO_TARGET_DIR:-$PWD/target}/test-venv}
+has_redis_py() {
+    "$VENV/bin/python" -c "import redis.cluster, sys; sys.exit(redis.__version__ != '$REDIS_PY_VERSION')" \
+        >/dev/null 2>&1
+}
+if ! has_redis_py; then
+    apt_missing=()
+    command -v python3 >/dev/null 2>&1 || apt_missing+=(python3)
+    # Debian's python3 makes venvs only with python3-venv (ensurepip) installed.
+    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then apt_missing+=(python3-venv); fi
+    if ((${#apt_missing[@]})); then
+        if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null
+        else
+            echo "please install: ${apt_missing[*]} (e.g. sudo apt-get install ${apt_missing[*]})" >&2
+            exit 1
+        fi
+    fi
+    echo "creating $VENV with redis-py $REDIS_PY_VERSION" >&2
+    python3 -m venv --clear "$VENV"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "redis==$REDIS_PY_VERSION"
+    has_redis_py || { echo "redis-py $REDIS_PY_VERSION did not install into $VENV" >&2; exit 1; }
+fi
+export SHOAL_TEST_PYTHON="$VENV/bin/python"
 
 cargo test --workspace "$@"
