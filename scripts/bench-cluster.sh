@@ -161,7 +161,7 @@ run_one() {
     local base="$WORKDIR/bench-$target-$test-P$pipe-r$rep"
     local out="$base.out" err="$base.err" what="$target $test -P $pipe"
     ((REPEAT == 1)) || what+=" (run $rep/$REPEAT)"
-    local rc=0 rps errors port bkey shard leader leader_port after="" i
+    local rc=0 port bkey shard leader leader_port after="" i
 
     bkey=$(bench_key "$test")
     if [[ $target == redis ]]; then
@@ -197,25 +197,8 @@ run_one() {
         fi
     fi
 
-    errors=$(cat "$out" "$err" | grep -c 'Error from server' || true)
-    ERR_REPLIES[$target]=$((ERR_REPLIES[$target] + errors))
-    # The data row follows the header: "SET","123456.79","0.2",...
-    rps=$(awk -F, 'NR > 1 && /^"/ { gsub(/"/, "", $2); print $2; exit }' "$out")
-
-    if ((rc != 0)) || ((errors > 0)) || ! [[ $rps =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
-        FAILED[$key]=1
-        local why="exit $rc"
-        ((rc == 124 || rc == 137)) && why="timed out after ${BENCH_TIMEOUT}s"
-        FAILED_RUNS+=("$what ($why, $errors error replies): $(
-            grep -hv '^"' "$out" "$err" | tr '\n' ' ' | cut -c1-300)")
-        log "$what FAILED ($why); output in $out / $err"
-    else
-        RPS[$key]+="$rps "
-        log "$what: $rps ops/s"
-    fi
-    if grep -qv -e 'Error from server' -e '^$' "$err"; then
-        log "$what stderr: $(grep -v 'Error from server' "$err" | sort -u | tr '\n' ' ')"
-    fi
+    record_run "$key" "$what" "$out" "$err" "$rc"
+    ERR_REPLIES[$target]=$((ERR_REPLIES[$target] + RUN_ERRORS))
     if [[ $target == redis ]]; then ensure_alive redis; else ensure_cluster_alive; fi
 }
 

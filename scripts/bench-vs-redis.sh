@@ -101,7 +101,7 @@ run_one() {
     local base="$WORKDIR/bench-$name-$test-P$pipe-r$rep"
     local out="$base.out" err="$base.err" what="$name $test -P $pipe"
     ((REPEAT == 1)) || what+=" (run $rep/$REPEAT)"
-    local rc=0 rps errors
+    local rc=0
 
     flushall "$name"
     if [[ $test == get ]]; then
@@ -114,26 +114,8 @@ run_one() {
         -t "$test" -n "$N" -c "$CLIENTS" -d "$DATA_SIZE" -P "$pipe" \
         >"$out" 2>"$err" </dev/null || rc=$?
 
-    errors=$(cat "$out" "$err" | grep -c 'Error from server' || true)
-    ERR_REPLIES[$name]=$((ERR_REPLIES[$name] + errors))
-    # The data row follows the header: "SET","123456.79","0.2",...
-    rps=$(awk -F, 'NR > 1 && /^"/ { gsub(/"/, "", $2); print $2; exit }' "$out")
-
-    if ((rc != 0)) || ((errors > 0)) || ! [[ $rps =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
-        FAILED[$key]=1
-        local why="exit $rc"
-        ((rc == 124 || rc == 137)) && why="timed out after ${BENCH_TIMEOUT}s"
-        FAILED_RUNS+=("$what ($why, $errors error replies): $(
-            grep -hv '^"' "$out" "$err" | tr '\n' ' ' | cut -c1-300)")
-        log "$what FAILED ($why); output in $out / $err"
-    else
-        RPS[$key]+="$rps "
-        log "$what: $rps ops/s"
-    fi
-    # Anything else redis-benchmark said (e.g. "Could not fetch server CONFIG").
-    if grep -qv -e 'Error from server' -e '^$' "$err"; then
-        log "$what stderr: $(grep -v 'Error from server' "$err" | sort -u | tr '\n' ' ')"
-    fi
+    record_run "$key" "$what" "$out" "$err" "$rc"
+    ERR_REPLIES[$name]=$((ERR_REPLIES[$name] + RUN_ERRORS))
     ensure_alive "$name"
 }
 

@@ -274,3 +274,30 @@ ratio() {
         awk -v r="$r" -v s="$s" 'BEGIN { if (r > 0) printf "%.2f", s / r; else print "-" }'
     fi
 }
+
+# record_run KEY WHAT OUT ERR RC: files one redis-benchmark --csv run (stdout in OUT, stderr
+# in ERR, exit status RC) under KEY: its ops/s into RPS, or, if it failed or an error reply
+# came back, the key into FAILED and a line into FAILED_RUNS. Sets RUN_ERRORS to the number
+# of error replies seen. Uses BENCH_TIMEOUT to explain a timed-out run.
+# shellcheck disable=SC2004 # RPS and FAILED are the caller's associative arrays
+record_run() {
+    local key=$1 what=$2 out=$3 err=$4 rc=$5 rps
+    RUN_ERRORS=$(cat "$out" "$err" | grep -c 'Error from server' || true)
+    # The data row follows the header: "SET","123456.79","0.2",...
+    rps=$(awk -F, 'NR > 1 && /^"/ { gsub(/"/, "", $2); print $2; exit }' "$out")
+    if ((rc != 0)) || ((RUN_ERRORS > 0)) || ! [[ $rps =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+        FAILED[$key]=1
+        local why="exit $rc"
+        ((rc == 124 || rc == 137)) && why="timed out after ${BENCH_TIMEOUT}s"
+        FAILED_RUNS+=("$what ($why, $RUN_ERRORS error replies): $(
+            grep -hv '^"' "$out" "$err" | tr '\n' ' ' | cut -c1-300)")
+        log "$what FAILED ($why); output in $out / $err"
+    else
+        RPS[$key]+="$rps "
+        log "$what: $rps ops/s"
+    fi
+    # Anything else redis-benchmark said (e.g. "Could not fetch server CONFIG").
+    if grep -qv -e 'Error from server' -e '^$' "$err"; then
+        log "$what stderr: $(grep -v 'Error from server' "$err" | sort -u | tr '\n' ' ')"
+    fi
+}
