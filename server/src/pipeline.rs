@@ -192,16 +192,7 @@ impl Pipeline {
         let node = self.node.clone();
         if self.refused.contains(&group) {
             let leader = node.leader_of(group);
-            self.queue(
-                Done::Again {
-                    spec,
-                    group,
-                    args,
-                    leader,
-                },
-                version,
-            );
-            return;
+            return self.refuse(spec, group, args, leader, version);
         }
         let local = node.replica(group).filter(|r| r.is_leader());
         let Some(replica) = local else {
