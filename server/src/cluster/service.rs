@@ -99,6 +99,10 @@ async fn join(node: &Arc<Node>, request: JoinRequest) -> Result<JoinReply, Strin
     }
     let _one_at_a_time = node.join_lock.lock().await;
     meta.read_barrier().await.map_err(|e| format!("{e:?}"))?;
+    // The creator's own record and the id counter must exist before an id is handed out (a
+    // join can arrive before the reconciler's first pass wrote them).
+    ensure_metadata(node, &Topology::read(meta.keyspace(), now_ms())).await?;
+    meta.read_barrier().await.map_err(|e| format!("{e:?}"))?;
     let topology = Topology::read(meta.keyspace(), now_ms());
     let params = topology.params.unwrap_or(node.params);
     let reply = |node_id| JoinReply {
@@ -117,9 +121,14 @@ async fn join(node: &Arc<Node>, request: JoinRequest) -> Result<JoinReply, Strin
         Bytes::from_static(b"INCR"),
         Bytes::from_static(NEXT_NODE_ID_KEY.as_bytes()),
     ];
+    let taken = topology.nodes.keys().max().copied().unwrap_or(0);
     let id = match run_on(node, META_GROUP, incr).await {
-        Frame::Integer(id) if id > 0 => id as u64,
-        other => return Err(format!("cannot allocate a node id: {other:?}")),
+        Frame::Integer(id) if id as u64 > taken => id as u64,
+        other => {
+            return Err(format!(
+                "cannot allocate a node id (taken up to {taken}): {other:?}"
+            ))
+        }
     };
     let record = NodeRecord {
         id,
