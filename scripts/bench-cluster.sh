@@ -69,13 +69,7 @@ export SHOAL_CLUSTER_DIR=${BENCH_CLUSTER_DIR:-/tmp/shoal-bench-cluster-$SHOAL_BA
 for v in N CLIENTS DATA_SIZE BENCH_TIMEOUT REPEAT SHOAL_BASE_PORT; do
     is_pos_int "${!v}" || die "$v must be a positive integer, got '${!v}'"
 done
-read -r -a TEST_LIST <<<"${TESTS//,/ }"
-read -r -a PIPELINE_LIST <<<"${PIPELINES//,/ }"
-((${#TEST_LIST[@]} > 0)) || die "TESTS is empty"
-((${#PIPELINE_LIST[@]} > 0)) || die "PIPELINES is empty"
-for p in "${PIPELINE_LIST[@]}"; do
-    is_pos_int "$p" || die "PIPELINES entries must be positive integers, got '$p'"
-done
+parse_bench_lists
 
 # The key redis-benchmark sends for TEST when run without -r.
 bench_key() {
@@ -246,11 +240,7 @@ echo "error replies: redis ${ERR_REPLIES[redis]}, shoal leader ${ERR_REPLIES[lea
     "shoal forwarded ${ERR_REPLIES[forwarded]} (redis-benchmark stops a run at the first one)"
 
 status=0
-if ((${#FAILED_RUNS[@]} > 0)); then
-    echo "failed runs:"
-    printf '  %s\n' "${FAILED_RUNS[@]}"
-    status=1
-fi
+print_failed_runs || status=1
 if ((ERR_REPLIES[leader] + ERR_REPLIES[forwarded] > 0)); then
     echo "FAIL: shoal returned error replies"
     status=1

@@ -83,13 +83,7 @@ for v in N N_PIPELINED CLIENTS DATA_SIZE BENCH_TIMEOUT REPEAT SHOAL_BASE_PORT RE
 done
 ((SHOAL_BASE_PORT + NODES - 1 + 10000 < 65536)) || die "BENCH_BASE_PORT is too high"
 ((REDIS_CLUSTER_PORT + NODES - 1 + 10000 < 65536)) || die "REDIS_CLUSTER_PORT is too high"
-read -r -a TEST_LIST <<<"${TESTS//,/ }"
-read -r -a PIPELINE_LIST <<<"${PIPELINES//,/ }"
-((${#TEST_LIST[@]} > 0)) || die "TESTS is empty"
-((${#PIPELINE_LIST[@]} > 0)) || die "PIPELINES is empty"
-for p in "${PIPELINE_LIST[@]}"; do
-    is_pos_int "$p" || die "PIPELINES entries must be positive integers, got '$p'"
-done
+parse_bench_lists
 TESTS_ARG=$(IFS=,; echo "${TEST_LIST[*]}")
 
 require_cmds redis-cli redis-benchmark timeout awk setsid "$REDIS_SERVER_BIN"
@@ -313,9 +307,5 @@ echo "error lines: shoal ${ERR_LINES[shoal]}, redis-single ${ERR_LINES[redis-sin
     "redis-cluster ${ERR_LINES[redis-cluster]}"
 
 status=0
-if ((${#FAILED_RUNS[@]} > 0)); then
-    echo "failed runs:"
-    printf '  %s\n' "${FAILED_RUNS[@]}"
-    status=1
-fi
+print_failed_runs || status=1
 exit "$status"

@@ -66,13 +66,7 @@ OUT_CSV=${OUT_CSV:-}
 for v in N CLIENTS DATA_SIZE BENCH_TIMEOUT REPEAT; do
     is_pos_int "${!v}" || die "$v must be a positive integer, got '${!v}'"
 done
-read -r -a TEST_LIST <<<"${TESTS//,/ }"
-read -r -a PIPELINE_LIST <<<"${PIPELINES//,/ }"
-((${#TEST_LIST[@]} > 0)) || die "TESTS is empty"
-((${#PIPELINE_LIST[@]} > 0)) || die "PIPELINES is empty"
-for p in "${PIPELINE_LIST[@]}"; do
-    is_pos_int "$p" || die "PIPELINES entries must be positive integers, got '$p'"
-done
+parse_bench_lists
 
 require_cmds redis-cli redis-benchmark timeout awk "$REDIS_SERVER_BIN"
 
@@ -154,11 +148,7 @@ echo "error replies: redis ${ERR_REPLIES[redis]}, shoal ${ERR_REPLIES[shoal]}" \
     "(redis-benchmark stops a run at the first one)"
 
 status=0
-if ((${#FAILED_RUNS[@]} > 0)); then
-    echo "failed runs:"
-    printf '  %s\n' "${FAILED_RUNS[@]}"
-    status=1
-fi
+print_failed_runs || status=1
 if ((ERR_REPLIES[shoal] > 0)); then
     echo "FAIL: shoal returned error replies"
     status=1

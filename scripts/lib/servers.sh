@@ -251,6 +251,27 @@ flushall() {
     [[ $reply == OK ]] || die "FLUSHALL on $name replied: $reply"
 }
 
+# parse_bench_lists: TESTS and PIPELINES (comma-separated) into TEST_LIST and PIPELINE_LIST,
+# checked.
+parse_bench_lists() {
+    read -r -a TEST_LIST <<<"${TESTS//,/ }"
+    read -r -a PIPELINE_LIST <<<"${PIPELINES//,/ }"
+    ((${#TEST_LIST[@]} > 0)) || die "TESTS is empty"
+    ((${#PIPELINE_LIST[@]} > 0)) || die "PIPELINES is empty"
+    local p
+    for p in "${PIPELINE_LIST[@]}"; do
+        is_pos_int "$p" || die "PIPELINES entries must be positive integers, got '$p'"
+    done
+}
+
+# print_failed_runs: lists FAILED_RUNS; returns 1 if there are any.
+print_failed_runs() {
+    ((${#FAILED_RUNS[@]} > 0)) || return 0
+    echo "failed runs:"
+    printf '  %s\n' "${FAILED_RUNS[@]}"
+    return 1
+}
+
 # Benchmark tables. The caller records each run's ops/s in the associative array RPS (key
 # "TEST|PIPELINE|TARGET", space-separated values) and failed runs in FAILED (same key).
 
