@@ -7,19 +7,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# apt_install PKG...: installs the packages with apt-get if we may (root), else asks for them.
+apt_install() {
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    else
+        echo "please install: $* (e.g. sudo apt-get install $*)" >&2
+        exit 1
+    fi
+}
+
 missing=()
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-if ((${#missing[@]})); then
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    else
-        echo "please install: ${missing[*]} (e.g. sudo apt-get install ${missing[*]})" >&2
-        exit 1
-    fi
-fi
+if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
 
 # redis-py for the Redis Cluster client tests (server/tests/redis_cluster_clients.rs runs
 # server/tests/python/ with $SHOAL_TEST_PYTHON): a venv under the target dir, made once.
@@ -34,15 +37,7 @@ if ! has_redis_py; then
     command -v python3 >/dev/null 2>&1 || apt_missing+=(python3)
     # Debian's python3 makes venvs only with python3-venv (ensurepip) installed.
     if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then apt_missing+=(python3-venv); fi
-    if ((${#apt_missing[@]})); then
-        if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-            apt-get update -qq
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null
-        else
-            echo "please install: ${apt_missing[*]} (e.g. sudo apt-get install ${apt_missing[*]})" >&2
-            exit 1
-        fi
-    fi
+    if ((${#apt_missing[@]})); then apt_install "${apt_missing[@]}"; fi
     echo "creating $VENV with redis-py $REDIS_PY_VERSION" >&2
     python3 -m venv --clear "$VENV"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check "redis==$REDIS_PY_VERSION"
