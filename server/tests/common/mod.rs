@@ -41,17 +41,7 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn shoal-server");
-        // The server prints "shoal ready on <addr>; ..." once it accepts connections.
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("shoal ready on ") {
-                    let addr = rest.split(';').next().unwrap_or_default().to_owned();
-                    let _ = tx.send(addr);
-                }
-            }
-        });
+        let rx = ready_addresses(child.stdout.take().expect("stdout"));
         let addr = match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(a) => a.parse().expect("address in ready line"),
             Err(_) => {
@@ -501,17 +491,7 @@ fn spawn_node(
         .stderr(Stdio::from(log))
         .spawn()
         .expect("spawn shoal-server");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    // Keeps draining stdout after the ready line, so the process never blocks on it.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("shoal ready on ") {
-                let addr = rest.split(';').next().unwrap_or_default().to_owned();
-                let _ = tx.send(addr);
-            }
-        }
-    });
+    let rx = ready_addresses(child.stdout.take().expect("stdout"));
     let deadline = Instant::now() + NODE_READY_TIMEOUT;
     loop {
         match rx.recv_timeout(Duration::from_millis(50)) {
@@ -747,4 +727,19 @@ impl Drop for Cluster {
             let _ = std::fs::remove_dir_all(&self.root);
         }
     }
+}
+
+/// The addresses of the server's "shoal ready on <addr>; ..." lines (printed once it accepts
+/// connections). A thread keeps draining stdout after that, so the process never blocks on it.
+fn ready_addresses(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("shoal ready on ") {
+                let addr = rest.split(';').next().unwrap_or_default().to_owned();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    rx
 }
