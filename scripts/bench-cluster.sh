@@ -196,18 +196,7 @@ run_one() {
     if [[ $target == redis ]]; then ensure_alive redis; else ensure_cluster_alive; fi
 }
 
-i=0
-for ((rep = 1; rep <= REPEAT; rep++)); do
-    for pipe in "${PIPELINE_LIST[@]}"; do
-        for test in "${TEST_LIST[@]}"; do
-            for ((k = 0; k < ${#TARGETS[@]}; k++)); do
-                run_one "${TARGETS[$(((i + k) % ${#TARGETS[@]}))]}" "$test" "$pipe" "$rep"
-            done
-            i=$((i + 1))
-        done
-    done
-done
-
+sweep "${TARGETS[@]}"
 
 echo
 ((REPEAT == 1)) || echo "ops/s are medians of $REPEAT runs"

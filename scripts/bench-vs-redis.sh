@@ -113,19 +113,7 @@ run_one() {
     ensure_alive "$name"
 }
 
-i=0
-for ((rep = 1; rep <= REPEAT; rep++)); do
-    for pipe in "${PIPELINE_LIST[@]}"; do
-        for test in "${TEST_LIST[@]}"; do
-            if ((i % 2 == 0)); then order=(redis shoal); else order=(shoal redis); fi
-            for name in "${order[@]}"; do
-                run_one "$name" "$test" "$pipe" "$rep"
-            done
-            i=$((i + 1))
-        done
-    done
-done
-
+sweep redis shoal
 
 echo
 ((REPEAT == 1)) || echo "ops/s are medians of $REPEAT runs"

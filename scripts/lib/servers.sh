@@ -264,6 +264,23 @@ parse_bench_lists() {
     done
 }
 
+# sweep TARGET...: calls the caller's `run_one TARGET TEST PIPELINE REP` for every repetition
+# (REPEAT), pipeline depth and test, rotating which target goes first so none is always
+# measured first.
+sweep() {
+    local targets=("$@") i=0 rep pipe test k
+    for ((rep = 1; rep <= REPEAT; rep++)); do
+        for pipe in "${PIPELINE_LIST[@]}"; do
+            for test in "${TEST_LIST[@]}"; do
+                for ((k = 0; k < ${#targets[@]}; k++)); do
+                    run_one "${targets[$(((i + k) % ${#targets[@]}))]}" "$test" "$pipe" "$rep"
+                done
+                i=$((i + 1))
+            done
+        done
+    done
+}
+
 # print_failed_runs: lists FAILED_RUNS; returns 1 if there are any.
 print_failed_runs() {
     ((${#FAILED_RUNS[@]} > 0)) || return 0
