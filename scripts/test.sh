@@ -45,4 +45,9 @@ if ! has_redis_py; then
 fi
 export SHOAL_TEST_PYTHON="$VENV/bin/python"
 
+# The client crate's and cluster-tests' suites run the release server as real processes; they
+# find it through $SHOAL_SERVER_BIN (they must not depend on the server crate to get it built).
+cargo build --release -p shoal-server --bin shoal-server
+export SHOAL_SERVER_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/shoal-server"
+
 cargo test --workspace "$@"

@@ -1,0 +1,1 @@
+//! `shoal-client`: an async, cluster-aware client for shoal.

@@ -1,0 +1,1 @@
+//! `shoal-cluster-tests`: runs real `shoal-server` processes and attacks them.
