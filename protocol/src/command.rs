@@ -224,6 +224,7 @@ command_table! {
     ClusterKeyslot => "cluster|keyslot", 3, [STALE], NONE, Cluster, "3.0.0", "Returns the hash slot for a key.";
     ClusterCountkeysinslot => "cluster|countkeysinslot", 3, [STALE], NONE, Cluster, "3.0.0", "Returns the number of keys in a hash slot.";
     ClusterGetkeysinslot => "cluster|getkeysinslot", 4, [STALE], NONE, Cluster, "3.0.0", "Returns the key names in a hash slot.";
+    ClusterForget => "cluster|forget", 3, [ADMIN NOSCRIPT STALE], NONE, Cluster, "3.0.0", "Removes a node from the nodes table.";
     ClusterLinks => "cluster|links", 2, [LOADING STALE], NONE, Cluster, "7.0.0", "Returns a list of all TCP links to and from peer nodes.";
     Readonly => "readonly", 1, [LOADING STALE FAST], NONE, Cluster, "3.0.0", "Enables read-only queries for a connection to a Redis Cluster replica node.";
     Readwrite => "readwrite", 1, [LOADING STALE FAST], NONE, Cluster, "3.0.0", "Enables read-write queries for a connection to a Redis Cluster replica node.";

@@ -80,6 +80,13 @@ pub struct Config {
     /// `-MOVED` too.
     #[arg(long, default_value = "proxy", value_parser = ["proxy", "redirect"])]
     pub cluster_mode: String,
+    /// Seconds a node may be silent (no answer to the metadata leader) before it is marked
+    /// Down and its shard replicas are re-created on the other nodes.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub node_down_after: u64,
+    /// Shards the rebalancer moves to new replica sets at the same time.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub rebalance_max_moves: u64,
     /// Compact a replica's log into a snapshot every this many applied entries.
     #[arg(long, default_value_t = 10000, value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_entries: u64,

@@ -76,6 +76,11 @@ pub async fn run(
     net::listener::accept_loop(node.clone(), client).await;
     node.clients.kill_all();
     node.stop_groups().await;
+    if node.left.load(std::sync::atomic::Ordering::SeqCst) {
+        node.erase_state()?;
+        tracing::info!("left the cluster; this node's state is erased");
+        println!("shoal: this node was drained and has left the cluster");
+    }
     Ok(())
 }
 

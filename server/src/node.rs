@@ -60,6 +60,9 @@ pub struct Node {
     /// The address clients connect to (with the real port when `--port 0` was given).
     pub client_addr: RwLock<Option<SocketAddr>>,
     pub shutdown: CancellationToken,
+    /// Set when this node has been drained out of the cluster: on the way out it deletes its
+    /// state, so the data dir can start a new node.
+    pub left: std::sync::atomic::AtomicBool,
 }
 
 /// The group that holds shard `shard`.
@@ -167,6 +170,7 @@ impl Node {
             run_id: random_hex_id(),
             client_addr: RwLock::new(None),
             shutdown: CancellationToken::new(),
+            left: std::sync::atomic::AtomicBool::new(false),
         });
         for group in node.groups_on_disk()? {
             node.ensure_group(group).await?;
@@ -182,6 +186,57 @@ impl Node {
 
     fn groups_dir(&self) -> PathBuf {
         self.config.read().data_dir.join("groups")
+    }
+
+    /// Where the terms of removed replicas are kept (see [`Node::removed_term`]).
+    fn tombstones_dir(&self) -> PathBuf {
+        self.config.read().data_dir.join("removed")
+    }
+
+    /// The term in which this node's replica of `group` was found removed from the group, if it
+    /// was and has not been re-created since. A leader of an older term is a deposed one that
+    /// may still count this node in its membership: it must not re-create the replica (an empty
+    /// replica would accept its entries and help it commit them).
+    pub fn removed_term(&self, group: GroupId) -> Option<u64> {
+        std::fs::read_to_string(self.tombstones_dir().join(group.to_string()))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+    }
+
+    /// Deletes this node's replica of `group` (it is no longer a member), remembering `term`
+    /// (see [`Node::removed_term`]).
+    pub async fn remove_group(&self, group: GroupId, term: u64) -> std::io::Result<()> {
+        let _guard = self.opening.lock().await;
+        let dir = self.tombstones_dir();
+        std::fs::create_dir_all(&dir)?;
+        write_durably(&dir.join(group.to_string()), term.to_string().as_bytes())?;
+        self.router.remove(group);
+        let replica = self.groups.write().remove(&group);
+        if let Some(replica) = replica {
+            replica.shutdown().await;
+            std::fs::remove_dir_all(replica.dir())?;
+        }
+        Ok(())
+    }
+
+    /// Forgets a tombstone: the group's current leader is adding this node again.
+    fn clear_removed(&self, group: GroupId) {
+        let _ = std::fs::remove_file(self.tombstones_dir().join(group.to_string()));
+    }
+
+    /// Deletes everything this node stored (after it has left the cluster).
+    pub fn erase_state(&self) -> std::io::Result<()> {
+        let data_dir = self.config.read().data_dir.clone();
+        for sub in ["groups", "removed", "incoming"] {
+            match std::fs::remove_dir_all(data_dir.join(sub)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        match std::fs::remove_file(data_dir.join("node.conf")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     fn groups_on_disk(&self) -> std::io::Result<Vec<GroupId>> {
@@ -226,6 +281,7 @@ impl Node {
             return Ok(r);
         }
         let dir = self.groups_dir().join(group.to_string());
+        self.clear_removed(group);
         let fsync = self.config.read().appendfsync;
         let replica = Replica::open(
             self.id,
@@ -409,21 +465,30 @@ impl Identity {
         }))
     }
 
-    /// Written to a temporary file, fsynced and renamed, so a crash leaves the old or the new.
     fn store(&self, path: &Path) -> std::io::Result<()> {
-        use std::io::Write;
-        let tmp = path.with_extension("conf.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        writeln!(f, "node-id {}", self.node_id)?;
-        writeln!(f, "shards {}", self.params.shards)?;
-        writeln!(f, "replicas {}", self.params.replicas)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        let text = format!(
+            "node-id {}\nshards {}\nreplicas {}\n",
+            self.node_id, self.params.shards, self.params.replicas
+        );
+        write_durably(path, text.as_bytes())
     }
+}
+
+/// Writes `path` through a temporary file, fsynced and renamed, so a crash leaves the old
+/// contents or the new.
+fn write_durably(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Whether `data_dir` holds any group directory.

@@ -143,6 +143,10 @@ impl Pipeline {
         };
         let route = route::route(&self.node.ring, spec, &args, session.redirect);
         if route == Route::Local {
+            if let Some(job) = commands::cluster::metadata_job(&self.node, spec, &args) {
+                self.queue_future(job.map(Done::Reply), version);
+                return None;
+            }
             let reply = run_read(&self.node, session, None, spec, &args);
             return self.ready(reply, version);
         }

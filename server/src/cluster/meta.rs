@@ -9,6 +9,13 @@
 //! - `{meta}next-node-id`: the last node id handed out (`INCR` gives the next).
 //! - `{meta}node:<id>`: a [`NodeRecord`] per node that joined.
 //! - `{meta}shard:<s>`: a [`ShardRecord`], published by shard `s`'s leader when it changes.
+//! - `{meta}state:<id>`: a node's [`NodeState`] when it is not `Up` (absent means `Up`); written
+//!   by the metadata leader (liveness, drain progress) and by `CLUSTER FORGET` (drain).
+//! - `{meta}move:<s>`: a [`MoveRecord`] while shard `s` is being moved to a new replica set.
+//!   The rebalancer writes it, shard `s`'s leader carries it out, and the rebalancer deletes it
+//!   once the shard's published membership equals the target; being in group 0, moves survive
+//!   a change of metadata leader.
+//! - `{meta}moves-done`: how many moves have completed (`INCR`).
 
 use std::collections::BTreeMap;
 
@@ -54,9 +61,50 @@ pub struct ShardRecord {
     pub term: u64,
     pub voters: Vec<NodeId>,
     pub learners: Vec<NodeId>,
+    /// The log index of the membership config the voters and learners come from: a replica
+    /// whose own config is no newer, and that these do not name, has been removed.
+    pub membership_index: u64,
+}
+
+/// Where a node stands in the cluster's life cycle. Placement uses only `Up` nodes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeState {
+    /// Serving: holds its share of replicas.
+    #[default]
+    Up,
+    /// Silent for longer than `--node-down-after`: its replicas are re-created elsewhere. It
+    /// becomes `Up` again when it answers the metadata leader again.
+    Down,
+    /// Being drained (`CLUSTER FORGET`): its replicas move away, then it becomes `Left`.
+    Leaving,
+    /// Drained: holds nothing; it exits when it sees this, and is then removed from group 0.
+    Left,
+}
+
+impl NodeState {
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeState::Up => "up",
+            NodeState::Down => "down",
+            NodeState::Leaving => "leaving",
+            NodeState::Left => "left",
+        }
+    }
+}
+
+/// A shard on its way to a new replica set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveRecord {
+    /// The voters the shard should end with.
+    pub target: Vec<NodeId>,
+    /// Its voters when the move started (for reporting).
+    pub from: Vec<NodeId>,
+    /// Wall-clock start (unix ms, the metadata leader's clock; for reporting).
+    pub started_ms: u64,
 }
 
 pub const CLUSTER_KEY: &str = "{meta}cluster";
+pub const MOVES_DONE_KEY: &str = "{meta}moves-done";
 pub const NEXT_NODE_ID_KEY: &str = "{meta}next-node-id";
 
 pub fn node_key(id: NodeId) -> String {
@@ -65,6 +113,14 @@ pub fn node_key(id: NodeId) -> String {
 
 pub fn shard_key(shard: ShardId) -> String {
     format!("{{meta}}shard:{shard}")
+}
+
+pub fn state_key(id: NodeId) -> String {
+    format!("{{meta}}state:{id}")
+}
+
+pub fn move_key(shard: ShardId) -> String {
+    format!("{{meta}}move:{shard}")
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Bytes {
@@ -85,6 +141,10 @@ pub struct Topology {
     pub params: Option<ClusterParams>,
     pub nodes: BTreeMap<NodeId, NodeRecord>,
     pub shards: BTreeMap<ShardId, ShardRecord>,
+    /// Nodes whose state is not `Up`.
+    pub states: BTreeMap<NodeId, NodeState>,
+    pub moves: BTreeMap<ShardId, MoveRecord>,
+    pub moves_done: u64,
 }
 
 impl Topology {
@@ -110,9 +170,35 @@ impl Topology {
                 if let (Ok(shard), Some(record)) = (shard.parse(), decode::<ShardRecord>(value)) {
                     topology.shards.insert(shard, record);
                 }
+            } else if let Some(id) = key.strip_prefix("{meta}state:") {
+                if let (Ok(id), Some(state)) = (id.parse(), decode::<NodeState>(value)) {
+                    topology.states.insert(id, state);
+                }
+            } else if let Some(shard) = key.strip_prefix("{meta}move:") {
+                if let (Ok(shard), Some(record)) = (shard.parse(), decode::<MoveRecord>(value)) {
+                    topology.moves.insert(shard, record);
+                }
+            } else if key == MOVES_DONE_KEY {
+                topology.moves_done = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
             }
         }
         topology
+    }
+
+    pub fn state(&self, id: NodeId) -> NodeState {
+        self.states.get(&id).copied().unwrap_or_default()
+    }
+
+    /// The nodes shard replicas may be placed on.
+    pub fn up_nodes(&self) -> Vec<NodeId> {
+        self.nodes
+            .keys()
+            .copied()
+            .filter(|&id| self.state(id) == NodeState::Up)
+            .collect()
     }
 
     pub fn node_info(&self, id: NodeId) -> Option<NodeInfo> {
@@ -134,7 +220,14 @@ mod tests {
     #[test]
     fn every_metadata_key_shares_one_slot() {
         let slot = key_slot(CLUSTER_KEY.as_bytes());
-        for key in [NEXT_NODE_ID_KEY.to_owned(), node_key(42), shard_key(7)] {
+        for key in [
+            NEXT_NODE_ID_KEY.to_owned(),
+            MOVES_DONE_KEY.to_owned(),
+            node_key(42),
+            shard_key(7),
+            state_key(3),
+            move_key(5),
+        ] {
             assert_eq!(key_slot(key.as_bytes()), slot, "{key}");
         }
     }
@@ -146,6 +239,7 @@ mod tests {
             term: 5,
             voters: vec![1, 2, 3],
             learners: vec![4],
+            membership_index: 17,
         };
         assert_eq!(decode::<ShardRecord>(&encode(&r)), Some(r));
         assert_eq!(decode::<NodeRecord>(b"\xff\xff"), None);

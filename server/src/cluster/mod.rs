@@ -10,6 +10,7 @@
 
 pub mod meta;
 pub mod placement;
+pub mod rebalance;
 pub mod reconcile;
 pub mod redis_view;
 pub mod ring;

@@ -1,43 +1,66 @@
-//! Drives every group this node leads toward the placement the metadata asks for.
+//! Drives every group this node leads toward what the metadata asks for, and this node's own
+//! part in the cluster's life cycle.
 //!
-//! Each node runs [`run`]. For the metadata group (when it leads it) that means: every known
-//! node a member, the first five (by id) voters, the rest learners. For each shard group it
-//! leads: the replicas [`place`] chooses over the known nodes (`min(replicas, nodes)` of them)
-//! as the voters, reached by adding the missing ones as learners, waiting until they have
-//! caught up, then one joint membership change; then leadership handed to the node
-//! [`leaders`] picks, so every node leads about S/N shards. The leader also publishes its
-//! group's state to the metadata group, where nodes without a replica find the leader.
+//! Each node runs [`run`] every [`TICK`]:
+//! - As metadata leader: every node not `Left` is a member of group 0, the first five `Up` ones
+//!   (by id) voters, the rest learners; then the [`rebalance`] pass (liveness, moves).
+//! - For each shard group it leads: publish the group's state to group 0 (where nodes without
+//!   a replica find the leader); carry out the shard's move if group 0 holds one (add the
+//!   target's new nodes as learners, wait until they have caught up, one joint membership
+//!   change to the target voters, drop leftover learners); otherwise hand leadership to the
+//!   node [`leaders`] picks, so every node leads about S/N shards.
+//! - For each replica it hosts but no longer belongs to (group 0's record of the shard names
+//!   neither it nor a move to it, for [`STALE_GRACE`]): delete it ([`Node::remove_group`]).
+//! - Once group 0 says it has `Left` (drained): stop, erasing its state.
 //!
 //! Only leaders act, and each step is re-derived from the current state every tick, so a
 //! leader change or a crash mid-way simply leaves the next leader to continue.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::ChangeMembers;
+use parking_lot::Mutex;
 
-use super::meta::{encode, shard_key, ShardRecord, Topology};
+use super::meta::{encode, shard_key, NodeState, ShardRecord, Topology};
+use super::rebalance::{self, Liveness, LEFT_NODE_GRACE};
 use super::service::{ensure_metadata, meta_set};
-use super::{leaders, place, Placement, ShardId, DEFAULT_EPSILON};
+use super::{leaders, place, ShardId, DEFAULT_EPSILON};
 use crate::node::{group_shard, Node};
 use crate::raft::types::{NodeId, NodeInfo};
-use crate::rpc::META_GROUP;
+use crate::rpc::{GroupId, META_GROUP};
 use crate::shard::Replica;
 
 /// How often the reconciler looks.
-pub const TICK: Duration = Duration::from_millis(300);
+pub const TICK: Duration = Duration::from_millis(100);
 /// Voters of the metadata group, at most.
 pub const META_VOTERS: usize = 5;
 /// A learner this close to the leader's log counts as caught up.
 const CATCH_UP_SLACK: u64 = 64;
 /// The least time between two leadership transfers of one group.
 const TRANSFER_PAUSE: Duration = Duration::from_secs(3);
+/// How long a replica must look abandoned before it is deleted: group 0's record lags the
+/// group's own membership by a tick or two when a leader adds a node.
+pub const STALE_GRACE: Duration = Duration::from_secs(5);
+/// The longest a move's learner may take to catch up before the step is retried.
+const MOVE_STEP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What one node's reconciler remembers between ticks.
+#[derive(Default)]
+struct State {
+    transfers: HashMap<GroupId, Instant>,
+    liveness: Liveness,
+    /// Groups whose move step is running in its own task.
+    moving: Arc<Mutex<HashSet<GroupId>>>,
+    /// Since when each hosted replica has looked abandoned.
+    abandoned_since: HashMap<GroupId, Instant>,
+}
 
 pub async fn run(node: Arc<Node>) {
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut transfers: HashMap<u64, Instant> = HashMap::new();
+    let mut state = State::default();
     loop {
         tokio::select! {
             _ = node.shutdown.cancelled() => return,
@@ -45,32 +68,43 @@ pub async fn run(node: Arc<Node>) {
         }
         node.refresh_topology();
         let topology = node.topology();
-        if let Err(e) = reconcile_meta(&node, &topology).await {
+        if topology.state(node.id) == NodeState::Left && topology.nodes.contains_key(&node.id) {
+            tracing::info!("drained: this node has left the cluster; stopping");
+            node.left.store(true, std::sync::atomic::Ordering::SeqCst);
+            node.shutdown.cancel();
+            return;
+        }
+        if let Err(e) = reconcile_meta(&node, &topology, &mut state.liveness).await {
             tracing::debug!(error = %e, "metadata reconcile step failed");
         }
         if topology.nodes.is_empty() {
             continue;
         }
         let shards: Vec<ShardId> = (0..node.params.shards).collect();
-        let nodes: Vec<NodeId> = topology.nodes.keys().copied().collect();
         let placement = place(
             &shards,
-            &nodes,
+            &topology.up_nodes(),
             node.params.replicas as usize,
             DEFAULT_EPSILON,
         );
         let leaders = leaders(&placement);
         for replica in node.replicas() {
-            if replica.group == META_GROUP || !replica.is_leader() {
+            if replica.group == META_GROUP {
                 continue;
             }
+            if !replica.is_leader() {
+                collect_if_abandoned(&node, &topology, &replica, &mut state).await;
+                continue;
+            }
+            state.abandoned_since.remove(&replica.group);
+            let shard = group_shard(replica.group);
             let result = reconcile_shard(
                 &node,
                 &topology,
                 &replica,
-                &placement,
-                &leaders,
-                &mut transfers,
+                placement.get(&shard),
+                leaders.get(&shard).copied(),
+                &mut state,
             )
             .await;
             if let Err(e) = result {
@@ -80,7 +114,11 @@ pub async fn run(node: Arc<Node>) {
     }
 }
 
-async fn reconcile_meta(node: &Arc<Node>, topology: &Topology) -> Result<(), String> {
+async fn reconcile_meta(
+    node: &Arc<Node>,
+    topology: &Topology,
+    liveness: &mut Liveness,
+) -> Result<(), String> {
     let Some(meta) = node.replica(META_GROUP).filter(|m| m.is_leader()) else {
         return Ok(());
     };
@@ -88,38 +126,78 @@ async fn reconcile_meta(node: &Arc<Node>, topology: &Topology) -> Result<(), Str
     if topology.nodes.is_empty() {
         return Ok(()); // the records just written show up in the next tick's topology
     }
-    let voters: BTreeSet<NodeId> = topology.nodes.keys().take(META_VOTERS).copied().collect();
-    let infos = infos(topology);
-    converge(&meta, &voters, &infos, true).await?;
-    Ok(())
+    let silence = liveness.silence(&meta);
+    let voters: BTreeSet<NodeId> = topology.up_nodes().into_iter().take(META_VOTERS).collect();
+    // A Left node stays a member until it has gone quiet, so that it learns it has left.
+    let members: BTreeMap<NodeId, NodeInfo> = topology
+        .nodes
+        .values()
+        .filter(|n| {
+            topology.state(n.id) != NodeState::Left
+                || silence.get(&n.id).is_some_and(|s| *s < LEFT_NODE_GRACE)
+        })
+        .map(|n| (n.id, n.info()))
+        .collect();
+    if !voters.is_empty() {
+        converge(&meta, &voters, &members).await?;
+    }
+    // A Left node out of group 0 is gone for good: forget it.
+    let m = meta.metrics();
+    let membership = m.membership_config.membership();
+    for &id in topology.nodes.keys() {
+        if topology.state(id) == NodeState::Left && membership.get_node(&id).is_none() {
+            rebalance::forget_node(node, id).await?;
+        }
+    }
+    rebalance::step(node, topology, &silence).await
 }
 
 async fn reconcile_shard(
     node: &Arc<Node>,
     topology: &Topology,
     replica: &Arc<Replica>,
-    placement: &Placement,
-    leaders: &BTreeMap<ShardId, NodeId>,
-    transfers: &mut HashMap<u64, Instant>,
+    desired: Option<&Vec<NodeId>>,
+    wanted_leader: Option<NodeId>,
+    state: &mut State,
 ) -> Result<(), String> {
     let shard = group_shard(replica.group);
-    let Some(desired) = placement.get(&shard) else {
-        return Ok(());
-    };
-    let voters: BTreeSet<NodeId> = desired.iter().copied().collect();
-    let stable = converge(replica, &voters, &infos(topology), false).await?;
     publish(node, topology, replica, shard).await?;
-    if !stable {
+    if let Some(mv) = topology.moves.get(&shard) {
+        let target: BTreeSet<NodeId> = mv.target.iter().copied().collect();
+        if state.moving.lock().insert(replica.group) {
+            let moving = state.moving.clone();
+            let replica = replica.clone();
+            let infos = infos(topology);
+            tokio::spawn(async move {
+                let step = carry_out_move(&replica, &target, &infos);
+                match tokio::time::timeout(MOVE_STEP_TIMEOUT, step).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::info!(group = replica.group, error = %e, "move step failed")
+                    }
+                    Err(_) => tracing::warn!(group = replica.group, "move step timed out"),
+                }
+                moving.lock().remove(&replica.group);
+            });
+        }
         return Ok(());
     }
-    let Some(&wanted) = leaders.get(&shard) else {
+    // No move: leadership balance, once the group is exactly where placement wants it.
+    let m = replica.metrics();
+    let membership = m.membership_config.membership();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let stable = membership.get_joint_config().len() == 1
+        && membership.learner_ids().next().is_none()
+        && desired.is_some_and(|d| d.iter().copied().collect::<BTreeSet<_>>() == voters);
+    let Some(wanted) = wanted_leader.filter(|_| stable) else {
         return Ok(());
     };
-    let recently = transfers
+    let recently = state
+        .transfers
         .get(&replica.group)
         .is_some_and(|t| t.elapsed() < TRANSFER_PAUSE);
     if wanted != node.id && !recently && caught_up(replica, wanted) {
-        transfers.insert(replica.group, Instant::now());
+        state.transfers.insert(replica.group, Instant::now());
         tracing::info!(
             group = replica.group,
             to = wanted,
@@ -133,6 +211,57 @@ async fn reconcile_shard(
             .map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// The log index of the membership config a replica holds.
+fn membership_index(m: &openraft::RaftMetrics<crate::raft::types::TypeConfig>) -> u64 {
+    m.membership_config.log_id().as_ref().map_or(0, |l| l.index)
+}
+
+/// Deletes this node's replica of a group it no longer belongs to, once group 0 has said so
+/// for [`STALE_GRACE`]: its shard's record, from a membership config at least as new as the
+/// replica's own, names neither this node nor a move to it. (Terms do not tell: a removed
+/// replica that never learned of its removal campaigns, raising its term, but its log and
+/// config stay where they were.) Such a replica is never served: it is no member, so it can
+/// neither lead nor count in a quorum.
+async fn collect_if_abandoned(
+    node: &Arc<Node>,
+    topology: &Topology,
+    replica: &Replica,
+    state: &mut State,
+) {
+    let shard = group_shard(replica.group);
+    let me = node.id;
+    let record_term = topology.shards.get(&shard).and_then(|record| {
+        let named = record.voters.contains(&me) || record.learners.contains(&me);
+        let moving_here = topology
+            .moves
+            .get(&shard)
+            .is_some_and(|m| m.target.contains(&me));
+        let current = record.membership_index >= membership_index(&replica.metrics());
+        (!named && !moving_here && current && record.leader != me).then_some(record.term)
+    });
+    let Some(term) = record_term else {
+        state.abandoned_since.remove(&replica.group);
+        return;
+    };
+    let since = *state
+        .abandoned_since
+        .entry(replica.group)
+        .or_insert_with(Instant::now);
+    if since.elapsed() < STALE_GRACE {
+        return;
+    }
+    state.abandoned_since.remove(&replica.group);
+    tracing::info!(
+        shard,
+        group = replica.group,
+        term,
+        "deleting this node's replica: the shard no longer has it"
+    );
+    if let Err(e) = node.remove_group(replica.group, term).await {
+        tracing::error!(group = replica.group, error = %e, "cannot delete replica");
+    }
 }
 
 /// Tells group 0 who leads this shard and who replicates it, if that changed.
@@ -149,6 +278,7 @@ async fn publish(
         term: m.current_term,
         voters: membership.voter_ids().collect(),
         learners: membership.learner_ids().collect(),
+        membership_index: membership_index(&m),
     };
     if topology.shards.get(&shard) != Some(&record) {
         meta_set(node, &shard_key(shard), encode(&record)).await?;
@@ -160,31 +290,27 @@ fn infos(topology: &Topology) -> BTreeMap<NodeId, NodeInfo> {
     topology.nodes.values().map(|n| (n.id, n.info())).collect()
 }
 
-/// One step toward `voters` as the group's voters (`keep_others`: every other known node stays
-/// or becomes a learner, as in the metadata group; otherwise they leave). Returns whether the
-/// group already has exactly that membership.
+/// One step toward `voters` as the metadata group's voters and `members` as its members (the
+/// rest learners). Steps never block on a node: a new member is added as a learner, and made
+/// a voter in a later tick once it has caught up.
 async fn converge(
     replica: &Replica,
     voters: &BTreeSet<NodeId>,
-    infos: &BTreeMap<NodeId, NodeInfo>,
-    keep_others: bool,
-) -> Result<bool, String> {
+    members: &BTreeMap<NodeId, NodeInfo>,
+) -> Result<(), String> {
     let m = replica.metrics();
     let membership = m.membership_config.membership();
     if membership.get_joint_config().len() > 1 {
-        return Ok(false); // a change is under way
+        return Ok(()); // a change is under way
     }
-    let members: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
+    let current_members: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
     let current: BTreeSet<NodeId> = membership.voter_ids().collect();
-    let wanted_members: BTreeSet<NodeId> = if keep_others {
-        infos.keys().copied().collect()
-    } else {
-        voters.clone()
-    };
     // 1. Every wanted member is at least a learner.
     let mut added = false;
-    for id in wanted_members.difference(&members) {
-        let Some(info) = infos.get(id) else { continue };
+    for (id, info) in members {
+        if current_members.contains(id) {
+            continue;
+        }
         tracing::info!(group = replica.group, node = id, "adding learner");
         replica
             .raft
@@ -194,7 +320,7 @@ async fn converge(
         added = true;
     }
     if added {
-        return Ok(false);
+        return Ok(());
     }
     // 2. The voters, once the new ones have caught up.
     if &current != voters {
@@ -202,29 +328,86 @@ async fn converge(
             .difference(&current)
             .all(|id| caught_up(replica, *id))
         {
-            return Ok(false);
+            return Ok(());
         }
         tracing::info!(group = replica.group, ?voters, "changing voters");
         replica
             .raft
-            .change_membership(ChangeMembers::ReplaceAllVoters(voters.clone()), keep_others)
+            .change_membership(ChangeMembers::ReplaceAllVoters(voters.clone()), true)
             .await
             .map_err(|e| e.to_string())?;
-        return Ok(false);
+        return Ok(());
     }
-    // 3. Learners nobody wants any more leave.
-    let unwanted: BTreeSet<NodeId> = members.difference(&wanted_members).copied().collect();
-    let unwanted: BTreeSet<NodeId> = unwanted.difference(voters).copied().collect();
+    // 3. Members nobody wants any more leave.
+    let unwanted: BTreeSet<NodeId> = current_members
+        .iter()
+        .filter(|id| !members.contains_key(id) && !voters.contains(id))
+        .copied()
+        .collect();
     if !unwanted.is_empty() {
-        tracing::info!(group = replica.group, ?unwanted, "removing learners");
+        tracing::info!(group = replica.group, ?unwanted, "removing members");
         replica
             .raft
             .change_membership(ChangeMembers::RemoveNodes(unwanted), false)
             .await
             .map_err(|e| e.to_string())?;
-        return Ok(false);
     }
-    Ok(true)
+    Ok(())
+}
+
+/// Carries out a shard's move to `target` voters, start to end: each new node is added as a
+/// learner and caught up (it receives a snapshot and the log's tail), then one joint change
+/// makes `target` the voters and removes the others, then leftover learners go. Run in its
+/// own task, since catching up may take a while; a leader change or error just stops it, and
+/// the next leader starts over from the group's state.
+async fn carry_out_move(
+    replica: &Replica,
+    target: &BTreeSet<NodeId>,
+    infos: &BTreeMap<NodeId, NodeInfo>,
+) -> Result<(), String> {
+    let m = replica.metrics();
+    let membership = m.membership_config.membership();
+    if membership.get_joint_config().len() > 1 {
+        return Ok(()); // a change is under way
+    }
+    let members: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    for id in target.difference(&members) {
+        let info = infos
+            .get(id)
+            .ok_or_else(|| format!("node {id} is not known"))?;
+        tracing::info!(group = replica.group, node = id, "move: adding learner");
+        replica
+            .raft
+            .add_learner(*id, info.clone(), true)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(group = replica.group, node = id, "move: learner caught up");
+    }
+    if &voters != target {
+        tracing::info!(group = replica.group, from = ?voters, to = ?target, "move: changing voters");
+        replica
+            .raft
+            .change_membership(ChangeMembers::ReplaceAllVoters(target.clone()), false)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let m = replica.metrics();
+    let leftover: BTreeSet<NodeId> = m
+        .membership_config
+        .membership()
+        .learner_ids()
+        .filter(|id| !target.contains(id))
+        .collect();
+    if !leftover.is_empty() {
+        tracing::info!(group = replica.group, ?leftover, "move: removing learners");
+        replica
+            .raft
+            .change_membership(ChangeMembers::RemoveNodes(leftover), false)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Whether `id`'s copy of the log is within [`CATCH_UP_SLACK`] entries of this leader's.

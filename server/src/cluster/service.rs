@@ -11,6 +11,7 @@ use super::meta::{encode, node_key, NodeRecord, Topology, CLUSTER_KEY, NEXT_NODE
 use crate::commands::Session;
 use crate::node::Node;
 use crate::pipeline::{Mode, Pipeline};
+use crate::raft::network::RaftRequest;
 use crate::rpc::{
     ForwardItem, GroupId, JoinReply, JoinRequest, PeerRequest, PeerResponse, META_GROUP,
 };
@@ -20,9 +21,7 @@ use crate::store::now_ms;
 pub async fn handle(node: Arc<Node>, group: GroupId, request: PeerRequest) -> PeerResponse {
     match request {
         PeerRequest::Raft(rpc) => {
-            // A leader adding this node to a group reaches it before anything else does:
-            // create the (empty) replica so it can be filled.
-            if node.replica(group).is_none() && node.is_valid_group(group) {
+            if node.replica(group).is_none() && may_create_replica(&node, group, &rpc) {
                 if let Err(e) = node.ensure_group(group).await {
                     tracing::error!(group, error = %e, "cannot create replica");
                 }
@@ -42,6 +41,25 @@ pub async fn handle(node: Arc<Node>, group: GroupId, request: PeerRequest) -> Pe
         }
         PeerRequest::Join(request) => PeerResponse::Join(join(&node, request).await),
     }
+}
+
+/// Whether a Raft RPC for a group this node does not host should create an (empty) replica
+/// of it. A leader adding this node to a group reaches it with entries or a snapshot before
+/// anything else does, so those create one; a vote request never does (an empty replica would
+/// grant it), nor does a leader from a term older than the one in which this node found its
+/// former replica removed: such a leader has been deposed but may not know it yet.
+fn may_create_replica(node: &Node, group: GroupId, rpc: &RaftRequest) -> bool {
+    use openraft::vote::RaftLeaderId;
+    let vote = match rpc {
+        RaftRequest::Append(r) => &r.vote,
+        RaftRequest::SnapshotChunk { vote, .. } => vote,
+        RaftRequest::Vote(_) | RaftRequest::TransferLeader(_) => return false,
+    };
+    let term = vote.leader_id().term();
+    node.is_valid_group(group)
+        && node
+            .removed_term(group)
+            .is_none_or(|removed| term >= removed)
 }
 
 /// Runs `args` on `group`'s leader (here or forwarded) and returns the reply: how nodes write

@@ -3,6 +3,8 @@
 
 use std::fmt::Write;
 
+use super::meta::{NodeState, Topology};
+use super::rebalance::pending_moves;
 use crate::node::{group_shard, Node};
 use crate::raft::types::NodeId;
 use crate::rpc::META_GROUP;
@@ -49,12 +51,6 @@ impl GroupStatus {
 
     /// `role=leader,leader=1,term=2,...` (one INFO value).
     pub fn info_value(&self) -> String {
-        let ids = |v: &[NodeId]| {
-            v.iter()
-                .map(|id| id.to_string())
-                .collect::<Vec<_>>()
-                .join("|")
-        };
         format!(
             "role={},leader={},term={},last_log={},committed={},applied={},snapshot={},voters={},learners={}",
             self.role,
@@ -70,6 +66,14 @@ impl GroupStatus {
     }
 }
 
+/// `1|2|3`: node ids as one INFO value.
+fn ids(v: &[NodeId]) -> String {
+    v.iter()
+        .map(|id| id.to_string())
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
 /// The cluster as this node sees it.
 pub struct ClusterSummary {
     pub known_nodes: usize,
@@ -80,13 +84,22 @@ pub struct ClusterSummary {
     pub shards_fully_replicated: u32,
     pub shards_hosted: u32,
     pub shards_led: u32,
+    pub nodes_up: usize,
+    pub nodes_down: usize,
+    pub nodes_leaving: usize,
+    /// Shards whose replica set differs from the placement and that are not moving yet.
+    pub moves_pending: usize,
+    pub moves_in_flight: usize,
+    pub moves_done: u64,
+    /// Snapshot bytes this node has received (new replicas seeded here).
+    pub snapshot_bytes_received: u64,
 }
 
 impl ClusterSummary {
     pub fn of(node: &Node) -> ClusterSummary {
         let topology = node.topology();
         let known_nodes = topology.nodes.len().max(1);
-        let want = (node.params.replicas as usize).min(known_nodes);
+        let want = (node.params.replicas as usize).min(topology.up_nodes().len().max(1));
         let mut s = ClusterSummary {
             known_nodes,
             shards: node.params.shards,
@@ -94,6 +107,16 @@ impl ClusterSummary {
             shards_fully_replicated: 0,
             shards_hosted: 0,
             shards_led: 0,
+            nodes_up: topology.up_nodes().len(),
+            nodes_down: count_state(&topology, NodeState::Down),
+            nodes_leaving: count_state(&topology, NodeState::Leaving),
+            moves_pending: pending_moves(node, &topology),
+            moves_in_flight: topology.moves.len(),
+            moves_done: topology.moves_done,
+            snapshot_bytes_received: node
+                .router
+                .snapshot_bytes_received
+                .load(std::sync::atomic::Ordering::Relaxed),
         };
         for shard in 0..node.params.shards {
             let group = crate::node::shard_group(shard);
@@ -118,10 +141,42 @@ impl ClusterSummary {
         s
     }
 
+    /// shoal's own `CLUSTER INFO` / `INFO cluster` fields: replicas, node states, rebalancing.
+    pub fn shoal_fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("shoal_shards_hosted", self.shards_hosted.to_string()),
+            ("shoal_shards_led", self.shards_led.to_string()),
+            (
+                "shoal_shards_fully_replicated",
+                self.shards_fully_replicated.to_string(),
+            ),
+            ("shoal_nodes_up", self.nodes_up.to_string()),
+            ("shoal_nodes_down", self.nodes_down.to_string()),
+            ("shoal_nodes_leaving", self.nodes_leaving.to_string()),
+            ("shoal_moves_pending", self.moves_pending.to_string()),
+            ("shoal_moves_in_flight", self.moves_in_flight.to_string()),
+            ("shoal_moves_done", self.moves_done.to_string()),
+            (
+                "shoal_snapshot_bytes_received",
+                self.snapshot_bytes_received.to_string(),
+            ),
+        ]
+    }
+
     /// Every shard has a leader and its full replica set.
+    ///
+    /// "Full" counts voters against the replication factor capped by the nodes that are Up.
     pub fn ok(&self) -> bool {
         self.shards_with_leader == self.shards && self.shards_fully_replicated == self.shards
     }
+}
+
+fn count_state(topology: &Topology, state: NodeState) -> usize {
+    topology
+        .nodes
+        .keys()
+        .filter(|&&id| topology.state(id) == state)
+        .count()
 }
 
 /// The `# Raft` section of INFO: this node, the nodes it knows, and one line per group.
@@ -138,7 +193,12 @@ pub fn write_raft_section(node: &Node, out: &mut String) {
     for n in topology.nodes.values() {
         field(
             &format!("raft_node_{}", n.id),
-            &format!("client={},peer={}", n.client_addr, n.peer_addr),
+            &format!(
+                "client={},peer={},state={}",
+                n.client_addr,
+                n.peer_addr,
+                topology.state(n.id).name()
+            ),
         );
     }
     for replica in node.replicas() {
@@ -151,6 +211,18 @@ pub fn write_raft_section(node: &Node, out: &mut String) {
                 &format!("group={},{}", replica.group, status.info_value()),
             );
         }
+    }
+    let now = crate::store::now_ms();
+    for (shard, mv) in &topology.moves {
+        field(
+            &format!("raft_move_{shard}"),
+            &format!(
+                "from={},to={},age_ms={}",
+                ids(&mv.from),
+                ids(&mv.target),
+                now.saturating_sub(mv.started_ms)
+            ),
+        );
     }
     field("raft_shards_hosted", &summary.shards_hosted);
     field("raft_shards_led", &summary.shards_led);

@@ -1,14 +1,20 @@
 //! `CLUSTER` subcommands: the cluster's state as this node sees it.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use shoal_protocol::{key_slot, Frame, SLOT_COUNT};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use shoal_protocol::{key_slot, CommandId, CommandSpec, Frame, SLOT_COUNT};
 
 use super::client::{help_reply, text_reply};
 use super::Ctx;
+use crate::cluster::meta::NodeState;
+use crate::cluster::rebalance::set_state;
 use crate::cluster::redis_view::{redis_node_id, redis_shard_id, ClusterView};
 use crate::cluster::status::ClusterSummary;
 use crate::error::{CommandError, CommandResult};
-use crate::node::group_shard;
+use crate::node::{group_shard, Node};
 use crate::rpc::META_GROUP;
 
 /// `CLUSTER INFO`: Redis Cluster's fields, from the shards' Raft groups. Every shard is a
@@ -45,15 +51,9 @@ pub fn info(ctx: &mut Ctx<'_>) -> CommandResult {
         ("cluster_current_epoch", epoch.to_string()),
         ("cluster_my_epoch", epoch.to_string()),
         ("shoal_node_id", node.id.to_string()),
-        ("shoal_shards_hosted", s.shards_hosted.to_string()),
-        ("shoal_shards_led", s.shards_led.to_string()),
-        (
-            "shoal_shards_fully_replicated",
-            s.shards_fully_replicated.to_string(),
-        ),
     ];
     let mut out = String::new();
-    for (k, v) in lines {
+    for (k, v) in lines.into_iter().chain(s.shoal_fields()) {
         out.push_str(k);
         out.push(':');
         out.push_str(&v);
@@ -70,6 +70,9 @@ pub fn help(ctx: &mut Ctx<'_>) -> CommandResult {
             "    Return the number of keys in <slot>.",
             "GETKEYSINSLOT <slot> <count>",
             "    Return key names stored by current node in a slot.",
+            "FORGET <node-id>",
+            "    Drain a node: its shard replicas move to the other nodes, then it leaves the",
+            "    cluster and its process exits. <node-id> is its CLUSTER NODES id or shoal id.",
             "INFO",
             "    Return information about the cluster.",
             "KEYSLOT <key>",
@@ -193,4 +196,47 @@ pub fn readwrite(ctx: &mut Ctx<'_>) -> CommandResult {
 /// there is nothing to allow.
 pub fn asking(_ctx: &mut Ctx<'_>) -> CommandResult {
     Ok(Frame::ok())
+}
+
+/// The node-level commands that must write the metadata group, as jobs for the pipeline to
+/// await in request order (`None` for every other command).
+pub fn metadata_job(
+    node: &Arc<Node>,
+    spec: &CommandSpec,
+    args: &[Bytes],
+) -> Option<BoxFuture<'static, Frame>> {
+    match spec.id {
+        CommandId::ClusterForget => Some(forget(node.clone(), args[2].clone()).boxed()),
+        _ => None,
+    }
+}
+
+/// `CLUSTER FORGET <node-id>`: starts draining a node (any node, this one included). Its
+/// replicas are moved to the other nodes; then it is marked Left, exits, and leaves group 0.
+/// Unlike Redis, where FORGET only edits the receiving node's table, this is cluster-wide.
+async fn forget(node: Arc<Node>, which: Bytes) -> Frame {
+    let topology = node.topology();
+    let which = String::from_utf8_lossy(&which);
+    let Some(id) = topology
+        .nodes
+        .keys()
+        .copied()
+        .find(|&id| which.eq_ignore_ascii_case(&redis_node_id(id)) || which == id.to_string())
+    else {
+        return CommandError::Err(format!("Unknown node {which}")).into();
+    };
+    match topology.state(id) {
+        NodeState::Leaving | NodeState::Left => return Frame::ok(),
+        NodeState::Up | NodeState::Down => {}
+    }
+    if topology.up_nodes().iter().all(|&n| n == id) {
+        return CommandError::Err("cannot drain the last node of the cluster".into()).into();
+    }
+    match set_state(&node, id, NodeState::Leaving).await {
+        Ok(()) => {
+            tracing::info!(node = id, "draining node (CLUSTER FORGET)");
+            Frame::ok()
+        }
+        Err(e) => CommandError::TryAgain(format!("could not record the drain: {e}")).into(),
+    }
 }

@@ -25,6 +25,7 @@ const DEFAULT: &[&str] = &[
     "replication",
     "raft",
     "cpu",
+    "cluster",
     "keyspace",
 ];
 /// Extra sections `INFO all` adds.
@@ -172,6 +173,12 @@ fn section(node: &Node, name: &str, out: &mut String) {
             field("shoal_shards_hosted", &summary.shards_hosted);
         }
 
+        "cluster" => {
+            field("cluster_enabled", &1);
+            for (k, v) in ClusterSummary::of(node).shoal_fields() {
+                field(k, &v);
+            }
+        }
         "cpu" => {
             let (user, sys) = process_cpu_seconds();
             field("used_cpu_sys", &format!("{sys:.6}"));

@@ -7,7 +7,7 @@
 
 mod args;
 mod client;
-mod cluster;
+pub mod cluster;
 mod command;
 mod config;
 mod connection;
@@ -218,6 +218,8 @@ fn dispatch(ctx: &mut Ctx<'_>) -> CommandResult {
         ClusterCountkeysinslot => cluster::countkeysinslot(ctx),
         ClusterGetkeysinslot => cluster::getkeysinslot(ctx),
         ClusterLinks => cluster::links(ctx),
+        // Needs the metadata group: the pipeline runs it as an async job (`cluster::forget`).
+        ClusterForget => Err(CommandError::Err("CLUSTER FORGET cannot run here".into())),
         Readonly => cluster::readonly(ctx),
         Readwrite => cluster::readwrite(ctx),
         Asking => cluster::asking(ctx),

@@ -278,6 +278,8 @@ pub struct RaftRouter<SM: RaftStateMachine<TypeConfig>> {
     groups: RwLock<HashMap<u64, openraft::Raft<TypeConfig, SM>>>,
     /// Where incoming snapshots are assembled.
     incoming_dir: PathBuf,
+    /// Snapshot bytes received (seeding new replicas, catching up far-behind ones).
+    pub snapshot_bytes_received: std::sync::atomic::AtomicU64,
 }
 
 impl<SM> RaftRouter<SM>
@@ -289,6 +291,7 @@ where
         RaftRouter {
             groups: RwLock::default(),
             incoming_dir,
+            snapshot_bytes_received: Default::default(),
         }
     }
 
@@ -377,6 +380,8 @@ where
             f
         };
         file.write_all(&data).await.map_err(io)?;
+        self.snapshot_bytes_received
+            .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
         if !done {
             return Ok(None);
         }
