@@ -29,36 +29,6 @@ const OK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long replicas may take to agree on every shard's data.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn cmd(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
-}
-
-/// Writes `key → value` with pipelined `SET`s (batches of 500) and asserts every one is `+OK`.
-fn set_all(client: &mut Client, pairs: &[(String, String)]) {
-    for batch in pairs.chunks(500) {
-        let cmds: Vec<Vec<String>> = batch.iter().map(|(k, v)| cmd(&["SET", k, v])).collect();
-        for ((k, _), reply) in batch.iter().zip(client.pipeline(&cmds)) {
-            assert_eq!(reply, ok(), "SET {k}");
-        }
-    }
-}
-
-/// Reads every key with `MGET` (batches of 500) and asserts it has its value.
-fn assert_all(client: &mut Client, pairs: &[(String, String)], through: &str) {
-    for batch in pairs.chunks(500) {
-        let mut args = vec!["MGET"];
-        args.extend(batch.iter().map(|(k, _)| k.as_str()));
-        let reply = client.cmd(&args);
-        let Frame::Array(values) = reply else {
-            panic!("MGET through {through}: {reply:?}");
-        };
-        assert_eq!(values.len(), batch.len());
-        for ((k, v), got) in batch.iter().zip(values) {
-            assert_eq!(got, bulk(v), "{k} read through {through}");
-        }
-    }
-}
-
 /// Sum of the key counts of a node's shard replicas.
 fn total_keys(node: &ClusterNode) -> u64 {
     node.digests().values().map(|d| d.keys).sum()

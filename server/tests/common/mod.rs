@@ -250,6 +250,8 @@ pub struct ShardRaft {
     pub applied: u64,
     pub snapshot: u64,
     pub voters: usize,
+    /// The voters' node ids, as this replica's membership has them.
+    pub voter_ids: Vec<u64>,
 }
 
 /// One hosted shard replica's data, from `INFO digest`.
@@ -270,9 +272,10 @@ pub fn parse_raft_shards(text: &str) -> std::collections::BTreeMap<u32, ShardRaf
         .filter_map(|(k, v)| {
             let shard: u32 = k.strip_prefix("raft_shard_")?.parse().ok()?;
             let m = info_value_fields(&v);
-            let voters = m
+            let voter_ids: Vec<u64> = m
                 .get("voters")
-                .map_or(0, |v| v.split('|').filter(|s| !s.is_empty()).count());
+                .map(|v| v.split('|').filter_map(|s| s.parse().ok()).collect())
+                .unwrap_or_default();
             Some((
                 shard,
                 ShardRaft {
@@ -283,7 +286,8 @@ pub fn parse_raft_shards(text: &str) -> std::collections::BTreeMap<u32, ShardRaf
                     committed: num(&m, "committed"),
                     applied: num(&m, "applied"),
                     snapshot: num(&m, "snapshot"),
-                    voters,
+                    voters: voter_ids.len(),
+                    voter_ids,
                 },
             ))
         })
@@ -431,6 +435,22 @@ impl ClusterNode {
         }
     }
 
+    /// Waits up to `timeout` for the process to exit on its own; returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Starts the process again on the same data dir and ports.
     pub fn try_restart(&mut self) -> Result<(), StartFailure> {
         assert!(self.child.is_none(), "node {} is still running", self.id);
@@ -456,10 +476,12 @@ impl ClusterNode {
     }
 }
 
-/// The binary cluster nodes run: this build's, unless `SHOAL_TEST_BIN` names another (e.g. a
-/// release build: `SHOAL_TEST_BIN=target/release/shoal-server`).
+/// The binary cluster nodes run: this build's, unless `SHOAL_TEST_BIN` or `SHOAL_SERVER_BIN`
+/// names another (scripts/test.sh builds the release binary and sets the latter, so the
+/// cluster tests see production timings).
 fn cluster_binary() -> PathBuf {
     std::env::var_os("SHOAL_TEST_BIN")
+        .or_else(|| std::env::var_os("SHOAL_SERVER_BIN"))
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_shoal-server")))
 }
@@ -543,6 +565,61 @@ impl Cluster {
         }
         cluster.wait_ok(Duration::from_secs(60));
         cluster
+    }
+
+    /// Starts one more node joining the cluster through the first running node; returns its
+    /// index in `nodes`.
+    pub fn join(&mut self, flags: &[&str]) -> usize {
+        let seed = self
+            .nodes
+            .iter_mut()
+            .find_map(|n| n.is_running().then(|| n.peer_addr.to_string()))
+            .expect("a running node to join through");
+        let i = self.nodes.len();
+        self.add_node(i, Some(&seed), flags);
+        i
+    }
+
+    /// Waits until every running node says `cluster_state:ok` with no move in flight or
+    /// pending, and every shard's leader has `replicas` voters, all of them running nodes.
+    pub fn wait_balanced(&mut self, replicas: usize, timeout: Duration) -> Duration {
+        let start = Instant::now();
+        let mut last = String::new();
+        let ok = eventually(timeout, || {
+            let running: Vec<&ClusterNode> = self
+                .nodes
+                .iter_mut()
+                .filter_map(|node| node.is_running().then_some(&*node))
+                .collect();
+            let ids: Vec<u64> = running.iter().map(|n| n.id).collect();
+            let mut leaders = std::collections::BTreeMap::new();
+            for node in &running {
+                let info = node.cluster_info();
+                let field = |k: &str| info.get(k).cloned().unwrap_or_default();
+                if field("cluster_state") != "ok"
+                    || field("shoal_moves_in_flight") != "0"
+                    || field("shoal_moves_pending") != "0"
+                {
+                    last = format!("node {}: {info:?}", node.id);
+                    return false;
+                }
+                for (shard, r) in node.raft() {
+                    if r.role == "leader" && r.leader == node.id {
+                        leaders.insert(shard, r.voter_ids);
+                    }
+                }
+            }
+            last = format!("leaders' voters: {leaders:?}");
+            let shards = running[0].cluster_info()["cluster_size"]
+                .parse::<usize>()
+                .unwrap_or(0);
+            leaders.len() == shards
+                && leaders
+                    .values()
+                    .all(|v| v.len() == replicas && v.iter().all(|id| ids.contains(id)))
+        });
+        assert!(ok, "cluster not balanced after {timeout:?}; last: {last}");
+        start.elapsed()
     }
 
     fn add_node(&mut self, i: usize, join: Option<&str>, flags: &[&str]) {
@@ -655,7 +732,7 @@ impl Cluster {
         leader.expect("found")
     }
 
-    /// Waits until, for every shard, every running node's replica has the same applied index
+    /// Waits until, for every shard, every running voter's replica has the same applied index
     /// and data digest as the shard leader's. Returns how long it took.
     pub fn wait_converged(&mut self, timeout: Duration) -> Duration {
         let start = Instant::now();
@@ -675,8 +752,9 @@ impl Cluster {
                 .iter()
                 .flat_map(|(_, r, _)| r.keys().copied())
                 .collect();
+            // Every running voter of each shard (per its leader) holds the leader's data.
             shards.iter().all(|shard| {
-                let Some((_, _, leader_digests)) = states.iter().find(|(id, raft, _)| {
+                let Some((_, leader_raft, leader_digests)) = states.iter().find(|(id, raft, _)| {
                     raft.get(shard)
                         .is_some_and(|s| s.role == "leader" && s.leader == *id)
                 }) else {
@@ -685,8 +763,10 @@ impl Cluster {
                 let Some(want) = leader_digests.get(shard) else {
                     return false;
                 };
+                let voters = &leader_raft[shard].voter_ids;
                 states
                     .iter()
+                    .filter(|(id, _, _)| voters.contains(id))
                     .all(|(_, _, digests)| digests.get(shard) == Some(want))
             })
         });
@@ -742,4 +822,34 @@ fn ready_addresses(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> 
         }
     });
     rx
+}
+
+pub fn cmd(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// Writes `key → value` with pipelined `SET`s (batches of 500) and asserts every one is `+OK`.
+pub fn set_all(client: &mut Client, pairs: &[(String, String)]) {
+    for batch in pairs.chunks(500) {
+        let cmds: Vec<Vec<String>> = batch.iter().map(|(k, v)| cmd(&["SET", k, v])).collect();
+        for ((k, _), reply) in batch.iter().zip(client.pipeline(&cmds)) {
+            assert_eq!(reply, ok(), "SET {k}");
+        }
+    }
+}
+
+/// Reads every key with `MGET` (batches of 500) and asserts it has its value.
+pub fn assert_all(client: &mut Client, pairs: &[(String, String)], through: &str) {
+    for batch in pairs.chunks(500) {
+        let mut args = vec!["MGET"];
+        args.extend(batch.iter().map(|(k, _)| k.as_str()));
+        let reply = client.cmd(&args);
+        let Frame::Array(values) = reply else {
+            panic!("MGET through {through}: {reply:?}");
+        };
+        assert_eq!(values.len(), batch.len());
+        for ((k, v), got) in batch.iter().zip(values) {
+            assert_eq!(got, bulk(v), "{k} read through {through}");
+        }
+    }
 }
