@@ -15,6 +15,11 @@
 #   scripts/cluster.sh restart I       (stop node I if it runs, then) start it again on its data
 #                                      dir with its original command line; wait until it answers
 #                                      PING and its CLUSTER INFO says cluster_state:ok
+#   scripts/cluster.sh add             start one more node (the next index and port) joining the
+#                                      cluster; wait until the rebalancer has given it its share
+#   scripts/cluster.sh remove I        drain node I (CLUSTER FORGET): its replicas move to the
+#                                      other nodes, then it exits; wait for both. Its index is
+#                                      then retired (node-I.removed), and `up` skips it
 #
 # Layout: node I listens for clients on 127.0.0.1:BASE+I-1 and for peers on that port + 10000,
 # with BASE=${SHOAL_BASE_PORT:-7001}. Node 1 starts first without --join and creates the
@@ -43,6 +48,7 @@
 #                       "--shards 8 --replicas 3 --appendfsync everysec"
 #   SHOAL_CLEAN         1: `down` behaves as `down --clean`
 #   SHOAL_UP_TIMEOUT    seconds `up`/`restart` wait for cluster_state:ok   (default 60)
+#   SHOAL_MOVE_TIMEOUT  seconds `add`/`remove` wait for rebalancing        (default 300)
 #   SHOAL_STOP_TIMEOUT  seconds `down`/`stop` wait after SIGTERM before SIGKILL (default 10)
 #   SHOAL_BIN, SHOAL_SKIP_BUILD, STARTUP_TIMEOUT (seconds for a node's first PONG, default 30):
 #                       see scripts/lib/servers.sh
@@ -62,11 +68,12 @@ fi
 DIR=${SHOAL_CLUSTER_DIR:-/tmp/shoal-cluster-$BASE}
 UP_TIMEOUT=${SHOAL_UP_TIMEOUT:-60}
 STOP_TIMEOUT=${SHOAL_STOP_TIMEOUT:-10}
+MOVE_TIMEOUT=${SHOAL_MOVE_TIMEOUT:-300}
 SHOAL_NODE_ARGS=${SHOAL_NODE_ARGS:-}
 SHOAL_CLEAN=${SHOAL_CLEAN:-0}
 NODES=0
 ALL=() # 1..NODES
-for v in UP_TIMEOUT STOP_TIMEOUT STARTUP_TIMEOUT; do
+for v in UP_TIMEOUT STOP_TIMEOUT MOVE_TIMEOUT STARTUP_TIMEOUT; do
     is_pos_int "${!v}" || die "$v must be a positive integer, got '${!v}'"
 done
 
@@ -74,10 +81,13 @@ usage() {
     cat >&2 <<EOF
 usage: $SCRIPT up [N]          start N nodes (default 3) on 127.0.0.1:$BASE.. and wait for cluster_state:ok
        $SCRIPT down [--clean]  stop all nodes (--clean or SHOAL_CLEAN=1: also delete data and logs)
-       $SCRIPT status          per node: port, pid, alive, shards led/hosted, cluster_state
+       $SCRIPT status          per node: port, pid, alive, shards led/hosted, cluster_state;
+                               then shards x nodes (L leader, F follower, l learner) and moves
        $SCRIPT kill I          SIGKILL node I (1-based)
        $SCRIPT stop I          SIGTERM node I
        $SCRIPT restart I       start node I again on its data dir and wait for cluster_state:ok
+       $SCRIPT add             start one more node, join it and wait until it has its share
+       $SCRIPT remove I        drain node I out of the cluster and wait until it exits
 state folder: $DIR (SHOAL_CLUSTER_DIR); base port: $BASE (SHOAL_BASE_PORT)
 EOF
     exit 2
@@ -88,6 +98,7 @@ peer_port_of() { echo $((BASE + $1 - 1 + 10000)); }
 pid_file() { echo "$DIR/node-$1.pid"; }
 log_file() { echo "$DIR/node-$1.log"; }
 cmd_file() { echo "$DIR/node-$1.cmd"; }
+removed_file() { echo "$DIR/node-$1.removed"; }
 data_dir() { echo "$DIR/node-$1"; }
 
 # pid_alive PID: the process exists and is not a zombie (a node killed after this script
@@ -112,12 +123,21 @@ node_pid() {
     echo "$pid"
 }
 
+# live_indices: ALL = 1..NODES without the removed ones.
+live_indices() {
+    local i
+    ALL=()
+    for ((i = 1; i <= NODES; i++)); do
+        [[ -f $(removed_file "$i") ]] || ALL+=("$i")
+    done
+}
+
 # Reads the cluster's size and base port written by `up`.
 load_state() {
     [[ -f $DIR/nodes ]] || die "no cluster in $DIR (start one with: $SCRIPT up)"
     NODES=$(<"$DIR/nodes")
     is_pos_int "$NODES" || die "corrupt $DIR/nodes"
-    mapfile -t ALL < <(seq 1 "$NODES")
+    live_indices
     local base
     base=$(<"$DIR/base-port")
     [[ $base == "$BASE" ]] ||
@@ -128,6 +148,7 @@ check_index() {
     local i=${1:-}
     is_pos_int "$i" || usage
     ((i <= NODES)) || die "no node $i: the cluster in $DIR has $NODES nodes"
+    [[ ! -f $(removed_file "$i") ]] || die "node $i was removed from the cluster"
 }
 
 # ncli PORT ARGS...: redis-cli against a node, bounded so a hung node cannot hang the script;
@@ -230,7 +251,11 @@ stop_nodes() {
 }
 
 cmd_up() {
-    local n=${1:-3} i pid running=() peer deadline
+    local n=${1:-} i pid running=()
+    if [[ -z $n ]]; then
+        n=3
+        [[ -f $DIR/nodes ]] && n=$(<"$DIR/nodes")
+    fi
     if (($# > 1)) || ! is_pos_int "$n"; then usage; fi
     ((BASE + n - 1 + 10000 < 65536)) || die "ports run past 65535"
     require_cmds redis-cli timeout setsid awk
@@ -254,48 +279,87 @@ cmd_up() {
     mkdir -p "$DIR"
     echo "$n" >"$DIR/nodes"
     echo "$BASE" >"$DIR/base-port"
+    # `add` gives later nodes the same extra flags.
+    [[ -f $DIR/node-args ]] || printf '%s\n' "$SHOAL_NODE_ARGS" >"$DIR/node-args"
     NODES=$n
-    mapfile -t ALL < <(seq 1 "$NODES")
+    live_indices
     log "state folder: $DIR"
 
     local -a extra=()
     read -r -a extra <<<"$SHOAL_NODE_ARGS"
     trap 'on_up_failure' EXIT
-    for ((i = 1; i <= n; i++)); do
+    local started=0
+    for i in "${ALL[@]}"; do
         mkdir -p "$(data_dir "$i")"
         # A node whose data dir is not empty keeps its saved command line (restart of a
         # stopped cluster); new nodes get a fresh one.
         if [[ -f $(cmd_file "$i") && -n $(ls -A "$(data_dir "$i")") ]]; then
             log "node $i has data; reusing its saved command line"
         else
-            local -a argv=("$SHOAL_BIN" --port "$(port_of "$i")" --cluster-port "$(peer_port_of "$i")"
-                --bind "$HOST" --data-dir "$(data_dir "$i")")
-            ((i == 1)) || argv+=(--join "$HOST:$(peer_port_of 1)")
-            argv+=("${extra[@]}")
-            printf '%q ' "${argv[@]}" >"$(cmd_file "$i")"
+            new_node_cmd "$i" "${ALL[0]}" "${extra[@]}"
         fi
         start_node "$i"
         wait_ready "node $i"
-        # Join one at a time: wait until this node knows at least i nodes.
-        deadline=$((SECONDS + UP_TIMEOUT))
-        while :; do
-            peer=$(field "$(ncli "$(port_of "$i")" cluster info || true)" cluster_known_nodes)
-            [[ $peer =~ ^[0-9]+$ ]] && ((peer >= i)) && break
-            ensure_alive "node $i"
-            ((SECONDS < deadline)) ||
-                die "node $i knows ${peer:-?} nodes after ${UP_TIMEOUT}s, expected $i; see $(log_file "$i")"
-            sleep 0.1
-        done
+        started=$((started + 1))
+        wait_known "$i" "$started"
     done
-    log "all $n nodes started; waiting for cluster_state:ok on every node"
-    wait_cluster_ok $((SECONDS + UP_TIMEOUT)) "$n" "${ALL[@]}"
+    log "all ${#ALL[@]} nodes started; waiting for cluster_state:ok on every node"
+    wait_cluster_ok $((SECONDS + UP_TIMEOUT)) "${#ALL[@]}" "${ALL[@]}"
     trap - EXIT
     log "cluster is up: $n nodes, client ports $BASE..$(port_of "$n"), state folder $DIR"
     local env=""
     [[ $BASE == 7001 ]] || env+="SHOAL_BASE_PORT=$BASE "
     [[ $DIR == "/tmp/shoal-cluster-$BASE" ]] || env+="SHOAL_CLUSTER_DIR=$DIR "
     echo "shoal cluster ready: $n nodes on 127.0.0.1:$BASE..$(port_of "$n"); connect with: redis-cli -p $BASE"
-    echo "manage it with: $env$0 status | kill I | restart I | down [--clean]"
+    echo "manage it with: $env$0 status | kill I | restart I | add | remove I | down [--clean]"
+}
+
+# new_node_cmd I SEED EXTRA...: saves node I's command line: a new node that creates the
+# cluster (I == SEED) or joins it through node SEED's peer port.
+new_node_cmd() {
+    local i=$1 seed=$2
+    shift 2
+    local -a argv=("$SHOAL_BIN" --port "$(port_of "$i")" --cluster-port "$(peer_port_of "$i")"
+        --bind "$HOST" --data-dir "$(data_dir "$i")")
+    ((i == seed)) || argv+=(--join "$HOST:$(peer_port_of "$seed")")
+    argv+=("$@")
+    printf '%q ' "${argv[@]}" >"$(cmd_file "$i")"
+}
+
+# wait_known I N: waits until node I knows at least N nodes (joins go one at a time).
+wait_known() {
+    local i=$1 want=$2 known deadline=$((SECONDS + UP_TIMEOUT))
+    while :; do
+        known=$(field "$(ncli "$(port_of "$i")" cluster info || true)" cluster_known_nodes)
+        [[ $known =~ ^[0-9]+$ ]] && ((known >= want)) && return 0
+        ensure_alive "node $i"
+        ((SECONDS < deadline)) ||
+            die "node $i knows ${known:-?} nodes after ${UP_TIMEOUT}s, expected $want; see $(log_file "$i")"
+        sleep 0.1
+    done
+}
+
+# wait_balanced I...: waits until the listed nodes report no move in flight or pending and
+# cluster_state:ok (the rebalancer is done), for at most MOVE_TIMEOUT seconds.
+wait_balanced() {
+    local deadline=$((SECONDS + MOVE_TIMEOUT)) i info busy
+    while :; do
+        busy=()
+        for i in "$@"; do
+            info=$(ncli "$(port_of "$i")" cluster info || true)
+            if [[ $(field "$info" cluster_state) != ok ||
+                $(field "$info" shoal_moves_in_flight) != 0 ||
+                $(field "$info" shoal_moves_pending) != 0 ]]; then
+                busy+=("node $i: state=$(field "$info" cluster_state) in_flight=$(field "$info" shoal_moves_in_flight) pending=$(field "$info" shoal_moves_pending)")
+            fi
+        done
+        ((${#busy[@]} == 0)) && return 0
+        ((SECONDS < deadline)) || {
+            printf '  %s\n' "${busy[@]}" >&2
+            die "rebalancing not done after ${MOVE_TIMEOUT}s; logs in $DIR"
+        }
+        sleep 0.5
+    done
 }
 
 # A failed `up` stops what it started (data and logs stay for inspection).
@@ -329,7 +393,8 @@ cmd_down() {
             rm -rf "$(data_dir "$i")"
             rm -f "$(pid_file "$i")" "$(log_file "$i")" "$(cmd_file "$i")"
         done
-        rm -f "$DIR/nodes" "$DIR/base-port"
+        for ((i = 1; i <= NODES; i++)); do rm -f "$(removed_file "$i")"; done
+        rm -f "$DIR/nodes" "$DIR/base-port" "$DIR/node-args"
         rmdir "$DIR" 2>/dev/null || log "left $DIR (it holds other files)"
         log "deleted the cluster's data and logs"
     else
@@ -343,11 +408,17 @@ cmd_status() {
     load_state
     local i pid port info raft alive state known led hosted noleader id meta rc=0
     local fmt='%-4s %-6s %-8s %-5s %-3s %-10s %-9s %-9s %-6s %s\n'
-    echo "cluster in $DIR: $NODES nodes, base port $BASE"
+    declare -A raft_of=() id_of=()
+    echo "cluster in $DIR: ${#ALL[@]} nodes, base port $BASE"
     # shellcheck disable=SC2059 # the format is the constant above
     printf "$fmt" node port pid alive id led/hosted no-leader meta-role state known
     for ((i = 1; i <= NODES; i++)); do
         port=$(port_of "$i")
+        if [[ -f $(removed_file "$i") ]]; then
+            # shellcheck disable=SC2059
+            printf "$fmt" "$i" "$port" - removed - - - - - -
+            continue
+        fi
         pid=$(node_pid "$i")
         if [[ -z $pid ]]; then
             # shellcheck disable=SC2059
@@ -367,11 +438,58 @@ cmd_status() {
         noleader=$(field "$raft" raft_shards_without_leader)
         meta=$(field "$raft" raft_group_0 | tr ',' '\n' | awk -F= '$1 == "role" { print $2 }')
         [[ $state == ok ]] || rc=1
+        raft_of[$i]=$raft
+        # shellcheck disable=SC2034 # read by print_shard_table through a nameref
+        id_of[$i]=${id:-?}
         # shellcheck disable=SC2059
         printf "$fmt" "$i" "$port" "$pid" "$alive" "${id:--}" "${led:--}/${hosted:--}" \
             "${noleader:--}" "${meta:--}" "${state:--}" "${known:--}"
     done
+    ((${#raft_of[@]} > 0)) || return "$rc"
+    print_shard_table raft_of id_of
     return "$rc"
+}
+
+# print_shard_table RAFT_OF ID_OF: shards x live nodes from each node's INFO raft (L leader,
+# F follower, l learner, c candidate, . no replica), then node states and moves in flight as
+# group 0 records them, and the rebalancing counters.
+print_shard_table() {
+    local -n raft_ref=$1 ids_ref=$2
+    local i shard shards line role cell first
+    first=$(printf '%s\n' "${!raft_ref[@]}" | sort -n | head -1)
+    shards=$(field "${raft_ref[$first]}" raft_shards)
+    is_pos_int "${shards:-}" || return 0
+    echo
+    line=$(printf '%-6s' shard)
+    for i in $(printf '%s\n' "${!raft_ref[@]}" | sort -n); do
+        line+=$(printf ' %-5s' "n$i")
+    done
+    echo "$line   (node i = shoal id: $(for i in $(printf '%s\n' "${!ids_ref[@]}" | sort -n); do printf 'n%s=%s ' "$i" "${ids_ref[$i]}"; done))"
+    for ((shard = 0; shard < shards; shard++)); do
+        line=$(printf '%-6s' "$shard")
+        for i in $(printf '%s\n' "${!raft_ref[@]}" | sort -n); do
+            role=$(field "${raft_ref[$i]}" "raft_shard_$shard" | tr ',' '\n' | awk -F= '$1 == "role" { print $2 }')
+            case $role in
+            leader) cell=L ;;
+            follower) cell=F ;;
+            learner) cell=l ;;
+            candidate) cell=c ;;
+            "") cell=. ;;
+            *) cell="?" ;;
+            esac
+            line+=$(printf ' %-5s' "$cell")
+        done
+        echo "$line"
+    done
+    echo
+    grep -E '^raft_node_[0-9]+:' <<<"${raft_ref[$first]}" | sed 's/^raft_node_/node id /' || true
+    if grep -qE '^raft_move_[0-9]+:' <<<"${raft_ref[$first]}"; then
+        echo "moves in flight (group 0):"
+        grep -E '^raft_move_[0-9]+:' <<<"${raft_ref[$first]}" | sed 's/^raft_move_/  shard /'
+    fi
+    local info
+    info=$(ncli "$(port_of "$first")" cluster info || true)
+    echo "moves: pending $(field "$info" shoal_moves_pending), in flight $(field "$info" shoal_moves_in_flight), done $(field "$info" shoal_moves_done)"
 }
 
 cmd_kill() {
@@ -416,6 +534,68 @@ cmd_restart() {
     log "node $i is back (pid ${SERVER_PID["node $i"]}) and says cluster_state:ok"
 }
 
+cmd_add() {
+    (($# == 0)) || usage
+    load_state
+    require_cmds redis-cli timeout setsid awk
+    ((${#ALL[@]} > 0)) || die "the cluster has no nodes left"
+    local i=$((NODES + 1)) seed="" j
+    ((BASE + i - 1 + 10000 < 65536)) || die "ports run past 65535"
+    for j in "${ALL[@]}"; do
+        [[ -n $(node_pid "$j") ]] && seed=$j && break
+    done
+    [[ -n $seed ]] || die "no node of the cluster is running; start it with: $SCRIPT up"
+    ensure_port_free "$(port_of "$i")" "it would be node $i's client port"
+    ensure_port_free "$(peer_port_of "$i")" "it would be node $i's peer port"
+    maybe_build_shoal
+    local -a extra=()
+    local args=${SHOAL_NODE_ARGS:-}
+    [[ -n $args || ! -f $DIR/node-args ]] || args=$(<"$DIR/node-args")
+    read -r -a extra <<<"$args"
+    rm -rf "$(data_dir "$i")"
+    mkdir -p "$(data_dir "$i")"
+    new_node_cmd "$i" "$seed" "${extra[@]}"
+    echo "$i" >"$DIR/nodes"
+    NODES=$i
+    live_indices
+    start_node "$i"
+    wait_ready "node $i"
+    wait_known "$i" "${#ALL[@]}"
+    log "node $i joined; waiting for the rebalancer to give it its share"
+    wait_balanced "${ALL[@]}"
+    log "node $i is in: $(field "$(ncli "$(port_of "$i")" info raft)" raft_shards_hosted) shard replicas, $(field "$(ncli "$(port_of "$i")" info raft)" raft_shards_led) led"
+    echo "added node $i on 127.0.0.1:$(port_of "$i")"
+}
+
+cmd_remove() {
+    (($# == 1)) || usage
+    load_state
+    check_index "$1"
+    require_cmds redis-cli timeout awk
+    local i=$1 pid id via="" j reply deadline=$((SECONDS + MOVE_TIMEOUT))
+    pid=$(node_pid "$i")
+    for j in "${ALL[@]}"; do
+        ((j != i)) && [[ -n $(node_pid "$j") ]] && via=$j && break
+    done
+    [[ -n $via ]] || die "no other node is running to drain node $i through"
+    if [[ -n $pid ]]; then
+        id=$(field "$(ncli "$(port_of "$i")" info raft)" raft_node_id)
+    fi
+    [[ -n ${id:-} ]] || die "cannot read node $i's id (is it running? $SCRIPT restart $i first)"
+    reply=$(ncli "$(port_of "$via")" cluster forget "$id")
+    [[ $reply == OK ]] || die "CLUSTER FORGET $id via node $via: ${reply:-no answer}"
+    log "draining node $i (shoal id $id); its replicas move to the other nodes"
+    while pid_alive "$pid"; do
+        ((SECONDS < deadline)) || die "node $i still running after ${MOVE_TIMEOUT}s; see $(log_file "$i")"
+        sleep 0.5
+    done
+    touch "$(removed_file "$i")"
+    rm -f "$(pid_file "$i")"
+    live_indices
+    wait_balanced "${ALL[@]}"
+    echo "removed node $i: drained, exited and left the cluster"
+}
+
 (($# >= 1)) || usage
 command=$1
 shift
@@ -426,6 +606,8 @@ status) cmd_status "$@" ;;
 kill) cmd_kill "$@" ;;
 stop) cmd_stop "$@" ;;
 restart) cmd_restart "$@" ;;
+add) cmd_add "$@" ;;
+remove) cmd_remove "$@" ;;
 -h | --help | help) usage ;;
 *) usage ;;
 esac
