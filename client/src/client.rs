@@ -27,6 +27,9 @@ use crate::topology::SlotMap;
 /// ask for one at once, and one fetch serves them all.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(50);
 
+/// `MOVED` redirects one request follows at once; later ones wait a backoff first.
+const FREE_REDIRECTS: usize = 2;
+
 /// A handle to a shoal cluster (or a single server). Cheap to clone; clones share connections,
 /// the slot map and the counters. Dropping the last clone closes the connections.
 #[derive(Clone)]
@@ -197,7 +200,7 @@ impl Client {
     /// Runs one command with routing, redirects and retries.
     pub(crate) async fn execute(&self, command: &Cmd) -> Result<Frame, Error> {
         Stats::bump(&self.inner.stats.requests);
-        let route = command.route()?;
+        let route = self.route(command)?;
         let span = tracing::debug_span!(
             "shoal_request",
             command = %command.name(),
@@ -260,6 +263,20 @@ impl Client {
                     }
                     tracing::debug!(slot, to = %addr, "MOVED");
                     self.apply_moved(slot, &addr, generation);
+                    // Nodes can disagree on a leader for a moment (an election, a leadership
+                    // transfer) and bounce a request between them: from the third redirect
+                    // on, wait as for a retry, so the redirects outlast the disagreement.
+                    if redirects > FREE_REDIRECTS {
+                        let delay = backoff.delay(redirects as u32 - FREE_REDIRECTS as u32);
+                        if Instant::now() + delay >= deadline {
+                            return Err(Error::DeadlineExceeded {
+                                attempts,
+                                elapsed: started.elapsed(),
+                                last: Box::new(Error::from_server(format!("MOVED {slot} {addr}"))),
+                            });
+                        }
+                        tokio::time::sleep(delay).await;
+                    }
                 }
                 Outcome::Ask { addr } => {
                     Stats::bump(&self.inner.stats.ask);
@@ -327,6 +344,16 @@ impl Client {
     ) -> Result<Vec<Frame>, Error> {
         let timeout = self.inner.config.response_timeout;
         self.node(addr).request(payload, replies, timeout).await
+    }
+
+    /// Where a command goes; [`Error::CrossSlot`] if it names keys of several slots in a
+    /// cluster.
+    pub(crate) fn route(&self, command: &Cmd) -> Result<Route, Error> {
+        let route = command.route()?;
+        if route.cross_slot && self.is_cluster() {
+            return Err(Error::CrossSlot);
+        }
+        Ok(route)
     }
 
     /// The node a command should go to now.

@@ -88,7 +88,10 @@ impl Pipeline {
         // Node → positions of the commands it gets, in pipeline order.
         let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
         for (i, command) in self.commands.iter().enumerate() {
-            match command.route().and_then(|route| client.pick_node(route)) {
+            match client
+                .route(command)
+                .and_then(|route| client.pick_node(route))
+            {
                 Ok(addr) => match groups.iter_mut().find(|(a, _)| *a == addr) {
                     Some((_, group)) => group.push(i),
                     None => groups.push((addr, vec![i])),
