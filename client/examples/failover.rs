@@ -48,7 +48,9 @@ async fn main() -> Result<(), shoal_client::Error> {
                 match client.set(&key, seq).await {
                     Ok(()) => counts.acked.fetch_add(1, Ordering::Relaxed),
                     // Maybe applied, maybe not: never counted as a plain failure.
-                    Err(e) if e.is_outcome_unknown() => counts.unknown.fetch_add(1, Ordering::Relaxed),
+                    Err(e) if e.is_outcome_unknown() => {
+                        counts.unknown.fetch_add(1, Ordering::Relaxed)
+                    }
                     Err(e) => {
                         eprintln!("{key}: {e}");
                         counts.failed.fetch_add(1, Ordering::Relaxed)
