@@ -451,7 +451,7 @@ impl Client {
         {
             return Ok(());
         }
-        let mut candidates = self.inner.map.read().addrs();
+        let mut candidates = self.inner.map.read().addrs().to_vec();
         candidates.shuffle(&mut rand::thread_rng());
         for seed in &self.inner.config.seeds {
             if !candidates.contains(seed) {

@@ -1,8 +1,9 @@
 //! One node: a small pool of multiplexed connections behind a circuit breaker.
 //!
-//! Requests take the pool's connections in turn. A connection found dead is replaced by the
-//! first request that needs it (others needing the same slot wait for that one connect instead
-//! of each opening their own). When the breaker opens, a background probe reconnects (and sends
+//! Requests take the pool's connections in turn. When a connection breaks, a background task
+//! replaces it at once; a request that still finds it dead reconnects itself (others needing
+//! the same connection wait for that one connect instead of each opening their own). When the
+//! breaker opens, a background probe reconnects (and sends
 //! `PING`) every `open_for` until the node answers, which closes the breaker even when no
 //! request is routed to the node any more.
 
@@ -106,9 +107,36 @@ impl Node {
         };
         match &result {
             Ok(_) => self.breaker.record_success(),
-            Err(_) => self.failed(),
+            Err(e) => {
+                self.failed();
+                if matches!(e, Error::ConnectionLost { .. }) {
+                    self.spawn_reconnect();
+                }
+            }
         }
         result
+    }
+
+    /// Replaces dead pooled connections in the background, so the next request finds a live
+    /// one instead of paying for the connect. One attempt: if the node is down, the breaker
+    /// and its probe take over.
+    fn spawn_reconnect(self: &Arc<Self>) {
+        let node = self.clone();
+        tokio::spawn(async move {
+            for slot in &node.pool {
+                if slot.live().is_some() || !node.breaker.allow() {
+                    continue;
+                }
+                match node.reconnect(slot).await {
+                    Ok(_) => node.breaker.record_success(),
+                    Err(e) => {
+                        tracing::debug!(node = %node.addr, error = %e, "background reconnect failed");
+                        node.failed();
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     fn failed(self: &Arc<Self>) {
@@ -123,16 +151,21 @@ impl Node {
     async fn connection(&self) -> Result<Connection, Error> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
         let slot = &self.pool[i];
-        if let Some(c) = slot.live() {
-            return Ok(c);
+        match slot.live() {
+            Some(c) => Ok(c),
+            None => self.reconnect(slot).await,
         }
+    }
+
+    /// Opens the slot's connection unless another task just did (one connect serves all).
+    async fn reconnect(&self, slot: &PoolSlot) -> Result<Connection, Error> {
         let _connecting = slot.connecting.lock().await;
         if let Some(c) = slot.live() {
             return Ok(c);
         }
         Stats::bump(&self.stats.connects);
         let c = Connection::open(&self.addr, &self.options).await?;
-        tracing::debug!(node = %self.addr, slot = i, "connected");
+        tracing::debug!(node = %self.addr, "connected");
         *slot.current.lock() = Some(c.clone());
         Ok(c)
     }

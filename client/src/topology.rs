@@ -19,6 +19,9 @@ pub(crate) struct SlotOwners {
 #[derive(Clone, Debug)]
 pub(crate) struct SlotMap {
     slots: Vec<Option<Arc<SlotOwners>>>,
+    /// Every node named, leaders first; computed once per change, as keyless commands pick
+    /// from it.
+    addrs: Vec<String>,
 }
 
 impl SlotMap {
@@ -64,14 +67,17 @@ impl SlotMap {
         if assigned == 0 {
             return Err(bad("no slot is assigned yet"));
         }
-        Ok(SlotMap { slots })
+        Ok(SlotMap::with_slots(slots))
     }
 
     /// A map with no slot assigned (a single server needs none).
     pub fn empty() -> SlotMap {
-        SlotMap {
-            slots: vec![None; SLOT_COUNT as usize],
-        }
+        SlotMap::with_slots(vec![None; SLOT_COUNT as usize])
+    }
+
+    fn with_slots(slots: Vec<Option<Arc<SlotOwners>>>) -> SlotMap {
+        let addrs = addrs_of(&slots);
+        SlotMap { slots, addrs }
     }
 
     pub fn owners(&self, slot: u16) -> Option<&Arc<SlotOwners>> {
@@ -97,32 +103,36 @@ impl SlotMap {
             leader: addr.to_owned(),
             replicas,
         }));
+        self.addrs = addrs_of(&self.slots);
     }
 
     /// Every node named in the map, leaders first, without repeats.
-    pub fn addrs(&self) -> Vec<String> {
-        let mut seen = std::collections::HashSet::new();
-        let mut leaders = Vec::new();
-        let mut replicas = Vec::new();
-        let mut last: Option<&Arc<SlotOwners>> = None;
-        for owners in self.slots.iter().flatten() {
-            if last.is_some_and(|l| Arc::ptr_eq(l, owners)) {
-                continue;
-            }
-            last = Some(owners);
-            if seen.insert(owners.leader.clone()) {
-                leaders.push(owners.leader.clone());
-            }
-            for r in &owners.replicas {
-                if seen.insert(r.clone()) {
-                    replicas.push(r.clone());
-                }
+    pub fn addrs(&self) -> &[String] {
+        &self.addrs
+    }
+}
+
+fn addrs_of(slots: &[Option<Arc<SlotOwners>>]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut leaders = Vec::new();
+    let mut replicas = Vec::new();
+    let mut last: Option<&Arc<SlotOwners>> = None;
+    for owners in slots.iter().flatten() {
+        if last.is_some_and(|l| Arc::ptr_eq(l, owners)) {
+            continue;
+        }
+        last = Some(owners);
+        if seen.insert(owners.leader.clone()) {
+            leaders.push(owners.leader.clone());
+        }
+        for r in &owners.replicas {
+            if seen.insert(r.clone()) {
+                replicas.push(r.clone());
             }
         }
-        leaders.retain(|a| !replicas.contains(a));
-        leaders.extend(replicas);
-        leaders
     }
+    leaders.extend(replicas);
+    leaders
 }
 
 /// `[host, port, id, ...]` → `host:port`.
