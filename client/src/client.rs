@@ -288,6 +288,11 @@ impl Client {
                     tracing::debug!(to = %addr, "ASK");
                     ask = Some(addr);
                 }
+                // A single server has no other node: its open breaker is the answer. (In a
+                // cluster the next map may route elsewhere: a new leader after a failover.)
+                Outcome::Retry(e @ Error::CircuitOpen { .. }) if !self.is_cluster() => {
+                    return Err(e);
+                }
                 Outcome::Retry(e) => {
                     let delay = backoff.delay(attempts);
                     if Instant::now() + delay >= deadline {

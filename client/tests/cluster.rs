@@ -306,9 +306,11 @@ fn moved_redirects_update_the_map() {
         let slot = key_slot(b"mv:k");
         let me = Arc::new(std::sync::OnceLock::new());
         let me2 = me.clone();
-        let seed = scripted_server(move |args| match name(args).as_str() {
-            "CLUSTER" => all_slots_at(*me2.get().expect("address")),
-            _ => Frame::Error(format!("MOVED {slot} {real}")),
+        let seed = scripted_server(move |args| {
+            Some(match name(args).as_str() {
+                "CLUSTER" => all_slots_at(*me2.get().expect("address")),
+                _ => Frame::Error(format!("MOVED {slot} {real}")),
+            })
         })
         .await;
         me.set(seed).unwrap();
@@ -330,23 +332,27 @@ fn ask_redirects_send_asking_once() {
         // GET only after ASKING.
         let asked = Arc::new(AtomicUsize::new(0));
         let asked2 = asked.clone();
-        let target = scripted_server(move |args| match name(args).as_str() {
-            // The client's connection set-up asks for the topology; any answer will do.
-            "CLUSTER" => all_slots_at("127.0.0.1:1".parse().expect("address")),
-            "ASKING" => {
-                asked2.fetch_add(1, Ordering::SeqCst);
-                Frame::ok()
-            }
-            "GET" if asked2.load(Ordering::SeqCst) > 0 => Frame::bulk("from-ask-target"),
-            _ => Frame::Error("ERR expected ASKING first".into()),
+        let target = scripted_server(move |args| {
+            Some(match name(args).as_str() {
+                // The client's connection set-up asks for the topology; any answer will do.
+                "CLUSTER" => all_slots_at("127.0.0.1:1".parse().expect("address")),
+                "ASKING" => {
+                    asked2.fetch_add(1, Ordering::SeqCst);
+                    Frame::ok()
+                }
+                "GET" if asked2.load(Ordering::SeqCst) > 0 => Frame::bulk("from-ask-target"),
+                _ => Frame::Error("ERR expected ASKING first".into()),
+            })
         })
         .await;
         let me = Arc::new(std::sync::OnceLock::new());
         let me2 = me.clone();
         let slot = key_slot(b"ask:k");
-        let seed = scripted_server(move |args| match name(args).as_str() {
-            "CLUSTER" => all_slots_at(*me2.get().expect("address")),
-            _ => Frame::Error(format!("ASK {slot} {target}")),
+        let seed = scripted_server(move |args| {
+            Some(match name(args).as_str() {
+                "CLUSTER" => all_slots_at(*me2.get().expect("address")),
+                _ => Frame::Error(format!("ASK {slot} {target}")),
+            })
         })
         .await;
         me.set(seed).unwrap();
@@ -365,7 +371,7 @@ fn a_single_server_without_cluster_support_works() {
     runtime().block_on(async {
         let store = Arc::new(single_server::Store::default());
         let s = store.clone();
-        let addr = scripted_server(move |args| s.run(args)).await;
+        let addr = scripted_server(move |args| Some(s.run(args))).await;
         let c = Client::connect([addr.to_string()]).await.unwrap();
         assert!(!c.is_cluster());
         c.set("a", "1").await.unwrap();
@@ -377,6 +383,46 @@ fn a_single_server_without_cluster_support_works() {
             vec![b("1"), b("2"), None]
         );
         assert_eq!(store.mgets(), 1);
+    });
+}
+
+/// A node that accepts connections but never answers (hung, or a black hole on the path): the
+/// breaker opens after three timeouts, then every request fails at once instead of waiting
+/// for its own timeout. (A single server has no other node to retry on.)
+#[test]
+fn a_hung_node_costs_fast_failures_once_the_breaker_opens() {
+    runtime().block_on(async {
+        let addr = scripted_server(|args| match name(args).as_str() {
+            "CLUSTER" => Some(Frame::Error("ERR unknown command 'CLUSTER'".into())),
+            _ => None,
+        })
+        .await;
+        let c = Client::builder([addr.to_string()])
+            .response_timeout(Duration::from_millis(300))
+            .retry_deadline(Duration::from_secs(5))
+            .circuit_breaker(3, Duration::from_secs(30))
+            .build()
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let first = c.get("k").await.expect_err("nobody answers");
+        assert!(first.is_io(), "{first}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "three timeouts come first"
+        );
+        for _ in 0..5 {
+            let started = std::time::Instant::now();
+            let e = c.get("k").await.expect_err("breaker open");
+            assert!(matches!(e, Error::CircuitOpen { .. }), "{e}");
+            assert!(
+                started.elapsed() < Duration::from_millis(100),
+                "not fast: {:?}",
+                started.elapsed()
+            );
+        }
+        assert_eq!(c.stats().breaker_opens, 1);
+        assert_eq!(c.nodes()[0].breaker, shoal_client::BreakerState::Open);
     });
 }
 

@@ -355,11 +355,12 @@ pub fn shared_cluster(flags: &'static [&'static str]) -> Arc<Cluster> {
     cluster
 }
 
-/// A RESP server on loopback that answers each command with what `script` returns; for the
-/// replies shoal never sends. Runs on the test's tokio runtime.
+/// A RESP server on loopback that answers each command with what `script` returns (`None`:
+/// no answer at all, like a hung node); for the replies shoal never sends. Runs on the test's
+/// tokio runtime.
 pub async fn scripted_server<F>(script: F) -> SocketAddr
 where
-    F: Fn(&[Bytes]) -> Frame + Send + Sync + 'static,
+    F: Fn(&[Bytes]) -> Option<Frame> + Send + Sync + 'static,
 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -384,7 +385,9 @@ where
                                 _ => None,
                             })
                             .collect();
-                        encode(&script(&args), Version::Resp2, &mut out);
+                        if let Some(reply) = script(&args) {
+                            encode(&reply, Version::Resp2, &mut out);
+                        }
                     }
                     if !out.is_empty() && socket.write_all(&out).await.is_err() {
                         return;
