@@ -278,7 +278,7 @@ fn resp3_and_replica_reads() {
         for i in 0..50 {
             let key = format!("r3:{i}");
             let mut seen = false;
-            for _ in 0..100 {
+            for _ in 0..250 {
                 if c.get(&key).await.unwrap() == b("v") {
                     seen = true;
                     break;
@@ -398,8 +398,8 @@ fn a_hung_node_costs_fast_failures_once_the_breaker_opens() {
         })
         .await;
         let c = Client::builder([addr.to_string()])
-            .response_timeout(Duration::from_millis(300))
-            .retry_deadline(Duration::from_secs(5))
+            .response_timeout(Duration::from_secs(1))
+            .retry_deadline(Duration::from_secs(10))
             .circuit_breaker(3, Duration::from_secs(30))
             .build()
             .await
@@ -408,15 +408,16 @@ fn a_hung_node_costs_fast_failures_once_the_breaker_opens() {
         let first = c.get("k").await.expect_err("nobody answers");
         assert!(first.is_io(), "{first}");
         assert!(
-            started.elapsed() >= Duration::from_millis(900),
+            started.elapsed() >= Duration::from_secs(3),
             "three timeouts come first"
         );
         for _ in 0..5 {
             let started = std::time::Instant::now();
             let e = c.get("k").await.expect_err("breaker open");
             assert!(matches!(e, Error::CircuitOpen { .. }), "{e}");
+            // Well under one response timeout, even on a loaded machine.
             assert!(
-                started.elapsed() < Duration::from_millis(100),
+                started.elapsed() < Duration::from_millis(250),
                 "not fast: {:?}",
                 started.elapsed()
             );
