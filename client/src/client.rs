@@ -307,8 +307,14 @@ impl Client {
                     tracing::debug!(error = %e, ?delay, "retrying");
                     tokio::time::sleep(delay).await;
                     if matches!(self.inner.mode, Mode::Cluster) {
-                        if let Err(e) = self.refresh(generation, false).await {
-                            tracing::debug!(error = %e, "topology refresh failed");
+                        // Bounded by the deadline: a refresh may be slow (every candidate
+                        // timing out), and this request may not wait past its deadline for it.
+                        let remaining = deadline.saturating_duration_since(Instant::now());
+                        match tokio::time::timeout(remaining, self.refresh(generation, false)).await
+                        {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => tracing::debug!(error = %e, "topology refresh failed"),
+                            Err(_) => tracing::debug!("topology refresh outlasted the deadline"),
                         }
                     }
                 }

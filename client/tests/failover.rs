@@ -153,3 +153,90 @@ fn killing_a_shard_leader_loses_no_acknowledged_write() {
         }
     });
 }
+
+/// Pipelines through a leader kill: each command's result is kept apart, acknowledged writes
+/// survive, and only writes in flight on the dead node's connection end with an unknown
+/// outcome.
+#[test]
+fn pipelines_ride_out_a_leader_kill() {
+    let mut cluster = Cluster::start(3, FLAGS);
+    let rt = runtime();
+    let client = rt
+        .block_on(
+            Client::builder(cluster.addrs())
+                .retry_deadline(RETRY_DEADLINE)
+                .response_timeout(RESPONSE_TIMEOUT)
+                .build(),
+        )
+        .expect("connect");
+    let victim = cluster.leader_of_slot(key_slot(b"pl:0:0"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (client, stop) = (client.clone(), stop.clone());
+            rt.spawn(async move {
+                let mut log = WriteLog::default();
+                let mut batch = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let keys: Vec<(String, String)> = (0..50)
+                        .map(|i| (format!("pl:{w}:{batch}:{i}"), format!("v{batch}.{i}")))
+                        .collect();
+                    let mut pipe = client.pipeline();
+                    for (k, v) in &keys {
+                        pipe.set(k, v);
+                    }
+                    let started = Instant::now();
+                    for (kv, result) in keys.into_iter().zip(pipe.execute().await) {
+                        match result {
+                            Ok(_) => log.acked.push(kv),
+                            Err(e) if e.is_outcome_unknown() => log.unknown.push(kv),
+                            Err(e) => log.failed.push(format!("{}: {e}", kv.0)),
+                        }
+                    }
+                    log.slowest = log.slowest.max(started.elapsed());
+                    batch += 1;
+                }
+                log
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1000));
+    cluster.nodes[victim].kill();
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let mut log = WriteLog::default();
+    for w in writers {
+        let part = rt.block_on(w).expect("writer task");
+        log.acked.extend(part.acked);
+        log.unknown.extend(part.unknown);
+        log.failed.extend(part.failed);
+        log.slowest = log.slowest.max(part.slowest);
+    }
+    eprintln!(
+        "pipelined writes: {} acked, {} unknown, {} failed; slowest pipeline {:?}; {:?}",
+        log.acked.len(),
+        log.unknown.len(),
+        log.failed.len(),
+        log.slowest,
+        client.stats()
+    );
+    assert!(log.failed.is_empty(), "failed writes: {:?}", log.failed);
+    // At most the pipelines in flight when the node died (4 writers x 50 commands).
+    assert!(log.unknown.len() <= 4 * 50, "{} unknown", log.unknown.len());
+    assert!(
+        log.acked.len() > 1000,
+        "too few writes: {}",
+        log.acked.len()
+    );
+    rt.block_on(async {
+        let keys: Vec<&String> = log.acked.iter().map(|(k, _)| k).collect();
+        let values = client.mget(keys).await.expect("read back");
+        for ((key, want), got) in log.acked.iter().zip(values) {
+            assert_eq!(
+                got,
+                Some(Bytes::from(want.clone())),
+                "acked write {key} lost"
+            );
+        }
+    });
+}
