@@ -20,6 +20,8 @@
 #   scripts/cluster.sh remove I        drain node I (CLUSTER FORGET): its replicas move to the
 #                                      other nodes, then it exits; wait for both. Its index is
 #                                      then retired (node-I.removed), and `up` skips it
+#   scripts/cluster.sh rolling-restart restart the nodes one at a time (SIGTERM, start, wait for
+#                                      cluster_state:ok and no move pending) before the next
 #
 # Layout: node I listens for clients on 127.0.0.1:BASE+I-1 and for peers on that port + 10000,
 # with BASE=${SHOAL_BASE_PORT:-7001}. Node 1 starts first without --join and creates the
@@ -88,6 +90,7 @@ usage: $SCRIPT up [N]          start N nodes (default 3) on 127.0.0.1:$BASE.. an
        $SCRIPT restart I       start node I again on its data dir and wait for cluster_state:ok
        $SCRIPT add             start one more node, join it and wait until it has its share
        $SCRIPT remove I        drain node I out of the cluster and wait until it exits
+       $SCRIPT rolling-restart restart every node in turn, waiting for the cluster each time
 state folder: $DIR (SHOAL_CLUSTER_DIR); base port: $BASE (SHOAL_BASE_PORT)
 EOF
     exit 2
@@ -596,6 +599,17 @@ cmd_remove() {
     echo "removed node $i: drained, exited and left the cluster"
 }
 
+cmd_rolling_restart() {
+    (($# == 0)) || usage
+    load_state
+    local i
+    for i in "${ALL[@]}"; do
+        cmd_restart "$i"
+        wait_balanced "${ALL[@]}"
+    done
+    log "rolling restart done: ${#ALL[@]} nodes"
+}
+
 (($# >= 1)) || usage
 command=$1
 shift
@@ -608,6 +622,7 @@ stop) cmd_stop "$@" ;;
 restart) cmd_restart "$@" ;;
 add) cmd_add "$@" ;;
 remove) cmd_remove "$@" ;;
+rolling-restart) cmd_rolling_restart "$@" ;;
 -h | --help | help) usage ;;
 *) usage ;;
 esac
