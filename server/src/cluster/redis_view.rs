@@ -51,6 +51,8 @@ pub struct ShardView {
 pub struct ClusterView {
     pub shards: Vec<ShardView>,
     pub nodes: BTreeMap<NodeId, NodeInfo>,
+    /// Nodes the metadata group has marked down (Redis's `fail`).
+    pub down: std::collections::BTreeSet<NodeId>,
     pub myself: NodeId,
     pub epoch: u64,
 }
@@ -66,18 +68,20 @@ impl ClusterView {
             .map(|shard| {
                 let group = shard_group(shard);
                 let leader = node.leader_of(group);
-                let voters: Vec<NodeId> = match node.replica(group) {
-                    Some(r) => r
-                        .metrics()
-                        .membership_config
-                        .membership()
-                        .voter_ids()
-                        .collect(),
-                    None => topology
-                        .shards
-                        .get(&shard)
-                        .map(|s| s.voters.clone())
-                        .unwrap_or_default(),
+                // The newer of this node's replica's membership and the published one (a
+                // replica removed from its group keeps the config it was removed in).
+                let published = topology.shards.get(&shard);
+                let local = node.replica(group).map(|r| {
+                    let m = r.metrics();
+                    let config = m.membership_config.clone();
+                    let index = config.log_id().as_ref().map_or(0, |l| l.index);
+                    (index, config.membership().voter_ids().collect::<Vec<_>>())
+                });
+                let voters: Vec<NodeId> = match (local, published) {
+                    (Some((index, voters)), Some(p)) if index > p.membership_index => voters,
+                    (Some((_, voters)), None) => voters,
+                    (_, Some(p)) => p.voters.clone(),
+                    (None, None) => Vec::new(),
                 };
                 ShardView {
                     shard,
@@ -93,9 +97,16 @@ impl ClusterView {
         let epoch = node
             .replica(crate::rpc::META_GROUP)
             .map_or(0, |r| r.metrics().current_term);
+        let down = topology
+            .states
+            .iter()
+            .filter(|(_, s)| **s == super::meta::NodeState::Down)
+            .map(|(id, _)| *id)
+            .collect();
         ClusterView {
             shards,
             nodes,
+            down,
             myself: node.id,
             epoch,
         }
@@ -161,7 +172,14 @@ impl ClusterView {
                             (text("endpoint"), text(&ip)),
                             (text("replication-offset"), Frame::Integer(0)),
                             (text("role"), text(role)),
-                            (text("health"), text("online")),
+                            (
+                                text("health"),
+                                text(if self.down.contains(&id) {
+                                    "fail"
+                                } else {
+                                    "online"
+                                }),
+                            ),
                         ])
                     })
                     .collect();
@@ -195,9 +213,14 @@ impl ClusterView {
                 (None, Some(&leader)) => ("slave", redis_node_id(leader)),
             };
             let pong = if id == self.myself { 0 } else { now_ms };
+            let (fail, link) = if self.down.contains(&id) {
+                (",fail", "disconnected")
+            } else {
+                ("", "connected")
+            };
             let _ = write!(
                 out,
-                "{} {ip}:{port}@{cport} {me}{role} {master} 0 {pong} {} connected",
+                "{} {ip}:{port}@{cport} {me}{role}{fail} {master} 0 {pong} {} {link}",
                 redis_node_id(id),
                 self.epoch
             );
