@@ -124,11 +124,7 @@ fn assert_acked(node: &ClusterNode, acked: &[String]) {
 /// Shards each running node hosts as a voter and leads, by the leaders' memberships.
 fn shares(cluster: &mut Cluster) -> std::collections::BTreeMap<u64, (usize, usize)> {
     let mut shares = std::collections::BTreeMap::new();
-    let running: Vec<&ClusterNode> = cluster
-        .nodes
-        .iter_mut()
-        .filter_map(|n| n.is_running().then_some(&*n))
-        .collect();
+    let running = cluster.running();
     for node in &running {
         shares.insert(node.id, (0, 0));
     }

@@ -298,13 +298,9 @@ async fn converge(
     voters: &BTreeSet<NodeId>,
     members: &BTreeMap<NodeId, NodeInfo>,
 ) -> Result<(), String> {
-    let m = replica.metrics();
-    let membership = m.membership_config.membership();
-    if membership.get_joint_config().len() > 1 {
+    let Some((current_members, current)) = settled_membership(replica) else {
         return Ok(()); // a change is under way
-    }
-    let current_members: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
-    let current: BTreeSet<NodeId> = membership.voter_ids().collect();
+    };
     // 1. Every wanted member is at least a learner.
     let mut added = false;
     for (id, info) in members {
@@ -365,13 +361,9 @@ async fn carry_out_move(
     target: &BTreeSet<NodeId>,
     infos: &BTreeMap<NodeId, NodeInfo>,
 ) -> Result<(), String> {
-    let m = replica.metrics();
-    let membership = m.membership_config.membership();
-    if membership.get_joint_config().len() > 1 {
+    let Some((members, voters)) = settled_membership(replica) else {
         return Ok(()); // a change is under way
-    }
-    let members: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
-    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    };
     for id in target.difference(&members) {
         let info = infos
             .get(id)
@@ -408,6 +400,19 @@ async fn carry_out_move(
             .map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// The group's members and voters, unless a membership change is under way (joint config).
+fn settled_membership(replica: &Replica) -> Option<(BTreeSet<NodeId>, BTreeSet<NodeId>)> {
+    let m = replica.metrics();
+    let membership = m.membership_config.membership();
+    if membership.get_joint_config().len() > 1 {
+        return None;
+    }
+    Some((
+        membership.nodes().map(|(id, _)| *id).collect(),
+        membership.voter_ids().collect(),
+    ))
 }
 
 /// Whether `id`'s copy of the log is within [`CATCH_UP_SLACK`] entries of this leader's.

@@ -586,11 +586,7 @@ impl Cluster {
         let start = Instant::now();
         let mut last = String::new();
         let ok = eventually(timeout, || {
-            let running: Vec<&ClusterNode> = self
-                .nodes
-                .iter_mut()
-                .filter_map(|node| node.is_running().then_some(&*node))
-                .collect();
+            let running = self.running();
             let ids: Vec<u64> = running.iter().map(|n| n.id).collect();
             let mut leaders = std::collections::BTreeMap::new();
             for node in &running {
@@ -675,17 +671,11 @@ impl Cluster {
     pub fn wait_ok(&mut self, timeout: Duration) {
         let n = self.nodes.len();
         let start = Instant::now();
-        let ok = eventually(timeout, || {
-            self.nodes
-                .iter_mut()
-                .filter_map(|node| node.is_running().then_some(&*node))
-                .all(|node| node.is_ok(n))
-        });
+        let ok = eventually(timeout, || self.running().iter().all(|node| node.is_ok(n)));
         if !ok {
             let infos: Vec<String> = self
-                .nodes
-                .iter_mut()
-                .filter_map(|node| node.is_running().then_some(&*node))
+                .running()
+                .into_iter()
                 .map(|node| {
                     format!(
                         "node {}:\n{}\n{}",
@@ -703,6 +693,14 @@ impl Cluster {
         }
     }
 
+    /// The nodes whose process is running.
+    pub fn running(&mut self) -> Vec<&ClusterNode> {
+        self.nodes
+            .iter_mut()
+            .filter_map(|node| node.is_running().then_some(&*node))
+            .collect()
+    }
+
     /// The node with id `id`.
     pub fn by_id(&mut self, id: u64) -> &mut ClusterNode {
         self.nodes
@@ -717,9 +715,8 @@ impl Cluster {
         let mut leader = None;
         let found = eventually(timeout, || {
             leader = self
-                .nodes
-                .iter_mut()
-                .filter_map(|node| node.is_running().then_some(&*node))
+                .running()
+                .into_iter()
                 .find(|node| {
                     node.raft()
                         .get(&shard)
@@ -738,11 +735,7 @@ impl Cluster {
         let start = Instant::now();
         let mut last = String::new();
         let ok = eventually(timeout, || {
-            let running: Vec<&ClusterNode> = self
-                .nodes
-                .iter_mut()
-                .filter_map(|node| node.is_running().then_some(&*node))
-                .collect();
+            let running = self.running();
             let states: Vec<_> = running
                 .iter()
                 .map(|n| (n.id, n.raft(), n.digests()))
