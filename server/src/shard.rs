@@ -71,9 +71,6 @@ pub fn raft_config(snapshot_entries: u64) -> Arc<openraft::Config> {
     )
 }
 
-/// How long a read waits for a restored leader to apply its log before it is retried.
-const RESTORED_LEADER_WAIT: Duration = Duration::from_secs(1);
-
 pub struct Replica {
     pub group: GroupId,
     pub raft: GroupRaft,
@@ -83,9 +80,6 @@ pub struct Replica {
     expired_keys: AtomicU64,
     /// Reads waiting for the next leadership confirmation.
     read_gate: parking_lot::Mutex<ReadGate>,
-    /// The term and last log index this replica had when it was opened (see
-    /// [`Replica::confirm_leadership`]).
-    opened_at: (u64, u64),
 }
 
 /// Linearizable reads waiting for a leadership confirmation. One confirmation round runs at
@@ -111,7 +105,7 @@ impl Replica {
     ) -> std::io::Result<Arc<Replica>> {
         let dir = dir.to_path_buf();
         let d = dir.clone();
-        let (mut log, sm, keyspace) = tokio::task::spawn_blocking(move || {
+        let (log, sm, keyspace) = tokio::task::spawn_blocking(move || {
             let log = LogStore::open(&d.join("log"), fsync).map_err(std::io::Error::from)?;
             let keyspace = Arc::new(Keyspace::new());
             let sm =
@@ -120,21 +114,6 @@ impl Replica {
         })
         .await
         .map_err(std::io::Error::other)??;
-        let opened_at = {
-            use openraft::storage::{RaftLogReader, RaftLogStorage};
-            use openraft::vote::RaftLeaderId;
-            let last = log.get_log_state().await.map_err(std::io::Error::other)?;
-            let vote = log
-                .get_log_reader()
-                .await
-                .read_vote()
-                .await
-                .map_err(std::io::Error::other)?;
-            (
-                vote.map_or(0, |v| v.leader_id().term()),
-                last.last_log_id.map_or(0, |l| l.index),
-            )
-        };
         let network = GroupNetworkFactory::<tokio::fs::File>::new(group, pool);
         let raft = GroupRaft::new(node_id, config, network, log, sm)
             .await
@@ -146,7 +125,6 @@ impl Replica {
             dir,
             expired_keys: AtomicU64::new(0),
             read_gate: parking_lot::Mutex::default(),
-            opened_at,
         }))
     }
 
@@ -231,37 +209,8 @@ impl Replica {
         }
     }
 
-    /// Confirms this replica leads and has applied everything committed before the call.
-    ///
-    /// openraft's read index is `max(committed, the leader's first entry of its term)`. A
-    /// replica that was leader when its process stopped resumes leadership in the same term on
-    /// restart, so that first entry is an old one, and `committed` is only what the log store
-    /// last persisted (the committed index is saved lazily), which can be short of writes
-    /// acknowledged before the stop. Such a restored leader therefore first applies its whole
-    /// log as it was at open: a leader never truncates its own log, so every write it
-    /// acknowledged is in there. A leader elected in a later term needs no such wait: its
-    /// first entry of the term lies past everything earlier.
     async fn confirm_leadership(&self) -> Result<(), NotServed> {
         use openraft::error::{LinearizableReadError, RaftError};
-        let (opened_term, opened_last_log) = self.opened_at;
-        let m = self.metrics();
-        let applied = m.last_applied.as_ref().map_or(0, |l| l.index);
-        if m.current_term == opened_term && applied < opened_last_log {
-            let caught_up = self
-                .raft
-                .wait(Some(RESTORED_LEADER_WAIT))
-                .metrics(
-                    |m| {
-                        m.current_term != opened_term
-                            || m.last_applied.as_ref().map_or(0, |l| l.index) >= opened_last_log
-                    },
-                    "applied the log present at open",
-                )
-                .await;
-            if caught_up.is_err() {
-                return Err(NotServed::NotLeader(None));
-            }
-        }
         match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
