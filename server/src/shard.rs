@@ -64,6 +64,11 @@ pub fn raft_config(snapshot_entries: u64) -> Arc<openraft::Config> {
             // leader stops on that follower: a debug assertion, a stuck replica in release).
             // Under `always` a follower never loses an acknowledged entry, so this never fires.
             allow_log_reversion: Some(true),
+            // A leader that restarts must win an election again rather than resume its term.
+            // A resumed leader takes its read index from its persisted committed index, which
+            // the log store writes lazily (behind the appends), so a read right after a
+            // restart could miss acknowledged writes; a new term's first entry lies past them.
+            enable_leader_restore: Some(false),
             ..Default::default()
         }
         .validate()
