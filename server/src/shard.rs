@@ -69,6 +69,10 @@ pub fn raft_config(snapshot_entries: u64) -> Arc<openraft::Config> {
             // the log store writes lazily (behind the appends), so a read right after a
             // restart could miss acknowledged writes; a new term's first entry lies past them.
             enable_leader_restore: Some(false),
+            // A node that cannot win (partitioned, or a replica removed from its group that
+            // never heard so) asks first instead of raising its term on every timeout, so it
+            // does not depose a healthy leader when it is heard again.
+            enable_pre_vote: Some(true),
             ..Default::default()
         }
         .validate()

@@ -53,7 +53,9 @@ fn may_create_replica(node: &Node, group: GroupId, rpc: &RaftRequest) -> bool {
     let vote = match rpc {
         RaftRequest::Append(r) => &r.vote,
         RaftRequest::SnapshotChunk { vote, .. } => vote,
-        RaftRequest::Vote(_) | RaftRequest::TransferLeader(_) => return false,
+        RaftRequest::Vote(_) | RaftRequest::PreVote(_) | RaftRequest::TransferLeader(_) => {
+            return false
+        }
     };
     let term = vote.leader_id().term();
     node.is_valid_group(group)

@@ -40,6 +40,8 @@ pub const SNAPSHOT_CHUNK: usize = 1 << 20;
 pub enum RaftRequest {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<TypeConfig>),
+    /// Would the receiver vote for this candidate? (Nothing is persisted or changed.)
+    PreVote(VoteRequest<TypeConfig>),
     TransferLeader(TransferLeaderRequest<TypeConfig>),
     /// Part of a snapshot; `done` on the last one, which triggers the install.
     SnapshotChunk {
@@ -56,6 +58,7 @@ pub enum RaftRequest {
 pub enum RaftResponse {
     Append(Result<AppendEntriesResponse<TypeConfig>, String>),
     Vote(Result<VoteResponse<TypeConfig>, String>),
+    PreVote(Result<VoteResponse<TypeConfig>, String>),
     TransferLeader(Result<TransferLeaderResponse<TypeConfig>, String>),
     /// `None` until the last chunk has been installed.
     Snapshot(Result<Option<SnapshotResponse<TypeConfig>>, String>),
@@ -196,6 +199,22 @@ impl<SD: SnapshotFile> RaftNetworkV2<TypeConfig> for GroupNetwork<SD> {
         }
     }
 
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self
+            .call(RaftRequest::PreVote(rpc), &option)
+            .await
+            .map_err(rpc_error)?
+        {
+            RaftResponse::PreVote(Ok(r)) => Ok(r),
+            RaftResponse::PreVote(Err(why)) => Err(remote(self.target, why)),
+            other => Err(remote(self.target, format!("unexpected answer {other:?}"))),
+        }
+    }
+
     async fn transfer_leader(
         &mut self,
         req: TransferLeaderRequest<TypeConfig>,
@@ -314,6 +333,7 @@ where
             return match req {
                 RaftRequest::Append(_) => RaftResponse::Append(Err(why)),
                 RaftRequest::Vote(_) => RaftResponse::Vote(Err(why)),
+                RaftRequest::PreVote(_) => RaftResponse::PreVote(Err(why)),
                 RaftRequest::TransferLeader(_) => RaftResponse::TransferLeader(Err(why)),
                 RaftRequest::SnapshotChunk { .. } => RaftResponse::Snapshot(Err(why)),
             };
@@ -324,6 +344,9 @@ where
             }
             RaftRequest::Vote(r) => {
                 RaftResponse::Vote(raft.vote(r).await.map_err(|e| e.to_string()))
+            }
+            RaftRequest::PreVote(r) => {
+                RaftResponse::PreVote(raft.pre_vote(r).await.map_err(|e| e.to_string()))
             }
             RaftRequest::TransferLeader(r) => RaftResponse::TransferLeader(
                 raft.handle_transfer_leader(r)
