@@ -1,0 +1,291 @@
+//! One schedule end to end (cluster, workload, nemesis, heal, final reads, check), and many
+//! schedules in a row: the code path of both the CI test and `scripts/soak.sh`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::checker::{self, Verdict};
+use crate::harness::cluster::{Cluster, ClusterConfig};
+use crate::history::{Entry, History};
+use crate::nemesis::{self, Nemesis};
+use crate::workload::{self, WorkloadConfig};
+
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub cluster: ClusterConfig,
+    pub workload: WorkloadConfig,
+    /// Fault time per schedule.
+    pub fault_time: Duration,
+    pub checker_budget: usize,
+}
+
+fn env_num<T: std::str::FromStr>(name: &str) -> Option<T> {
+    let v = std::env::var(name).ok()?;
+    Some(
+        v.parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid number")),
+    )
+}
+
+impl RunConfig {
+    /// Defaults, overridden by `SHOAL_FAULT_SECONDS` (fault time per schedule),
+    /// `SHOAL_FAULT_NODES`, `SHOAL_FAULT_SHARDS`, `SHOAL_FAULT_CLIENTS`.
+    pub fn from_env(default_seconds: u64) -> RunConfig {
+        let mut cluster = ClusterConfig::default();
+        let mut workload = WorkloadConfig::default();
+        if let Some(n) = env_num("SHOAL_FAULT_NODES") {
+            cluster.nodes = n;
+        }
+        if let Some(n) = env_num("SHOAL_FAULT_SHARDS") {
+            cluster.shards = n;
+        }
+        if let Some(n) = env_num("SHOAL_FAULT_CLIENTS") {
+            workload.clients = n;
+        }
+        assert!(cluster.nodes >= 3, "SHOAL_FAULT_NODES must be at least 3");
+        RunConfig {
+            cluster,
+            workload,
+            fault_time: Duration::from_secs(
+                env_num("SHOAL_FAULT_SECONDS").unwrap_or(default_seconds),
+            ),
+            checker_budget: checker::DEFAULT_BUDGET,
+        }
+    }
+}
+
+/// The base seed: `SHOAL_FAULT_SEED`, else from the clock.
+pub fn base_seed() -> u64 {
+    env_num("SHOAL_FAULT_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos() as u64
+            % 1_000_000_000
+    })
+}
+
+/// What one schedule found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub seed: u64,
+    pub operations: usize,
+    pub ok: usize,
+    pub unknown: usize,
+    pub failed: usize,
+    /// Keys whose history is not linearizable, with an excerpt.
+    pub violations: Vec<(String, Vec<Entry>, checker::State)>,
+    pub inconclusive: Vec<String>,
+    pub lost_writes: usize,
+    /// Processes that died on their own, keys unreadable after healing, a cluster that
+    /// never became whole again: problems that are not about the history.
+    pub anomalies: Vec<String>,
+    pub nemesis_log: Vec<String>,
+    pub elapsed: Duration,
+}
+
+impl Report {
+    pub fn clean(&self) -> bool {
+        self.violations.is_empty() && self.lost_writes == 0 && self.anomalies.is_empty()
+    }
+
+    /// A replayable description of what went wrong.
+    pub fn failure_text(&self) -> String {
+        let mut s = format!(
+            "schedule seed {} FAILED (replay: SHOAL_FAULT_SEED={} SHOAL_FAULT_SCHEDULES=1)\n",
+            self.seed, self.seed
+        );
+        for (key, excerpt, state) in &self.violations {
+            s += &format!("  key {key}: not linearizable; stuck with model state {state:?}, at:\n");
+            for e in excerpt {
+                s += &format!("    {e}\n");
+            }
+        }
+        if self.lost_writes > 0 {
+            s += &format!("  lost acknowledged writes: {}\n", self.lost_writes);
+        }
+        for a in &self.anomalies {
+            s += &format!("  anomaly: {a}\n");
+        }
+        s += "  nemesis:\n";
+        for l in &self.nemesis_log {
+            s += &format!("    {l}\n");
+        }
+        s
+    }
+}
+
+/// Runs one seeded schedule against a fresh cluster.
+pub fn run_schedule(seed: u64, config: &RunConfig) -> Report {
+    eprintln!(
+        "== schedule seed {seed} (replay: SHOAL_FAULT_SEED={seed} SHOAL_FAULT_SCHEDULES=1): \
+         {} nodes, {} shards, {} clients, {:?} of faults",
+        config.cluster.nodes, config.cluster.shards, config.workload.clients, config.fault_time
+    );
+    let began = Instant::now();
+    let mut report = Report {
+        seed,
+        ..Report::default()
+    };
+    let mut cluster = Cluster::start(&config.cluster);
+    let steps = nemesis::schedule(seed, config.fault_time);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..config.workload.clients)
+        .map(|id| {
+            rt.spawn(workload::client(
+                id,
+                cluster.addrs(),
+                config.workload.clone(),
+                seed,
+                start,
+                stop.clone(),
+            ))
+        })
+        .collect();
+
+    let mut nemesis = Nemesis::new(seed, start);
+    nemesis.run(&mut cluster, &steps);
+    for (i, why) in cluster.crashed() {
+        report
+            .anomalies
+            .push(format!("node{} exited on its own: {why}", i + 1));
+    }
+    cluster.heal_all();
+    nemesis.note("healed everything");
+    if let Err(e) = cluster.wait_ok(Duration::from_secs(120)) {
+        report
+            .anomalies
+            .push(format!("cluster not whole 120 s after healing: {e}"));
+    }
+    // Some operations on the healed cluster, then stop.
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    let mut history = History::default();
+    for c in clients {
+        history
+            .entries
+            .extend(rt.block_on(c).expect("workload client panicked"));
+    }
+    let keys = config.workload.keys();
+    let (finals, unread) = rt.block_on(workload::final_reads(
+        &cluster.addrs(),
+        &keys,
+        start,
+        Duration::from_secs(60),
+    ));
+    history.entries.extend(finals);
+    for key in unread {
+        report
+            .anomalies
+            .push(format!("key {key} unreadable for 60 s after healing"));
+    }
+    for (i, why) in cluster.crashed() {
+        report
+            .anomalies
+            .push(format!("node{} exited on its own: {why}", i + 1));
+    }
+    drop(cluster);
+    report.nemesis_log = std::mem::take(&mut nemesis.log);
+
+    let (ok, unknown, failed) = history.counts();
+    report.operations = history.entries.len();
+    report.ok = ok;
+    report.unknown = unknown;
+    report.failed = failed;
+    for (key, entries) in history.by_key() {
+        report.lost_writes += checker::lost_acknowledged_writes(&entries);
+        match checker::check_key(&entries, config.checker_budget) {
+            Verdict::Linearizable => {}
+            Verdict::Violation { excerpt, state } => {
+                report.violations.push((key, excerpt, state));
+            }
+            Verdict::Inconclusive => report.inconclusive.push(key),
+        }
+    }
+    report.elapsed = began.elapsed();
+    eprintln!(
+        "== schedule seed {seed}: {} ops ({ok} ok, {unknown} unknown, {failed} failed), \
+         {} violations, {} lost writes, {} inconclusive keys, {} anomalies, {:.0?}",
+        report.operations,
+        report.violations.len(),
+        report.lost_writes,
+        report.inconclusive.len(),
+        report.anomalies.len(),
+        report.elapsed
+    );
+    if !report.clean() {
+        eprintln!("{}", report.failure_text());
+    }
+    report
+}
+
+/// Totals over many schedules.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub schedules: usize,
+    pub operations: usize,
+    pub violations: usize,
+    pub lost_writes: usize,
+    pub anomalies: usize,
+    pub inconclusive: usize,
+    pub failures: Vec<String>,
+}
+
+impl Summary {
+    pub fn add(&mut self, r: &Report) {
+        self.schedules += 1;
+        self.operations += r.operations;
+        self.violations += r.violations.len();
+        self.lost_writes += r.lost_writes;
+        self.anomalies += r.anomalies.len();
+        self.inconclusive += r.inconclusive.len();
+        if !r.clean() {
+            self.failures.push(r.failure_text());
+        }
+    }
+
+    pub fn clean(&self) -> bool {
+        self.violations == 0 && self.lost_writes == 0 && self.anomalies == 0
+    }
+
+    /// The lines `scripts/soak.sh` ends with.
+    pub fn lines(&self) -> String {
+        format!(
+            "schedules: {}\noperations: {}\nviolations: {}\nlost acknowledged writes: {}\n\
+             anomalies: {}\ninconclusive keys: {}",
+            self.schedules,
+            self.operations,
+            self.violations,
+            self.lost_writes,
+            self.anomalies,
+            self.inconclusive
+        )
+    }
+}
+
+/// Runs schedules with seeds `base, base+1, ...` until `count` ran or `until` passed (a
+/// schedule started before `until` runs to its end).
+pub fn run_schedules(
+    base: u64,
+    count: Option<usize>,
+    until: Option<Instant>,
+    config: &RunConfig,
+) -> Summary {
+    let mut summary = Summary::default();
+    for i in 0.. {
+        if count.is_some_and(|c| i >= c) || until.is_some_and(|u| Instant::now() >= u) {
+            break;
+        }
+        let report = run_schedule(base.wrapping_add(i as u64), config);
+        summary.add(&report);
+    }
+    summary
+}
