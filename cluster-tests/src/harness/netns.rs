@@ -4,7 +4,7 @@
 //! - namespace `<name>-br` holds bridge `br0`;
 //! - node `i` lives in namespace `<name>-<i>` with `eth0` = `10.A.B.<i+1>`, a veth whose peer
 //!   `n<i>` is a port of `br0`;
-//! - the root namespace gets veth `sft<pid hex>-<n>` = `10.A.B.254`, whose peer `up` is a port
+//! - the root namespace gets veth `sft<pid hex>-<n>` = `10.A.B.254`, whose peer `root0` is a port
 //!   of `br0`, so the test process reaches every node and is never partitioned.
 //!
 //! Deleting the namespaces deletes every veth with them, so cleanup is deleting namespaces
@@ -128,12 +128,12 @@ impl Network {
         run(
             "ip",
             &[
-                "link", "add", &root_if, "type", "veth", "peer", "name", "up", "netns", &br,
+                "link", "add", &root_if, "type", "veth", "peer", "name", "root0", "netns", &br,
             ],
         );
         run(
             "ip",
-            &["-n", &br, "link", "set", "up", "master", "br0", "up"],
+            &["-n", &br, "link", "set", "root0", "master", "br0", "up"],
         );
         let root_addr = format!("{}/24", net.root_ip());
         run("ip", &["addr", "add", &root_addr, "dev", &root_if]);
@@ -218,6 +218,17 @@ impl Network {
                 self.cut(*a, b);
             }
         }
+    }
+
+    /// Whether a TCP connection from inside node `from`'s namespace to `to`:`port` succeeds
+    /// within a second (bash's /dev/tcp: no extra tools needed).
+    pub fn can_connect(&self, from: usize, to: Ipv4Addr, port: u16) -> bool {
+        let ns = self.node_ns(from);
+        let script = format!("exec 3<>/dev/tcp/{to}/{port}");
+        Command::new("ip")
+            .args(["netns", "exec", &ns, "timeout", "1", "bash", "-c", &script])
+            .output()
+            .is_ok_and(|o| o.status.success())
     }
 
     /// Removes every cut.
