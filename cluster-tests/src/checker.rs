@@ -228,6 +228,21 @@ fn excerpt(entries: &[Entry], ops: &[SearchOp], placed: &BitSet) -> Vec<Entry> {
     let mut chosen: Vec<usize> = done.iter().rev().take(6).map(|o| o.entry).collect();
     let stuck = candidates(ops, placed);
     chosen.extend(stuck.iter().map(|&i| ops[i].entry));
+    // Whoever wrote the values the stuck ops saw: a stale read's witness.
+    for &i in &stuck {
+        let seen = match ops[i].op {
+            Op::Read { seen } => seen,
+            Op::Swap { old: Some(old), .. } => old,
+            _ => None,
+        };
+        if let Some(v) = seen {
+            chosen.extend(
+                ops.iter()
+                    .filter(|o| o.op.written_value() == Some(v))
+                    .map(|o| o.entry),
+            );
+        }
+    }
     // The op whose completion bounds the stuck ones is often the culprit's witness.
     chosen.sort_unstable();
     chosen.dedup();

@@ -1,6 +1,7 @@
 //! One schedule end to end (cluster, workload, nemesis, heal, final reads, check), and many
 //! schedules in a row: the code path of both the CI test and `scripts/soak.sh`.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -205,6 +206,10 @@ pub fn run_schedule(seed: u64, config: &RunConfig) -> Report {
         match checker::check_key(&entries, config.checker_budget) {
             Verdict::Linearizable => {}
             Verdict::Violation { excerpt, state } => {
+                let path = save_history(seed, &key, &entries, &report.nemesis_log);
+                report
+                    .anomalies
+                    .push(format!("key {key}'s whole history: {}", path.display()));
                 report.violations.push((key, excerpt, state));
             }
             Verdict::Inconclusive => report.inconclusive.push(key),
@@ -225,6 +230,23 @@ pub fn run_schedule(seed: u64, config: &RunConfig) -> Report {
         eprintln!("{}", report.failure_text());
     }
     report
+}
+
+/// Writes a key's whole history and the nemesis log under `target/shoal-fault/` (for
+/// reading a violation in full; the report shows only an excerpt).
+fn save_history(seed: u64, key: &str, entries: &[Entry], nemesis_log: &[String]) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/shoal-fault");
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join(format!("seed-{seed}-{key}.txt"));
+    let mut sorted: Vec<&Entry> = entries.iter().collect();
+    sorted.sort_by_key(|e| e.call);
+    let mut text: String = nemesis_log.iter().map(|l| format!("{l}\n")).collect();
+    text += "\n";
+    for e in sorted {
+        text += &format!("{e}\n");
+    }
+    let _ = std::fs::write(&path, text);
+    path
 }
 
 /// Totals over many schedules.
