@@ -29,7 +29,7 @@ pub enum Fault {
     RestartAll,
 }
 
-const ALL_FAULTS: [Fault; 7] = [
+pub const ALL_FAULTS: [Fault; 7] = [
     Fault::KillLeader,
     Fault::KillRandom,
     Fault::PauseLeader,
@@ -39,6 +39,44 @@ const ALL_FAULTS: [Fault; 7] = [
     Fault::RestartAll,
 ];
 
+impl Fault {
+    /// The name `SHOAL_FAULT_FAULTS` uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::KillLeader => "kill-leader",
+            Fault::KillRandom => "kill-random",
+            Fault::PauseLeader => "pause-leader",
+            Fault::PauseRandom => "pause-random",
+            Fault::PartitionMinority => "partition-minority",
+            Fault::PartitionLeaderAway => "partition-leader",
+            Fault::RestartAll => "restart-all",
+        }
+    }
+
+    /// Parses a comma-separated list of fault names (`all` for every fault).
+    pub fn parse_list(list: &str) -> Result<Vec<Fault>, String> {
+        let mut out = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if name == "all" {
+                out.extend(ALL_FAULTS);
+                continue;
+            }
+            let f = ALL_FAULTS
+                .into_iter()
+                .find(|f| f.name() == name)
+                .ok_or_else(|| {
+                    let names: Vec<_> = ALL_FAULTS.iter().map(|f| f.name()).collect();
+                    format!("unknown fault {name:?}; known: {}", names.join(", "))
+                })?;
+            out.push(f);
+        }
+        if out.is_empty() {
+            return Err("no faults given".into());
+        }
+        Ok(out)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Step {
     pub quiet: Duration,
@@ -46,15 +84,15 @@ pub struct Step {
     pub hold: Duration,
 }
 
-/// Steps filling about `total` of fault time, drawn from `seed`.
-pub fn schedule(seed: u64, total: Duration) -> Vec<Step> {
+/// Steps filling about `total` of fault time, each fault drawn from `faults`, from `seed`.
+pub fn schedule(seed: u64, total: Duration, faults: &[Fault]) -> Vec<Step> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut steps = Vec::new();
     let mut planned = Duration::ZERO;
     while planned < total {
         let step = Step {
             quiet: Duration::from_millis(rng.gen_range(500..2500)),
-            fault: *ALL_FAULTS.choose(&mut rng).expect("faults"),
+            fault: *faults.choose(&mut rng).expect("at least one fault"),
             hold: Duration::from_millis(rng.gen_range(2000..7000)),
         };
         planned += step.quiet + step.hold;

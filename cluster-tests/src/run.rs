@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::checker::{self, Verdict};
 use crate::harness::cluster::{Cluster, ClusterConfig};
 use crate::history::{Entry, History};
-use crate::nemesis::{self, Nemesis};
+use crate::nemesis::{self, Fault, Nemesis};
 use crate::workload::{self, WorkloadConfig};
 
 #[derive(Clone, Debug)]
@@ -18,6 +18,8 @@ pub struct RunConfig {
     pub workload: WorkloadConfig,
     /// Fault time per schedule.
     pub fault_time: Duration,
+    /// The faults schedules draw from.
+    pub faults: Vec<Fault>,
     pub checker_budget: usize,
 }
 
@@ -31,8 +33,9 @@ fn env_num<T: std::str::FromStr>(name: &str) -> Option<T> {
 
 impl RunConfig {
     /// Defaults, overridden by `SHOAL_FAULT_SECONDS` (fault time per schedule),
-    /// `SHOAL_FAULT_NODES`, `SHOAL_FAULT_SHARDS`, `SHOAL_FAULT_CLIENTS`.
-    pub fn from_env(default_seconds: u64) -> RunConfig {
+    /// `SHOAL_FAULT_FAULTS` (comma-separated fault names, or `all`), `SHOAL_FAULT_NODES`,
+    /// `SHOAL_FAULT_SHARDS`, `SHOAL_FAULT_CLIENTS`.
+    pub fn from_env(default_seconds: u64, default_faults: &[Fault]) -> RunConfig {
         let mut cluster = ClusterConfig::default();
         let mut workload = WorkloadConfig::default();
         if let Some(n) = env_num("SHOAL_FAULT_NODES") {
@@ -51,6 +54,12 @@ impl RunConfig {
             fault_time: Duration::from_secs(
                 env_num("SHOAL_FAULT_SECONDS").unwrap_or(default_seconds),
             ),
+            faults: match std::env::var("SHOAL_FAULT_FAULTS") {
+                Ok(list) => {
+                    Fault::parse_list(&list).unwrap_or_else(|e| panic!("SHOAL_FAULT_FAULTS: {e}"))
+                }
+                Err(_) => default_faults.to_vec(),
+            },
             checker_budget: checker::DEFAULT_BUDGET,
         }
     }
@@ -83,6 +92,8 @@ pub struct Report {
     /// never became whole again: problems that are not about the history.
     pub anomalies: Vec<String>,
     pub nemesis_log: Vec<String>,
+    /// Where the whole histories of violating keys were saved.
+    pub history_files: Vec<PathBuf>,
     pub elapsed: Duration,
 }
 
@@ -109,6 +120,9 @@ impl Report {
         for a in &self.anomalies {
             s += &format!("  anomaly: {a}\n");
         }
+        for path in &self.history_files {
+            s += &format!("  whole history: {}\n", path.display());
+        }
         s += "  nemesis:\n";
         for l in &self.nemesis_log {
             s += &format!("    {l}\n");
@@ -121,8 +135,17 @@ impl Report {
 pub fn run_schedule(seed: u64, config: &RunConfig) -> Report {
     eprintln!(
         "== schedule seed {seed} (replay: SHOAL_FAULT_SEED={seed} SHOAL_FAULT_SCHEDULES=1): \
-         {} nodes, {} shards, {} clients, {:?} of faults",
-        config.cluster.nodes, config.cluster.shards, config.workload.clients, config.fault_time
+         {} nodes, {} shards, {} clients, {:?} of faults from [{}]",
+        config.cluster.nodes,
+        config.cluster.shards,
+        config.workload.clients,
+        config.fault_time,
+        config
+            .faults
+            .iter()
+            .map(|f| f.name())
+            .collect::<Vec<_>>()
+            .join(",")
     );
     let began = Instant::now();
     let mut report = Report {
@@ -130,7 +153,7 @@ pub fn run_schedule(seed: u64, config: &RunConfig) -> Report {
         ..Report::default()
     };
     let mut cluster = Cluster::start(&config.cluster);
-    let steps = nemesis::schedule(seed, config.fault_time);
+    let steps = nemesis::schedule(seed, config.fault_time, &config.faults);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -207,9 +230,7 @@ pub fn run_schedule(seed: u64, config: &RunConfig) -> Report {
             Verdict::Linearizable => {}
             Verdict::Violation { excerpt, state } => {
                 let path = save_history(seed, &key, &entries, &report.nemesis_log);
-                report
-                    .anomalies
-                    .push(format!("key {key}'s whole history: {}", path.display()));
+                report.history_files.push(path);
                 report.violations.push((key, excerpt, state));
             }
             Verdict::Inconclusive => report.inconclusive.push(key),

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use shoal_cluster_tests::nemesis::ALL_FAULTS;
 use shoal_cluster_tests::run::{base_seed, run_schedules, RunConfig};
 
 fn parse_duration(s: &str) -> Option<Duration> {
@@ -31,7 +32,7 @@ fn main() {
         }),
         None => base_seed(),
     };
-    let config = RunConfig::from_env(45);
+    let config = RunConfig::from_env(45, &ALL_FAULTS);
     eprintln!("soak: {duration:?} from base seed {seed}");
     let until = Instant::now() + duration;
     let summary = run_schedules(seed, None, Some(until), &config);
