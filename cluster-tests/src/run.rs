@@ -34,7 +34,7 @@ fn env_num<T: std::str::FromStr>(name: &str) -> Option<T> {
 impl RunConfig {
     /// Defaults, overridden by `SHOAL_FAULT_SECONDS` (fault time per schedule),
     /// `SHOAL_FAULT_FAULTS` (comma-separated fault names, or `all`), `SHOAL_FAULT_NODES`,
-    /// `SHOAL_FAULT_SHARDS`, `SHOAL_FAULT_CLIENTS`.
+    /// `SHOAL_FAULT_SHARDS`, `SHOAL_FAULT_CLIENTS`, `SHOAL_FAULT_SNAPSHOT_ENTRIES`.
     pub fn from_env(default_seconds: u64, default_faults: &[Fault]) -> RunConfig {
         let mut cluster = ClusterConfig::default();
         let mut workload = WorkloadConfig::default();
@@ -43,6 +43,9 @@ impl RunConfig {
         }
         if let Some(n) = env_num("SHOAL_FAULT_SHARDS") {
             cluster.shards = n;
+        }
+        if let Some(n) = env_num("SHOAL_FAULT_SNAPSHOT_ENTRIES") {
+            cluster.snapshot_entries = n;
         }
         if let Some(n) = env_num("SHOAL_FAULT_CLIENTS") {
             workload.clients = n;
@@ -210,6 +213,9 @@ pub fn run_schedule(seed: u64, config: &RunConfig) -> Report {
         report
             .anomalies
             .push(format!("key {key} unreadable for 60 s after healing"));
+    }
+    if let Err(e) = cluster.wait_converged(Duration::from_secs(60)) {
+        report.anomalies.push(e);
     }
     for (i, why) in cluster.crashed() {
         report

@@ -142,97 +142,20 @@ fn fault_schedules_are_linearizable_and_lose_no_acknowledged_write() {
     assert!(summary.operations > 0);
 }
 
-/// Server bug found by this suite (seed 716001902, fault `restart-all`): right after every
-/// node was SIGKILLed and restarted, a read can return a value older than acknowledged
-/// writes (and the next INCR then continues from the right value). Reproduces it without the
-/// nemesis: INCRs under load, kill every node mid-load, restart them all while reading
-/// continuously; no read may be below the highest acknowledged INCR.
+/// Server bug found by this suite (fault `restart-all`, every schedule so far, e.g. seeds
+/// 716001902 and 1000): right after every node was SIGKILLed and restarted, a read returns a
+/// value older than writes acknowledged before the kill (INCR 68 acknowledged, then GET
+/// answers 67); the next writes continue from the right value and the replicas converge, so
+/// nothing is lost for good: the read is stale. Not snapshot-related (also with
+/// `SHOAL_FAULT_SNAPSHOT_ENTRIES=1000000`). Un-ignore once fixed, and add `restart-all`
+/// back to [`CI_FAULTS`].
 #[test]
 #[ignore = "server bug: stale read after a full-cluster restart (see the fault suite's report)"]
 fn stale_read_after_full_restart() {
-    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-    use std::sync::Arc;
     let _serial = serial();
-    let mut cluster = Cluster::start(&ClusterConfig::default());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let addrs = cluster.addrs();
-    let acked = Arc::new(AtomicI64::new(0));
-    let stop_writers = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..4)
-        .map(|w| {
-            let (acked, stop, addr) = (acked.clone(), stop_writers.clone(), addrs[w % 3]);
-            rt.spawn(async move {
-                let Ok(mut conn) = Conn::connect(addr, Duration::from_secs(5)).await else {
-                    return;
-                };
-                while !stop.load(Ordering::Relaxed) {
-                    match conn.call(&["INCR", "c"], Duration::from_secs(5)).await {
-                        Ok(Frame::Integer(n)) => {
-                            acked.fetch_max(n, Ordering::SeqCst);
-                        }
-                        _ => return,
-                    }
-                }
-            })
-        })
-        .collect();
-    // Let the counter pass a few snapshots (every 500 entries), then kill everything mid-load.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acked.load(Ordering::SeqCst) < 1200 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    for i in 0..cluster.len() {
-        cluster.kill(i);
-    }
-    stop_writers.store(true, Ordering::Relaxed);
-    for w in writers {
-        rt.block_on(w).unwrap();
-    }
-    let max_acked = acked.load(Ordering::SeqCst);
-    let stop = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let stop = stop.clone();
-        let addrs = addrs.clone();
-        rt.spawn(async move {
-            let mut seen = Vec::new();
-            let mut k = 0;
-            while !stop.load(Ordering::Relaxed) {
-                k += 1;
-                let addr = addrs[k % addrs.len()];
-                if let Ok(Frame::Bulk(v)) = query(addr, &["GET", "c"], Duration::from_secs(3)).await
-                {
-                    let v: i64 = String::from_utf8_lossy(&v).parse().unwrap_or(-1);
-                    seen.push((addr, v));
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            seen
-        })
-    };
-    for i in 0..cluster.len() {
-        cluster.restart(i);
-    }
-    cluster.wait_ok(Duration::from_secs(60)).unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    stop.store(true, Ordering::Relaxed);
-    let seen = rt.block_on(reader).unwrap();
-    eprintln!(
-        "last acknowledged INCR {max_acked}; {} reads after the restart, first {:?}",
-        seen.len(),
-        seen.first()
-    );
-    assert!(!seen.is_empty(), "no read succeeded");
-    let stale: Vec<_> = seen.iter().filter(|(_, v)| *v < max_acked).collect();
-    assert!(
-        stale.is_empty(),
-        "{} of {} reads after the restart were below the last acknowledged INCR {max_acked}; \
-         first ones: {:?}",
-        stale.len(),
-        seen.len(),
-        &stale[..stale.len().min(5)]
-    );
+    let mut config = RunConfig::from_env(15, &[Fault::RestartAll]);
+    config.faults = vec![Fault::RestartAll];
+    let summary = run_schedules(1000, Some(1), None, &config);
+    eprintln!("{}", summary.lines());
+    assert!(summary.clean(), "{}", summary.failures.join("\n"));
 }

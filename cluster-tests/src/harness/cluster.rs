@@ -213,6 +213,39 @@ impl Cluster {
         out
     }
 
+    /// Waits until every shard's replicas (on running nodes) report the same applied index
+    /// and data digest (`INFO digest`); the error shows the last disagreement. Only
+    /// meaningful once writes have stopped.
+    pub fn wait_converged(&self, timeout: Duration) -> Result<(), String> {
+        let mut last = String::new();
+        super::poll(timeout, Duration::from_millis(500), || {
+            // shard → [(node, "applied=..,keys=..,digest=..")]
+            let mut shards: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
+            for i in 0..self.len() {
+                let text = self.query_text(i, &["INFO", "digest"])?;
+                for (k, v) in Self::fields(&text) {
+                    if k.starts_with("shard_") {
+                        shards.entry(k).or_default().push((i, v));
+                    }
+                }
+            }
+            let diverged: Vec<String> = shards
+                .iter()
+                .filter(|(_, replicas)| replicas.iter().any(|(_, v)| *v != replicas[0].1))
+                .map(|(shard, replicas)| {
+                    let each: Vec<String> = replicas
+                        .iter()
+                        .map(|(i, v)| format!("node{}: {v}", i + 1))
+                        .collect();
+                    format!("{shard}: {}", each.join("; "))
+                })
+                .collect();
+            last = diverged.join(" | ");
+            (diverged.is_empty() && !shards.is_empty()).then_some(())
+        })
+        .ok_or_else(|| format!("replicas differ after {timeout:?}: {last}"))
+    }
+
     pub fn kill(&mut self, i: usize) {
         self.nodes[i].kill();
     }
