@@ -225,28 +225,15 @@ pub fn run_schedule(seed: u64, config: &RunConfig) -> Report {
     drop(cluster);
     report.nemesis_log = std::mem::take(&mut nemesis.log);
 
-    let (ok, unknown, failed) = history.counts();
-    report.operations = history.entries.len();
-    report.ok = ok;
-    report.unknown = unknown;
-    report.failed = failed;
-    for (key, entries) in history.by_key() {
-        report.lost_writes += checker::lost_acknowledged_writes(&entries);
-        match checker::check_key(&entries, config.checker_budget) {
-            Verdict::Linearizable => {}
-            Verdict::Violation { excerpt, state } => {
-                let path = save_history(seed, &key, &entries, &report.nemesis_log);
-                report.history_files.push(path);
-                report.violations.push((key, excerpt, state));
-            }
-            Verdict::Inconclusive => report.inconclusive.push(key),
-        }
-    }
+    check(&history, config.checker_budget, &mut report);
     report.elapsed = began.elapsed();
     eprintln!(
-        "== schedule seed {seed}: {} ops ({ok} ok, {unknown} unknown, {failed} failed), \
+        "== schedule seed {seed}: {} ops ({} ok, {} unknown, {} failed), \
          {} violations, {} lost writes, {} inconclusive keys, {} anomalies, {:.0?}",
         report.operations,
+        report.ok,
+        report.unknown,
+        report.failed,
         report.violations.len(),
         report.lost_writes,
         report.inconclusive.len(),
@@ -257,6 +244,27 @@ pub fn run_schedule(seed: u64, config: &RunConfig) -> Report {
         eprintln!("{}", report.failure_text());
     }
     report
+}
+
+/// Fills `report` with what the checker says about `history`.
+fn check(history: &History, budget: usize, report: &mut Report) {
+    let (ok, unknown, failed) = history.counts();
+    report.operations = history.entries.len();
+    report.ok = ok;
+    report.unknown = unknown;
+    report.failed = failed;
+    for (key, entries) in history.by_key() {
+        report.lost_writes += checker::lost_acknowledged_writes(&entries);
+        match checker::check_key(&entries, budget) {
+            Verdict::Linearizable => {}
+            Verdict::Violation { excerpt, state } => {
+                let path = save_history(report.seed, &key, &entries, &report.nemesis_log);
+                report.history_files.push(path);
+                report.violations.push((key, excerpt, state));
+            }
+            Verdict::Inconclusive => report.inconclusive.push(key),
+        }
+    }
 }
 
 /// Writes a key's whole history and the nemesis log under `target/shoal-fault/` (for
@@ -333,7 +341,23 @@ pub fn run_schedules(
         if count.is_some_and(|c| i >= c) || until.is_some_and(|u| Instant::now() >= u) {
             break;
         }
-        let report = run_schedule(base.wrapping_add(i as u64), config);
+        let seed = base.wrapping_add(i as u64);
+        // A schedule that panics (a node that will not restart, a cluster that never forms)
+        // is a finding too: record it and go on with the next seed.
+        let report =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_schedule(seed, config)))
+                .unwrap_or_else(|panic| {
+                    let why = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    Report {
+                        seed,
+                        anomalies: vec![format!("schedule panicked: {why}")],
+                        ..Report::default()
+                    }
+                });
         summary.add(&report);
     }
     summary

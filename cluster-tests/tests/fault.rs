@@ -125,6 +125,27 @@ fn partition_cuts_real_traffic_and_isolated_node_cannot_acknowledge_writes() {
     cluster.restart(1);
 }
 
+/// What a killed harness left behind (namespaces named after a dead pid) is removed by the
+/// next harness; namespaces of live processes are left alone.
+#[test]
+fn namespaces_of_dead_harness_processes_are_swept() {
+    use shoal_cluster_tests::harness::netns::{run, sweep_stale, PREFIX};
+    shoal_cluster_tests::harness::require_root();
+    let mut exited = std::process::Command::new("true").spawn().unwrap();
+    exited.wait().unwrap();
+    let dead = format!("{PREFIX}{}-0-1", exited.id());
+    let live = format!("{PREFIX}{}-999-1", std::process::id());
+    run("ip", &["netns", "add", &dead]);
+    run("ip", &["netns", "add", &live]);
+    sweep_stale();
+    let left = run("ip", &["netns", "list"]);
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "delete", &live])
+        .status();
+    assert!(!left.contains(&dead), "stale {dead} not swept: {left}");
+    assert!(left.contains(&live), "live {live} swept");
+}
+
 /// Seeded fault schedules under load, checked for linearizability and lost writes.
 #[test]
 fn fault_schedules_are_linearizable_and_lose_no_acknowledged_write() {
