@@ -24,6 +24,24 @@
 //!
 //! Everything a run creates is named with the prefix `shoalft-<pid>-`; dropping the harness
 //! removes it, and every new harness first sweeps what dead processes left behind.
+//!
+//! # Running
+//!
+//! - CI: `cargo test -p shoal-cluster-tests` (part of `scripts/test.sh`): the checker's unit
+//!   tests, a partition test, and `SHOAL_FAULT_SCHEDULES` (3) schedules of
+//!   `SHOAL_FAULT_SECONDS` (20) seconds of faults, about two minutes here.
+//! - Soak: `scripts/soak.sh 30m [SEED]` runs the `soak` binary (same [`run`] code).
+//! - Replay: every schedule prints its seed; `SHOAL_FAULT_SEED=<seed> SHOAL_FAULT_SCHEDULES=1`.
+//!   A seed fixes the fault sequence, the targets' draw and the clients' operations; process
+//!   timing still varies, so a replay reproduces the conditions, not the exact interleaving.
+//!
+//! # What counts as a failure
+//!
+//! A key whose history is not linearizable; an acknowledged write the final read shows lost;
+//! a node that exits on its own; a cluster not whole, a key unreadable, or replicas whose
+//! `INFO digest` differ, a while after everything was healed. Unknown outcomes (timeouts,
+//! dropped connections, and, for soundness, every error reply to a write) may or may not
+//! have taken effect; failed reads are dropped.
 
 pub mod checker;
 pub mod harness;
