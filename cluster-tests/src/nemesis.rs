@@ -25,17 +25,25 @@ pub enum Fault {
     PartitionMinority,
     /// Cut the leader of a random group off from everyone.
     PartitionLeaderAway,
+    /// Split the others in two halves that cannot talk to each other but both reach one
+    /// "bridge" node (a non-transitive partition: two overlapping majorities).
+    PartitionBridge,
+    /// The leader of a random group stops receiving from every other node while its own
+    /// packets still get out (an asymmetric link failure).
+    PartitionLeaderDeaf,
     /// SIGKILL every node, then start them all again.
     RestartAll,
 }
 
-pub const ALL_FAULTS: [Fault; 7] = [
+pub const ALL_FAULTS: [Fault; 9] = [
     Fault::KillLeader,
     Fault::KillRandom,
     Fault::PauseLeader,
     Fault::PauseRandom,
     Fault::PartitionMinority,
     Fault::PartitionLeaderAway,
+    Fault::PartitionBridge,
+    Fault::PartitionLeaderDeaf,
     Fault::RestartAll,
 ];
 
@@ -49,6 +57,8 @@ impl Fault {
             Fault::PauseRandom => "pause-random",
             Fault::PartitionMinority => "partition-minority",
             Fault::PartitionLeaderAway => "partition-leader",
+            Fault::PartitionBridge => "partition-bridge",
+            Fault::PartitionLeaderDeaf => "partition-leader-deaf",
             Fault::RestartAll => "restart-all",
         }
     }
@@ -107,6 +117,14 @@ pub enum Injected {
     Killed(Vec<usize>),
     Paused(usize),
     Partitioned(Vec<usize>),
+    /// Links cut between two halves; `bridge` still reaches both.
+    Bridged {
+        bridge: usize,
+        left: Vec<usize>,
+        right: Vec<usize>,
+    },
+    /// `node` drops what the others send it.
+    Deaf(usize),
 }
 
 impl fmt::Display for Injected {
@@ -121,6 +139,18 @@ impl fmt::Display for Injected {
             Injected::Killed(v) => write!(f, "killed {}", names(v)),
             Injected::Paused(i) => write!(f, "paused node{}", i + 1),
             Injected::Partitioned(v) => write!(f, "isolated {{{}}} from the rest", names(v)),
+            Injected::Bridged {
+                bridge,
+                left,
+                right,
+            } => write!(
+                f,
+                "cut {{{}}} from {{{}}}, node{} bridging",
+                names(left),
+                names(right),
+                bridge + 1
+            ),
+            Injected::Deaf(i) => write!(f, "node{} hears no peer", i + 1),
         }
     }
 }
@@ -205,6 +235,33 @@ impl Nemesis {
                 cluster.net.partition(&[i]);
                 (Injected::Partitioned(vec![i]), why)
             }
+            Fault::PartitionBridge => {
+                let mut all: Vec<usize> = (0..cluster.len()).collect();
+                all.shuffle(&mut self.rng);
+                let bridge = all[0];
+                let half = (all.len() - 1) / 2;
+                let (left, right) = (all[1..=half].to_vec(), all[half + 1..].to_vec());
+                for &a in &left {
+                    for &b in &right {
+                        cluster.net.cut(a, b);
+                    }
+                }
+                (
+                    Injected::Bridged {
+                        bridge,
+                        left,
+                        right,
+                    },
+                    "random".into(),
+                )
+            }
+            Fault::PartitionLeaderDeaf => {
+                let (i, why) = self.leader(cluster);
+                for peer in (0..cluster.len()).filter(|&p| p != i) {
+                    cluster.net.drop_incoming(i, peer);
+                }
+                (Injected::Deaf(i), why)
+            }
             Fault::RestartAll => {
                 let all: Vec<usize> = (0..cluster.len()).collect();
                 for &i in &all {
@@ -225,7 +282,9 @@ impl Nemesis {
                 }
             }
             Injected::Paused(i) => cluster.resume(*i),
-            Injected::Partitioned(_) => cluster.net.heal(),
+            Injected::Partitioned(_) | Injected::Bridged { .. } | Injected::Deaf(_) => {
+                cluster.net.heal()
+            }
         }
         self.note(format!("healed: {injected}"));
     }

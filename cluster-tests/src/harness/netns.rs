@@ -192,8 +192,20 @@ impl Network {
         self.drop_from(b, a);
     }
 
-    /// Node `at` drops every packet from and to `peer` (the link stays up the other way for
-    /// packets `at` never sees, which makes one-way cuts possible by calling only this).
+    /// Node `at` drops every packet it receives from `peer` (one-way: what `at` sends still
+    /// arrives).
+    pub fn drop_incoming(&self, at: usize, peer: usize) {
+        let ns = self.node_ns(at);
+        let ip = self.node_ip(peer).to_string();
+        run(
+            "ip",
+            &[
+                "netns", "exec", &ns, "iptables", "-w", "-A", "INPUT", "-s", &ip, "-j", "DROP",
+            ],
+        );
+    }
+
+    /// Node `at` drops every packet from and to `peer`.
     pub fn drop_from(&self, at: usize, peer: usize) {
         let ns = self.node_ns(at);
         let ip = self.node_ip(peer).to_string();
