@@ -41,6 +41,7 @@ pub struct Cluster {
     pub root: PathBuf,
     /// Raft node id of each node (index → id), learned from `INFO raft`.
     pub ids: Vec<u64>,
+    pub shards: u32,
     rt: tokio::runtime::Runtime,
 }
 
@@ -60,6 +61,7 @@ impl Cluster {
             net,
             root,
             ids: vec![0; config.nodes],
+            shards: config.shards,
             rt,
         };
         let seed_peer = SocketAddr::new(IpAddr::V4(cluster.net.node_ip(0)), PEER_PORT);
@@ -213,22 +215,60 @@ impl Cluster {
         out
     }
 
-    /// Waits until every shard's replicas (on running nodes) report the same applied index
-    /// and data digest (`INFO digest`); the error shows the last disagreement. Only
-    /// meaningful once writes have stopped.
+    /// The voters (node indexes) of each shard (`"s<N>"`), as each shard's leader says.
+    pub fn shard_voters(&self) -> BTreeMap<String, Vec<usize>> {
+        let mut out = BTreeMap::new();
+        for i in 0..self.len() {
+            let Some(f) = self.raft_fields(i) else {
+                continue;
+            };
+            for (k, v) in &f {
+                let Some(shard) = k.strip_prefix("raft_shard_") else {
+                    continue;
+                };
+                let kv: BTreeMap<&str, &str> =
+                    v.split(',').filter_map(|p| p.split_once('=')).collect();
+                if kv.get("role") != Some(&"leader") {
+                    continue;
+                }
+                let voters: Vec<usize> = kv
+                    .get("voters")
+                    .unwrap_or(&"")
+                    .split('|')
+                    .filter_map(|id| id.parse::<u64>().ok())
+                    .filter_map(|id| self.ids.iter().position(|&x| x == id))
+                    .collect();
+                out.insert(format!("s{shard}"), voters);
+            }
+        }
+        out
+    }
+
+    /// Waits until every shard's voters report the same applied index and data digest
+    /// (`INFO digest`) as each other; the error shows the last disagreement. Replicas a node
+    /// still holds for a shard it is no longer a voter of are not compared. Only meaningful
+    /// once writes have stopped.
     pub fn wait_converged(&self, timeout: Duration) -> Result<(), String> {
         let mut last = String::new();
         super::poll(timeout, Duration::from_millis(500), || {
-            // shard → [(node, "applied=..,keys=..,digest=..")]
+            let voters = self.shard_voters();
+            // shard → [(node, "applied=..,keys=..,digest=..")], voters only
             let mut shards: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
             for i in 0..self.len() {
                 let text = self.query_text(i, &["INFO", "digest"])?;
                 for (k, v) in Self::fields(&text) {
-                    if k.starts_with("shard_") {
-                        shards.entry(k).or_default().push((i, v));
+                    let Some(shard) = k.strip_prefix("shard_") else {
+                        continue;
+                    };
+                    let shard = format!("s{shard}");
+                    if voters.get(&shard).is_some_and(|v| v.contains(&i)) {
+                        shards.entry(shard).or_default().push((i, v));
                     }
                 }
             }
+            let incomplete = voters
+                .iter()
+                .any(|(s, v)| shards.get(s).map_or(0, Vec::len) != v.len());
             let diverged: Vec<String> = shards
                 .iter()
                 .filter(|(_, replicas)| replicas.iter().any(|(_, v)| *v != replicas[0].1))
@@ -240,10 +280,11 @@ impl Cluster {
                     format!("{shard}: {}", each.join("; "))
                 })
                 .collect();
-            last = diverged.join(" | ");
-            (diverged.is_empty() && !shards.is_empty()).then_some(())
+            last = format!("voters {voters:?}; {}", diverged.join(" | "));
+            let every_shard_led = voters.len() == self.shards as usize;
+            (diverged.is_empty() && !incomplete && every_shard_led).then_some(())
         })
-        .ok_or_else(|| format!("replicas differ after {timeout:?}: {last}"))
+        .ok_or_else(|| format!("shard voters differ after {timeout:?}: {last}"))
     }
 
     pub fn kill(&mut self, i: usize) {
