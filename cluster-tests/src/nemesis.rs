@@ -33,9 +33,12 @@ pub enum Fault {
     PartitionLeaderDeaf,
     /// SIGKILL every node, then start them all again.
     RestartAll,
+    /// Join a new node (from the spare namespaces); the cluster moves replicas onto it.
+    /// Falls back to `KillRandom` once no spare is left.
+    AddNode,
 }
 
-pub const ALL_FAULTS: [Fault; 9] = [
+pub const ALL_FAULTS: [Fault; 10] = [
     Fault::KillLeader,
     Fault::KillRandom,
     Fault::PauseLeader,
@@ -45,6 +48,7 @@ pub const ALL_FAULTS: [Fault; 9] = [
     Fault::PartitionBridge,
     Fault::PartitionLeaderDeaf,
     Fault::RestartAll,
+    Fault::AddNode,
 ];
 
 impl Fault {
@@ -60,6 +64,7 @@ impl Fault {
             Fault::PartitionBridge => "partition-bridge",
             Fault::PartitionLeaderDeaf => "partition-leader-deaf",
             Fault::RestartAll => "restart-all",
+            Fault::AddNode => "add-node",
         }
     }
 
@@ -125,6 +130,8 @@ pub enum Injected {
     },
     /// `node` drops what the others send it.
     Deaf(usize),
+    /// A node joined (nothing to undo: it stays).
+    Added(usize),
 }
 
 impl fmt::Display for Injected {
@@ -151,6 +158,7 @@ impl fmt::Display for Injected {
                 bridge + 1
             ),
             Injected::Deaf(i) => write!(f, "node{} hears no peer", i + 1),
+            Injected::Added(i) => write!(f, "added node{}", i + 1),
         }
     }
 }
@@ -207,6 +215,17 @@ impl Nemesis {
                 cluster.kill(i);
                 (Injected::Killed(vec![i]), why)
             }
+            Fault::AddNode => match cluster.add_node() {
+                Some(i) => (Injected::Added(i), "spare".into()),
+                None => {
+                    let i = self.random_live(cluster);
+                    cluster.kill(i);
+                    (
+                        Injected::Killed(vec![i]),
+                        "no spare left: kill random".into(),
+                    )
+                }
+            },
             Fault::KillRandom => {
                 let i = self.random_live(cluster);
                 cluster.kill(i);
@@ -282,6 +301,7 @@ impl Nemesis {
                 }
             }
             Injected::Paused(i) => cluster.resume(*i),
+            Injected::Added(_) => {}
             Injected::Partitioned(_) | Injected::Bridged { .. } | Injected::Deaf(_) => {
                 cluster.net.heal()
             }

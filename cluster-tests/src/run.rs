@@ -34,7 +34,8 @@ fn env_num<T: std::str::FromStr>(name: &str) -> Option<T> {
 impl RunConfig {
     /// Defaults, overridden by `SHOAL_FAULT_SECONDS` (fault time per schedule),
     /// `SHOAL_FAULT_FAULTS` (comma-separated fault names, or `all`), `SHOAL_FAULT_NODES`,
-    /// `SHOAL_FAULT_SHARDS`, `SHOAL_FAULT_CLIENTS`, `SHOAL_FAULT_SNAPSHOT_ENTRIES`.
+    /// `SHOAL_FAULT_SHARDS`, `SHOAL_FAULT_CLIENTS`, `SHOAL_FAULT_SNAPSHOT_ENTRIES`,
+    /// `SHOAL_FAULT_SPARE_NODES` (namespaces for `add-node`, default 1).
     pub fn from_env(default_seconds: u64, default_faults: &[Fault]) -> RunConfig {
         let mut cluster = ClusterConfig::default();
         let mut workload = WorkloadConfig::default();
@@ -43,6 +44,9 @@ impl RunConfig {
         }
         if let Some(n) = env_num("SHOAL_FAULT_SHARDS") {
             cluster.shards = n;
+        }
+        if let Some(n) = env_num("SHOAL_FAULT_SPARE_NODES") {
+            cluster.spare_nodes = n;
         }
         if let Some(n) = env_num("SHOAL_FAULT_SNAPSHOT_ENTRIES") {
             cluster.snapshot_entries = n;

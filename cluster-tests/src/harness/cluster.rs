@@ -20,6 +20,8 @@ pub struct ClusterConfig {
     pub nodes: usize,
     pub shards: u32,
     pub snapshot_entries: u64,
+    /// Namespaces made ready for nodes added during a run.
+    pub spare_nodes: usize,
 }
 
 impl Default for ClusterConfig {
@@ -28,6 +30,7 @@ impl Default for ClusterConfig {
             nodes: 3,
             shards: 4,
             snapshot_entries: 500,
+            spare_nodes: 1,
         }
     }
 }
@@ -42,6 +45,7 @@ pub struct Cluster {
     /// Raft node id of each node (index → id), learned from `INFO raft`.
     pub ids: Vec<u64>,
     pub shards: u32,
+    snapshot_entries: u64,
     rt: tokio::runtime::Runtime,
 }
 
@@ -49,7 +53,8 @@ impl Cluster {
     /// Starts node 1 (which creates the cluster), then the others joining it, and waits until
     /// every node says `cluster_state:ok`.
     pub fn start(config: &ClusterConfig) -> Cluster {
-        let net = Network::create(config.nodes);
+        // Spare namespaces are for nodes added later ([`Cluster::add_node`]).
+        let net = Network::create(config.nodes + config.spare_nodes);
         let root = std::env::temp_dir().join(&net.name);
         std::fs::create_dir_all(&root).expect("create cluster dir");
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -60,59 +65,78 @@ impl Cluster {
             nodes: Vec::new(),
             net,
             root,
-            ids: vec![0; config.nodes],
+            ids: Vec::new(),
             shards: config.shards,
+            snapshot_entries: config.snapshot_entries,
             rt,
         };
-        let seed_peer = SocketAddr::new(IpAddr::V4(cluster.net.node_ip(0)), PEER_PORT);
-        for i in 0..config.nodes {
-            let ip = cluster.net.node_ip(i).to_string();
-            let data_dir = cluster.root.join(format!("node{}", i + 1));
-            let mut args: Vec<String> = vec![
-                "--port".into(),
-                CLIENT_PORT.to_string(),
-                "--cluster-port".into(),
-                PEER_PORT.to_string(),
-                "--bind".into(),
-                ip.clone(),
-                "--cluster-announce-ip".into(),
-                ip.clone(),
-                "--data-dir".into(),
-                data_dir.display().to_string(),
-                "--shards".into(),
-                config.shards.to_string(),
-                "--replicas".into(),
-                "3".into(),
-                "--snapshot-entries".into(),
-                config.snapshot_entries.to_string(),
-                "--log-level".into(),
-                "warn".into(),
-            ];
-            if i > 0 {
-                args.extend(["--join".into(), seed_peer.to_string()]);
-            }
-            let addr = SocketAddr::new(IpAddr::V4(cluster.net.node_ip(i)), CLIENT_PORT);
-            let log = cluster.root.join(format!("node{}.log", i + 1));
-            cluster.nodes.push(NodeProcess::start(
-                cluster.net.node_ns(i),
-                addr,
-                data_dir,
-                log,
-                args,
-            ));
-            // Join one at a time: a joiner needs the seed to have formed the cluster.
-            if let Err(e) = cluster.wait_ok(Duration::from_secs(90)) {
-                panic!("cluster did not form: {e}");
-            }
-        }
-        for i in 0..config.nodes {
-            let id = cluster
-                .raft_fields(i)
-                .and_then(|f| f.get("raft_node_id")?.parse().ok())
-                .expect("raft_node_id");
-            cluster.ids[i] = id;
+        for _ in 0..config.nodes {
+            cluster.start_next_node();
         }
         cluster
+    }
+
+    /// Starts a node in the next unused namespace (joining node 1 unless it is node 1),
+    /// waits until every node is ok and knows it, and learns its id.
+    fn start_next_node(&mut self) -> usize {
+        let i = self.nodes.len();
+        let ip = self.net.node_ip(i).to_string();
+        let data_dir = self.root.join(format!("node{}", i + 1));
+        let mut args: Vec<String> = vec![
+            "--port".into(),
+            CLIENT_PORT.to_string(),
+            "--cluster-port".into(),
+            PEER_PORT.to_string(),
+            "--bind".into(),
+            ip.clone(),
+            "--cluster-announce-ip".into(),
+            ip,
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--shards".into(),
+            self.shards.to_string(),
+            "--replicas".into(),
+            "3".into(),
+            "--snapshot-entries".into(),
+            self.snapshot_entries.to_string(),
+            "--log-level".into(),
+            "warn".into(),
+        ];
+        if i > 0 {
+            let seed_peer = SocketAddr::new(IpAddr::V4(self.net.node_ip(0)), PEER_PORT);
+            args.extend(["--join".into(), seed_peer.to_string()]);
+        }
+        let addr = SocketAddr::new(IpAddr::V4(self.net.node_ip(i)), CLIENT_PORT);
+        let log = self.root.join(format!("node{}.log", i + 1));
+        self.nodes.push(NodeProcess::start(
+            self.net.node_ns(i),
+            addr,
+            data_dir,
+            log,
+            args,
+        ));
+        self.ids.push(0);
+        // One at a time: a joiner needs the cluster formed (and node 1 reachable).
+        if let Err(e) = self.wait_ok(Duration::from_secs(90)) {
+            panic!("node{} did not join: {e}", i + 1);
+        }
+        let id = super::poll(Duration::from_secs(30), Duration::from_millis(100), || {
+            self.raft_fields(i)?
+                .get("raft_node_id")?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("node{} never told its raft_node_id", i + 1));
+        self.ids[i] = id;
+        i
+    }
+
+    /// Adds a node (in a spare namespace) to the running cluster, which then rebalances
+    /// replicas onto it; `None` when no spare namespace is left or node 1 is not reachable
+    /// to join through.
+    pub fn add_node(&mut self) -> Option<usize> {
+        let seed_up = self.nodes[0].is_up() && !self.nodes[0].is_paused();
+        (self.nodes.len() < self.net.len() && seed_up).then(|| self.start_next_node())
     }
 
     pub fn len(&self) -> usize {
