@@ -324,3 +324,38 @@ impl Nemesis {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_always_yields_the_same_schedule() {
+        let total = Duration::from_secs(60);
+        let a = schedule(42, total, &ALL_FAULTS);
+        let b = schedule(42, total, &ALL_FAULTS);
+        let c = schedule(43, total, &ALL_FAULTS);
+        let key = |s: &[Step]| -> Vec<(Duration, Fault, Duration)> {
+            s.iter().map(|x| (x.quiet, x.fault, x.hold)).collect()
+        };
+        assert_eq!(key(&a), key(&b));
+        assert_ne!(key(&a), key(&c));
+        let planned: Duration = a.iter().map(|s| s.quiet + s.hold).sum();
+        assert!(planned >= total && planned < total + Duration::from_secs(10));
+    }
+
+    #[test]
+    fn schedules_draw_only_the_given_faults() {
+        let steps = schedule(7, Duration::from_secs(120), &[Fault::PauseRandom]);
+        assert!(steps.iter().all(|s| s.fault == Fault::PauseRandom));
+    }
+
+    #[test]
+    fn fault_names_round_trip() {
+        let names: Vec<&str> = ALL_FAULTS.iter().map(|f| f.name()).collect();
+        assert_eq!(Fault::parse_list(&names.join(",")).unwrap(), ALL_FAULTS);
+        assert_eq!(Fault::parse_list("all").unwrap(), ALL_FAULTS);
+        assert!(Fault::parse_list("kill-leader,nope").is_err());
+        assert!(Fault::parse_list("").is_err());
+    }
+}
