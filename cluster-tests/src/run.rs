@@ -317,17 +317,17 @@ impl Summary {
         self.violations == 0 && self.lost_writes == 0 && self.anomalies == 0
     }
 
-    /// The lines `scripts/soak.sh` ends with.
+    /// The lines `scripts/soak.sh` ends with (the four the issue asks for last).
     pub fn lines(&self) -> String {
         format!(
-            "schedules: {}\noperations: {}\nviolations: {}\nlost acknowledged writes: {}\n\
-             anomalies: {}\ninconclusive keys: {}",
+            "anomalies: {}\ninconclusive keys: {}\nschedules: {}\noperations: {}\n\
+             violations: {}\nlost acknowledged writes: {}",
+            self.anomalies,
+            self.inconclusive,
             self.schedules,
             self.operations,
             self.violations,
-            self.lost_writes,
-            self.anomalies,
-            self.inconclusive
+            self.lost_writes
         )
     }
 }
