@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs shoal's whole test suite: unit, property and integration tests (the integration tests
 # start real shoal-server processes and drive them with Debian's redis-cli and redis-benchmark,
-# and with redis-py's RedisCluster). Installs redis-tools and redis-server first if they are
+# with redis-py's RedisCluster and with the shoal-client crate), and the fault-injection suite
+# (cluster-tests/: network namespaces and iptables, so it needs root). Installs redis-tools and redis-server first if they are
 # missing and we may use apt-get, and makes a Python venv with redis-py (pip, from PyPI) in
 # ${CARGO_TARGET_DIR:-target}/test-venv (SHOAL_TEST_VENV overrides) unless it already has it.
 set -euo pipefail
@@ -44,6 +45,9 @@ if ! has_redis_py; then
     has_redis_py || { echo "redis-py $REDIS_PY_VERSION did not install into $VENV" >&2; exit 1; }
 fi
 export SHOAL_TEST_PYTHON="$VENV/bin/python"
+
+# The fault-injection suite (cluster-tests/) needs ip and iptables, and root.
+cluster-tests/setup.sh
 
 # The client crate's and cluster-tests' suites run the release server as real processes; they
 # find it through $SHOAL_SERVER_BIN (they must not depend on the server crate to get it built).
