@@ -9,23 +9,9 @@ use std::time::{Duration, Instant};
 
 use shoal_cluster_tests::harness::cluster::{Cluster, ClusterConfig, PEER_PORT};
 use shoal_cluster_tests::harness::resp::{query, Conn};
-use shoal_cluster_tests::nemesis::Fault;
+use shoal_cluster_tests::nemesis::{Fault, ALL_FAULTS};
 use shoal_cluster_tests::run::{base_seed, run_schedules, RunConfig};
 use shoal_protocol::Frame;
-
-/// Every fault the nemesis has.
-const CI_FAULTS: [Fault; 10] = [
-    Fault::KillLeader,
-    Fault::KillRandom,
-    Fault::PauseLeader,
-    Fault::PauseRandom,
-    Fault::PartitionMinority,
-    Fault::PartitionLeaderAway,
-    Fault::PartitionBridge,
-    Fault::PartitionLeaderDeaf,
-    Fault::RestartAll,
-    Fault::AddNode,
-];
 
 /// The tests each run a cluster; on a 2-core machine they take turns.
 static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -170,7 +156,7 @@ fn namespaces_of_dead_harness_processes_are_swept() {
 #[test]
 fn fault_schedules_are_linearizable_and_lose_no_acknowledged_write() {
     let _serial = serial();
-    let config = RunConfig::from_env(20, &CI_FAULTS);
+    let config = RunConfig::from_env(20, &ALL_FAULTS);
     let schedules = std::env::var("SHOAL_FAULT_SCHEDULES")
         .ok()
         .map(|s| s.parse().expect("SHOAL_FAULT_SCHEDULES"))
