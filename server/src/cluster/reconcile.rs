@@ -340,15 +340,7 @@ async fn converge(
         .filter(|id| !members.contains_key(id) && !voters.contains(id))
         .copied()
         .collect();
-    if !unwanted.is_empty() {
-        tracing::info!(group = replica.group, ?unwanted, "removing members");
-        replica
-            .raft
-            .change_membership(ChangeMembers::RemoveNodes(unwanted), false)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(())
+    remove_members(replica, unwanted, "removing members").await
 }
 
 /// Carries out a shard's move to `target` voters, start to end: each new node is added as a
@@ -391,15 +383,25 @@ async fn carry_out_move(
         .learner_ids()
         .filter(|id| !target.contains(id))
         .collect();
-    if !leftover.is_empty() {
-        tracing::info!(group = replica.group, ?leftover, "move: removing learners");
-        replica
-            .raft
-            .change_membership(ChangeMembers::RemoveNodes(leftover), false)
-            .await
-            .map_err(|e| e.to_string())?;
+    remove_members(replica, leftover, "move: removing learners").await
+}
+
+/// Removes `ids` from the group's membership (nothing to do when empty).
+async fn remove_members(
+    replica: &Replica,
+    ids: BTreeSet<NodeId>,
+    what: &'static str,
+) -> Result<(), String> {
+    if ids.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    tracing::info!(group = replica.group, ?ids, "{what}");
+    replica
+        .raft
+        .change_membership(ChangeMembers::RemoveNodes(ids), false)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// The group's members and voters, unless a membership change is under way (joint config).
