@@ -36,9 +36,13 @@ pub enum Fault {
     /// Join a new node (from the spare namespaces); the cluster moves replicas onto it.
     /// Falls back to `KillRandom` once no spare is left.
     AddNode,
+    /// Drain a random node out of the cluster (`CLUSTER FORGET`): its replicas move away and
+    /// it exits; healing waits for that. Falls back to `KillRandom` while only three
+    /// members are left.
+    RemoveNode,
 }
 
-pub const ALL_FAULTS: [Fault; 10] = [
+pub const ALL_FAULTS: [Fault; 11] = [
     Fault::KillLeader,
     Fault::KillRandom,
     Fault::PauseLeader,
@@ -49,6 +53,7 @@ pub const ALL_FAULTS: [Fault; 10] = [
     Fault::PartitionLeaderDeaf,
     Fault::RestartAll,
     Fault::AddNode,
+    Fault::RemoveNode,
 ];
 
 impl Fault {
@@ -65,6 +70,7 @@ impl Fault {
             Fault::PartitionLeaderDeaf => "partition-leader-deaf",
             Fault::RestartAll => "restart-all",
             Fault::AddNode => "add-node",
+            Fault::RemoveNode => "remove-node",
         }
     }
 
@@ -132,6 +138,8 @@ pub enum Injected {
     Deaf(usize),
     /// A node joined (nothing to undo: it stays).
     Added(usize),
+    /// A node was told to leave (healing waits until it has).
+    Removed(usize),
 }
 
 impl fmt::Display for Injected {
@@ -159,6 +167,7 @@ impl fmt::Display for Injected {
             ),
             Injected::Deaf(i) => write!(f, "node{} hears no peer", i + 1),
             Injected::Added(i) => write!(f, "added node{}", i + 1),
+            Injected::Removed(i) => write!(f, "node{} told to leave (CLUSTER FORGET)", i + 1),
         }
     }
 }
@@ -226,6 +235,18 @@ impl Nemesis {
                     )
                 }
             },
+            Fault::RemoveNode => {
+                let i = self.random_live(cluster);
+                if i != 0 && cluster.remove_node(i) {
+                    (Injected::Removed(i), "random".into())
+                } else {
+                    cluster.kill(i);
+                    (
+                        Injected::Killed(vec![i]),
+                        "three members or fewer: kill random".into(),
+                    )
+                }
+            }
             Fault::KillRandom => {
                 let i = self.random_live(cluster);
                 cluster.kill(i);
@@ -302,6 +323,14 @@ impl Nemesis {
             }
             Injected::Paused(i) => cluster.resume(*i),
             Injected::Added(_) => {}
+            Injected::Removed(i) => {
+                if !cluster.wait_removed(*i, Duration::from_secs(90)) {
+                    self.note(format!(
+                        "node{} has not left 90 s after CLUSTER FORGET",
+                        i + 1
+                    ));
+                }
+            }
             Injected::Partitioned(_) | Injected::Bridged { .. } | Injected::Deaf(_) => {
                 cluster.net.heal()
             }

@@ -226,6 +226,9 @@ pub fn run_schedule(seed: u64, config: &RunConfig) -> Report {
             .anomalies
             .push(format!("node{} exited on its own: {why}", i + 1));
     }
+    if !report.anomalies.is_empty() {
+        cluster.keep_on_drop();
+    }
     drop(cluster);
     report.nemesis_log = std::mem::take(&mut nemesis.log);
 

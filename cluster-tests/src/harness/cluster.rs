@@ -36,7 +36,8 @@ impl Default for ClusterConfig {
 }
 
 /// The nodes and their network. Dropping it kills the processes, then removes the network,
-/// then the data dirs (kept after a panic when `SHOAL_FAULT_KEEP` is set).
+/// then the data dirs (kept after a panic, or after [`Cluster::keep_on_drop`], when
+/// `SHOAL_FAULT_KEEP` is set).
 pub struct Cluster {
     // Field order is drop order: processes before the namespaces they run in.
     pub nodes: Vec<NodeProcess>,
@@ -47,6 +48,8 @@ pub struct Cluster {
     pub shards: u32,
     snapshot_entries: u64,
     rt: tokio::runtime::Runtime,
+    /// Keep the data dirs and logs for a post-mortem (the run found an anomaly).
+    keep: bool,
 }
 
 impl Cluster {
@@ -69,6 +72,7 @@ impl Cluster {
             shards: config.shards,
             snapshot_entries: config.snapshot_entries,
             rt,
+            keep: false,
         };
         for _ in 0..config.nodes {
             cluster.start_next_node();
@@ -100,7 +104,8 @@ impl Cluster {
             "--snapshot-entries".into(),
             self.snapshot_entries.to_string(),
             "--log-level".into(),
-            "warn".into(),
+            // `SHOAL_FAULT_LOG_LEVEL=info` logs every election, move and membership change.
+            std::env::var("SHOAL_FAULT_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
         ];
         if i > 0 {
             let seed_peer = SocketAddr::new(IpAddr::V4(self.net.node_ip(0)), PEER_PORT);
@@ -137,6 +142,41 @@ impl Cluster {
     pub fn add_node(&mut self) -> Option<usize> {
         let seed_up = self.nodes[0].is_up() && !self.nodes[0].is_paused();
         (self.nodes.len() < self.net.len() && seed_up).then(|| self.start_next_node())
+    }
+
+    /// Tells the cluster (through another node) to drain node `i` and let it go
+    /// (`CLUSTER FORGET`); it exits by itself once it holds nothing. `false` when that would
+    /// leave fewer than three members, or no other node took the command.
+    pub fn remove_node(&mut self, i: usize) -> bool {
+        let staying = self.nodes.iter().filter(|n| !n.is_leaving()).count();
+        if staying <= 3 || self.nodes[i].is_leaving() || self.ids[i] == 0 {
+            return false;
+        }
+        let id = self.ids[i].to_string();
+        let told = (0..self.len())
+            .filter(|&j| j != i && !self.nodes[j].is_leaving())
+            .any(|j| {
+                let node = &self.nodes[j];
+                node.is_up()
+                    && !node.is_paused()
+                    && self
+                        .rt
+                        .block_on(query(node.addr, &["CLUSTER", "FORGET", &id], QUERY_TIMEOUT))
+                        .is_ok_and(|f| text(&f).as_deref() == Some("OK"))
+            });
+        if told {
+            self.nodes[i].mark_leaving();
+        }
+        told
+    }
+
+    /// Waits until node `i`, told to leave, has drained and exited.
+    pub fn wait_removed(&mut self, i: usize, timeout: Duration) -> bool {
+        let node = &mut self.nodes[i];
+        super::poll(timeout, Duration::from_millis(200), || {
+            node.is_removed().then_some(())
+        })
+        .is_some()
     }
 
     pub fn len(&self) -> usize {
@@ -176,14 +216,21 @@ impl Cluster {
             .map(|t| Self::fields(&t))
     }
 
-    /// True when node `i` answers `cluster_state:ok` and knows every node.
+    /// True when node `i` answers `cluster_state:ok` and knows every node (a node told to
+    /// leave may or may not be known still, until it has gone).
     pub fn is_ok(&self, i: usize) -> bool {
-        let want = self.len().to_string();
+        let staying = self.nodes.iter().filter(|n| !n.is_leaving()).count();
+        let going = self
+            .nodes
+            .iter()
+            .filter(|n| n.is_leaving() && !n.removed())
+            .count();
         self.query_text(i, &["CLUSTER", "INFO"])
             .map(|t| Self::fields(&t))
             .is_some_and(|f| {
+                let known = f.get("cluster_known_nodes").and_then(|k| k.parse().ok());
                 f.get("cluster_state").map(String::as_str) == Some("ok")
-                    && f.get("cluster_known_nodes") == Some(&want)
+                    && known.is_some_and(|k: usize| (staying..=staying + going).contains(&k))
             })
     }
 
@@ -278,7 +325,7 @@ impl Cluster {
             let voters = self.shard_voters();
             // shard → [(node, "applied=..,keys=..,digest=..")], voters only
             let mut shards: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
-            for i in 0..self.len() {
+            for i in (0..self.len()).filter(|&i| !self.nodes[i].removed()) {
                 let text = self.query_text(i, &["INFO", "digest"])?;
                 for (k, v) in Self::fields(&text) {
                     let Some(shard) = k.strip_prefix("shard_") else {
@@ -352,6 +399,16 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Keeps the data dirs and node logs when dropped, if `SHOAL_FAULT_KEEP` is set.
+    pub fn keep_on_drop(&mut self) {
+        self.keep = true;
+        if std::env::var_os("SHOAL_FAULT_KEEP").is_some() {
+            eprintln!("keeping data dirs and logs in {}", self.root.display());
+        }
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         let panicking = std::thread::panicking();
@@ -361,7 +418,7 @@ impl Drop for Cluster {
                 eprintln!("---- node{} log tail ----\n{}", i + 1, node.log_tail(25));
             }
         }
-        if panicking && std::env::var_os("SHOAL_FAULT_KEEP").is_some() {
+        if (panicking || self.keep) && std::env::var_os("SHOAL_FAULT_KEEP").is_some() {
             eprintln!("kept data dirs and logs in {}", self.root.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.root);

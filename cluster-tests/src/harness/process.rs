@@ -38,6 +38,10 @@ pub struct NodeProcess {
     args: Vec<String>,
     child: Option<Child>,
     paused: bool,
+    /// Told to leave the cluster (`CLUSTER FORGET`): it drains, then exits by itself.
+    leaving: bool,
+    /// It left and exited: its state is erased, so it must never be started again.
+    removed: bool,
 }
 
 impl NodeProcess {
@@ -58,6 +62,8 @@ impl NodeProcess {
             args,
             child: None,
             paused: false,
+            leaving: false,
+            removed: false,
         };
         p.spawn();
         p
@@ -148,14 +154,46 @@ impl NodeProcess {
         self.paused = false;
     }
 
-    /// Starts it again on the same data dir, address and flags.
+    /// Starts it again on the same data dir, address and flags (not once it has left the
+    /// cluster: it would found a new one on its erased data dir).
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        if !self.removed {
+            self.spawn();
+        }
     }
 
-    /// True if the process died on its own (not by our hand).
+    pub fn mark_leaving(&mut self) {
+        self.leaving = true;
+    }
+
+    pub fn is_leaving(&self) -> bool {
+        self.leaving
+    }
+
+    /// Whether it has been seen to leave (see [`NodeProcess::is_removed`]).
+    pub fn removed(&self) -> bool {
+        self.removed
+    }
+
+    /// True once a leaving node has drained and exited.
+    pub fn is_removed(&mut self) -> bool {
+        if self.leaving && !self.removed {
+            if let Some(Some(status)) = self.child.as_mut().map(|c| c.try_wait().ok().flatten()) {
+                if status.success() {
+                    self.child = None;
+                    self.removed = true;
+                }
+            }
+        }
+        self.removed
+    }
+
+    /// True if the process died on its own (not by our hand, nor by leaving the cluster).
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        if self.is_removed() {
+            return None;
+        }
         self.child
             .as_mut()
             .and_then(|c| c.try_wait().ok().flatten())
