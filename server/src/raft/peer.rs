@@ -6,6 +6,14 @@
 //! retries) and the next request reconnects, with a backoff so a dead peer costs one fast
 //! failure rather than a connect timeout per request.
 //!
+//! A partition does not drop a TCP connection: it goes silent, and the kernel retransmits with
+//! an exponential backoff for many minutes. So the transport decides for itself: a request
+//! that times out with nothing at all heard from the peer since it was sent closes the
+//! connection (abortively, so what it still buffered is never delivered late), and the next
+//! request connects afresh. And a request is only written while its sender still waits for
+//! it: one whose deadline passed in the queue (behind a stalled socket) is dropped unsent,
+//! so a healed link is not flooded with stale heartbeats, appends and snapshot chunks.
+//!
 //! [`serve_peers`] accepts peer connections and runs each request on its own task, writing the
 //! response whenever it is ready; responses may therefore return out of order.
 //!
@@ -51,9 +59,18 @@ type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Bytes>>>>;
 
 /// An open connection: a queue to its writer task and the requests awaiting answers.
 struct Conn {
-    outbox: mpsc::UnboundedSender<Vec<u8>>,
+    /// Payloads to write, each with the instant its sender stops waiting for the answer.
+    outbox: mpsc::UnboundedSender<(Vec<u8>, Instant)>,
     pending: Pending,
     closed: CancellationToken,
+    /// When the last frame arrived from the peer (or the connection opened).
+    heard_at: Arc<Mutex<Instant>>,
+}
+
+impl Conn {
+    fn heard_since(&self, at: Instant) -> bool {
+        *self.heard_at.lock() >= at
+    }
 }
 
 /// A client for one peer, shared by every Raft group that talks to it.
@@ -105,7 +122,8 @@ where
         let conn = self.connection().await?;
         let (tx, rx) = oneshot::channel();
         conn.pending.lock().insert(request_id, tx);
-        if conn.outbox.send(payload).is_err() {
+        let sent_at = Instant::now();
+        if conn.outbox.send((payload, sent_at + timeout)).is_err() {
             conn.pending.lock().remove(&request_id);
             self.forget(&conn).await;
             return Err(PeerError::Closed(self.addr.clone()));
@@ -115,6 +133,11 @@ where
             Ok(Err(_)) => Err(PeerError::Closed(self.addr.clone())),
             Err(_) => {
                 conn.pending.lock().remove(&request_id);
+                if !conn.heard_since(sent_at) && !conn.closed.is_cancelled() {
+                    tracing::info!(peer = %self.addr, ?timeout, "peer silent; reconnecting");
+                    conn.closed.cancel();
+                    self.forget(&conn).await;
+                }
                 Err(PeerError::Timeout(self.addr.clone(), timeout))
             }
         }
@@ -144,6 +167,10 @@ where
             };
         *self.backoff.lock() = None;
         let _ = stream.set_nodelay(true);
+        // Closing sends a reset and discards unsent data: a request abandoned on a silent
+        // connection must not reach the peer later (a forwarded write applied long after its
+        // client was told the outcome is unknown).
+        let _ = stream.set_zero_linger();
         let conn = Arc::new(spawn_connection(stream, self.addr.clone()));
         *slot = Some(conn.clone());
         Ok(conn)
@@ -167,18 +194,26 @@ where
 /// Starts the reader and writer tasks of a fresh client connection.
 fn spawn_connection(stream: TcpStream, addr: String) -> Conn {
     let (mut sink, mut source) = Framed::new(stream, PeerCodec::default()).split::<Vec<u8>>();
-    let (outbox, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (outbox, mut queue) = mpsc::unbounded_channel::<(Vec<u8>, Instant)>();
     let pending: Pending = Arc::default();
     let closed = CancellationToken::new();
+    let heard_at = Arc::new(Mutex::new(Instant::now()));
 
     let writer_closed = closed.clone();
     tokio::spawn(async move {
         loop {
-            let payload = tokio::select! {
+            let (payload, deadline) = tokio::select! {
                 _ = writer_closed.cancelled() => break,
                 p = queue.recv() => match p { Some(p) => p, None => break },
             };
-            if let Err(e) = sink.send(payload).await {
+            if Instant::now() >= deadline {
+                continue; // nobody waits for its answer any more
+            }
+            let written = tokio::select! {
+                _ = writer_closed.cancelled() => break,
+                w = sink.send(payload) => w,
+            };
+            if let Err(e) = written {
                 tracing::debug!(peer = %addr, error = %e, "peer write failed");
                 break;
             }
@@ -188,6 +223,7 @@ fn spawn_connection(stream: TcpStream, addr: String) -> Conn {
 
     let reader_pending = pending.clone();
     let reader_closed = closed.clone();
+    let reader_heard_at = heard_at.clone();
     tokio::spawn(async move {
         loop {
             let frame = tokio::select! {
@@ -196,6 +232,7 @@ fn spawn_connection(stream: TcpStream, addr: String) -> Conn {
             };
             match frame {
                 Some(Ok(payload)) => {
+                    *reader_heard_at.lock() = Instant::now();
                     // Only the header is needed to route; the waiter decodes the body.
                     match header_of(&payload) {
                         Ok(msg) => {
@@ -225,6 +262,7 @@ fn spawn_connection(stream: TcpStream, addr: String) -> Conn {
         outbox,
         pending,
         closed,
+        heard_at,
     }
 }
 
@@ -409,6 +447,32 @@ mod tests {
             }
         }
         stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_silent_peer_is_reconnected_after_a_timeout() {
+        // A peer that accepts connections and never answers (as across a partition).
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (accepted_tx, mut accepted) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+                let _ = accepted_tx.send(held.len());
+            }
+        });
+        let client = PeerClient::<(u64, String), String>::new(addr.to_string());
+        for round in 1..=2 {
+            let r = client
+                .request(0, (0, "x".into()), Duration::from_millis(100))
+                .await;
+            assert!(matches!(r, Err(PeerError::Timeout(..))), "{r:?}");
+            let connections = tokio::time::timeout(Duration::from_secs(5), accepted.recv())
+                .await
+                .expect("each request after a silent timeout opens a new connection");
+            assert_eq!(connections, Some(round));
+        }
     }
 
     #[tokio::test]
