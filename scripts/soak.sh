@@ -6,9 +6,9 @@
 # anomaly (a crash, a cluster that does not heal, replicas that differ).
 # Same library code as the CI test (cluster-tests/tests/fault.rs), more and longer schedules.
 # Env: SHOAL_FAULT_SECONDS (fault time per schedule, default 45), SHOAL_FAULT_FAULTS
-# (comma-separated fault names or `all`, the default; `restart-all` currently finds a known
-# stale-read bug), SHOAL_FAULT_NODES/SHARDS/CLIENTS/SPARE_NODES/SNAPSHOT_ENTRIES,
-# SHOAL_SERVER_BIN (another server build).
+# (comma-separated fault names or `all`, the default), SHOAL_FAULT_NODES/SHARDS/CLIENTS/
+# SPARE_NODES/SNAPSHOT_ENTRIES, SHOAL_FAULT_KEEP + SHOAL_FAULT_LOG_LEVEL (keep the logs of a
+# schedule with an anomaly), SHOAL_SERVER_BIN (another server build).
 # Needs root (network namespaces, iptables).
 set -euo pipefail
 cd "$(dirname "$0")/.."
