@@ -16,12 +16,11 @@
 //! Only leaders act, and each step is re-derived from the current state every tick, so a
 //! leader change or a crash mid-way simply leaves the next leader to continue.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::ChangeMembers;
-use parking_lot::Mutex;
 
 use super::meta::{encode, shard_key, NodeState, ShardRecord, Topology};
 use super::rebalance::{self, Liveness, LEFT_NODE_GRACE};
@@ -46,13 +45,19 @@ pub const STALE_GRACE: Duration = Duration::from_secs(5);
 /// The longest a move's learner may take to catch up before the step is retried.
 const MOVE_STEP_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// A move step running in its own task.
+struct MoveTask {
+    target: BTreeSet<NodeId>,
+    task: tokio::task::AbortHandle,
+}
+
 /// What one node's reconciler remembers between ticks.
 #[derive(Default)]
 struct State {
     transfers: HashMap<GroupId, Instant>,
     liveness: Liveness,
-    /// Groups whose move step is running in its own task.
-    moving: Arc<Mutex<HashSet<GroupId>>>,
+    /// Groups whose move step is running in its own task, and toward which voters.
+    moving: HashMap<GroupId, MoveTask>,
     /// Since when each hosted replica has looked abandoned.
     abandoned_since: HashMap<GroupId, Instant>,
 }
@@ -164,10 +169,24 @@ async fn reconcile_shard(
     publish(node, topology, replica, shard).await?;
     if let Some(mv) = topology.moves.get(&shard) {
         let target: BTreeSet<NodeId> = mv.target.iter().copied().collect();
-        if state.moving.lock().insert(replica.group) {
-            let moving = state.moving.clone();
+        if let Some(running) = state.moving.get(&replica.group) {
+            if !running.task.is_finished() {
+                if running.target == target {
+                    return Ok(());
+                }
+                // The rebalancer retargeted the move (say its target node went down): the
+                // old step may be waiting on that node, so it gives way at once.
+                tracing::info!(
+                    group = replica.group,
+                    "move retargeted; restarting its step"
+                );
+                running.task.abort();
+            }
+        }
+        let task = {
             let replica = replica.clone();
             let infos = infos(topology);
+            let target = target.clone();
             tokio::spawn(async move {
                 let step = carry_out_move(&replica, &target, &infos);
                 match tokio::time::timeout(MOVE_STEP_TIMEOUT, step).await {
@@ -177,9 +196,15 @@ async fn reconcile_shard(
                     }
                     Err(_) => tracing::warn!(group = replica.group, "move step timed out"),
                 }
-                moving.lock().remove(&replica.group);
-            });
-        }
+            })
+        };
+        state.moving.insert(
+            replica.group,
+            MoveTask {
+                target,
+                task: task.abort_handle(),
+            },
+        );
         return Ok(());
     }
     // No move: leadership balance, once the group is exactly where placement wants it.

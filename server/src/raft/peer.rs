@@ -8,9 +8,11 @@
 //!
 //! A partition does not drop a TCP connection: it goes silent, and the kernel retransmits with
 //! an exponential backoff for many minutes. So the transport decides for itself: a request
-//! that times out with nothing at all heard from the peer since it was sent closes the
-//! connection (abortively, so what it still buffered is never delivered late), and the next
-//! request connects afresh. And a request is only written while its sender still waits for
+//! that times out when nothing at all has been heard from the peer for [`SILENCE_LIMIT`]
+//! closes the connection (abortively, so what it still buffered is never delivered late), and
+//! the next request connects afresh. (Group 0's heartbeats cross every link several times a
+//! second, so a live peer is never that silent; single requests time out far sooner, 50 ms
+//! for a heartbeat, which alone says nothing about the link on a loaded machine.) And a request is only written while its sender still waits for
 //! it: one whose deadline passed in the queue (behind a stalled socket) is dropped unsent,
 //! so a healed link is not flooded with stale heartbeats, appends and snapshot chunks.
 //!
@@ -68,8 +70,8 @@ struct Conn {
 }
 
 impl Conn {
-    fn heard_since(&self, at: Instant) -> bool {
-        *self.heard_at.lock() >= at
+    fn silent_for(&self, limit: Duration) -> bool {
+        self.heard_at.lock().elapsed() >= limit
     }
 }
 
@@ -80,12 +82,17 @@ pub struct PeerClient<Req, Resp> {
     conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
     /// When the last connect attempt failed, and how long to wait before the next one.
     backoff: Mutex<Option<(Instant, Duration)>>,
+    /// How long a connection may stay silent, with a request timing out, before it is reset.
+    silence_limit: Duration,
     _types: PhantomData<fn(Req) -> Resp>,
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A connection that has carried nothing back for this long while requests time out is
+/// taken for dead (see the module's doc).
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(2);
 
 impl<Req, Resp> PeerClient<Req, Resp>
 where
@@ -98,8 +105,15 @@ where
             next_id: AtomicU64::new(1),
             conn: tokio::sync::Mutex::new(None),
             backoff: Mutex::new(None),
+            silence_limit: SILENCE_LIMIT,
             _types: PhantomData,
         }
+    }
+
+    /// The same client with another [`SILENCE_LIMIT`] (tests).
+    pub fn with_silence_limit(mut self, limit: Duration) -> Self {
+        self.silence_limit = limit;
+        self
     }
 
     pub fn addr(&self) -> &str {
@@ -122,8 +136,11 @@ where
         let conn = self.connection().await?;
         let (tx, rx) = oneshot::channel();
         conn.pending.lock().insert(request_id, tx);
-        let sent_at = Instant::now();
-        if conn.outbox.send((payload, sent_at + timeout)).is_err() {
+        if conn
+            .outbox
+            .send((payload, Instant::now() + timeout))
+            .is_err()
+        {
             conn.pending.lock().remove(&request_id);
             self.forget(&conn).await;
             return Err(PeerError::Closed(self.addr.clone()));
@@ -133,8 +150,8 @@ where
             Ok(Err(_)) => Err(PeerError::Closed(self.addr.clone())),
             Err(_) => {
                 conn.pending.lock().remove(&request_id);
-                if !conn.heard_since(sent_at) && !conn.closed.is_cancelled() {
-                    tracing::info!(peer = %self.addr, ?timeout, "peer silent; reconnecting");
+                if conn.silent_for(self.silence_limit) && !conn.closed.is_cancelled() {
+                    tracing::info!(peer = %self.addr, silent = ?self.silence_limit, "peer silent; reconnecting");
                     conn.closed.cancel();
                     self.forget(&conn).await;
                 }
@@ -462,7 +479,8 @@ mod tests {
                 let _ = accepted_tx.send(held.len());
             }
         });
-        let client = PeerClient::<(u64, String), String>::new(addr.to_string());
+        let client = PeerClient::<(u64, String), String>::new(addr.to_string())
+            .with_silence_limit(Duration::from_millis(50));
         for round in 1..=2 {
             let r = client
                 .request(0, (0, "x".into()), Duration::from_millis(100))
