@@ -37,8 +37,8 @@ pub enum Fault {
     /// Falls back to `KillRandom` once no spare is left.
     AddNode,
     /// Drain a random node out of the cluster (`CLUSTER FORGET`): its replicas move away and
-    /// it exits; healing waits for that. Falls back to `KillRandom` while only three
-    /// members are left.
+    /// it exits; healing waits for that. While only three members are left it adds one
+    /// instead (like `AddNode`), else falls back to `KillRandom`.
     RemoveNode,
 }
 
@@ -236,14 +236,22 @@ impl Nemesis {
                 }
             },
             Fault::RemoveNode => {
-                let i = self.random_live(cluster);
-                if i != 0 && cluster.remove_node(i) {
+                // Never node 1: later nodes join through it.
+                let candidates: Vec<usize> = (1..cluster.len())
+                    .filter(|&i| cluster.nodes[i].is_up() && !cluster.nodes[i].is_paused())
+                    .collect();
+                let pick = candidates.choose(&mut self.rng).copied();
+                if let Some(i) = pick.filter(|&i| cluster.remove_node(i)) {
                     (Injected::Removed(i), "random".into())
+                } else if let Some(i) = cluster.add_node() {
+                    // Only three members: grow first, so that a later step can drain one.
+                    (Injected::Added(i), "three members: add one first".into())
                 } else {
+                    let i = self.random_live(cluster);
                     cluster.kill(i);
                     (
                         Injected::Killed(vec![i]),
-                        "three members or fewer: kill random".into(),
+                        "cannot remove or add: kill random".into(),
                     )
                 }
             }
