@@ -53,6 +53,9 @@ pub struct Node {
     topology: RwLock<Arc<Topology>>,
     pub clients: ClientRegistry,
     pub stats: Stats,
+    pub latency: crate::latency::LatencyStats,
+    pub slowlog: crate::slowlog::SlowLog,
+    pub errors: crate::errorstats::ErrorStats,
     pub clock: Clock,
     pub started: Instant,
     /// 40 hex characters, new every start (Redis's `run_id`).
@@ -152,6 +155,10 @@ impl Node {
         let shards: Vec<ShardId> = (0..identity.params.shards).collect();
         let node = Arc::new(Node {
             raft_config: raft_config(config.snapshot_entries),
+            slowlog: crate::slowlog::SlowLog::new(
+                config.slowlog_log_slower_than,
+                config.slowlog_max_len as usize,
+            ),
             router: Arc::new(RaftRouter::new(config.data_dir.join("incoming"))),
             config: RwLock::new(config),
             id: identity.node_id,
@@ -165,6 +172,8 @@ impl Node {
             topology: RwLock::default(),
             clients: ClientRegistry::default(),
             stats: Stats::default(),
+            latency: Default::default(),
+            errors: Default::default(),
             clock: Clock::default(),
             started: Instant::now(),
             run_id: random_hex_id(),
