@@ -58,6 +58,7 @@ pub async fn run(
     let node = Node::start(config, &listeners).await?;
     if let Some(listener) = http {
         let addr = listener.local_addr()?;
+        *node.http_addr.write() = Some(addr);
         tracing::info!(%addr, "HTTP endpoint (/metrics /healthz /readyz /cluster.json /) listening");
         println!("shoal http on {addr}");
         tokio::spawn(http::serve(node.clone(), listener));

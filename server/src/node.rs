@@ -62,6 +62,8 @@ pub struct Node {
     pub run_id: String,
     /// The address clients connect to (with the real port when `--port 0` was given).
     pub client_addr: RwLock<Option<SocketAddr>>,
+    /// Where the HTTP endpoint listens (`--http-port`), once bound.
+    pub http_addr: RwLock<Option<SocketAddr>>,
     pub shutdown: CancellationToken,
     /// Set when this node has been drained out of the cluster: on the way out it deletes its
     /// state, so the data dir can start a new node.
@@ -178,6 +180,7 @@ impl Node {
             started: Instant::now(),
             run_id: random_hex_id(),
             client_addr: RwLock::new(None),
+            http_addr: RwLock::new(None),
             shutdown: CancellationToken::new(),
             left: std::sync::atomic::AtomicBool::new(false),
         });
@@ -304,6 +307,11 @@ impl Node {
         self.router.add(group, replica.raft.clone());
         self.groups.write().insert(group, replica.clone());
         tokio::spawn(replica.clone().run_active_expiry(self.shutdown.clone()));
+        tokio::spawn(crate::cluster::events::log_raft_events(
+            self.id,
+            replica.clone(),
+            self.shutdown.clone(),
+        ));
         tracing::debug!(group, dir = %dir.display(), "opened replica");
         Ok(replica)
     }

@@ -102,6 +102,9 @@ fn section(node: &Node, name: &str, out: &mut String) {
                 "tcp_port",
                 &node.client_addr.read().map_or(config.port, |a| a.port()),
             );
+            if let Some(http) = *node.http_addr.read() {
+                field("shoal_http_port", &http.port());
+            }
             field("server_time_usec", &(crate::store::now_ms() * 1000));
             field("uptime_in_seconds", &uptime);
             field("uptime_in_days", &(uptime / 86400));

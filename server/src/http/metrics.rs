@@ -176,11 +176,16 @@ fn encode_latency(node: &Node, enc: &mut DescriptorEncoder) -> fmt::Result {
         MetricType::Histogram,
     )?;
     for (family, h) in families {
-        let mut cumulative = 0;
+        // Per-bucket counts: the encoder makes them cumulative. The last bucket also holds
+        // everything slower, so it is `+Inf`.
         let buckets: Vec<(f64, u64)> = (0..BUCKETS)
             .map(|i| {
-                cumulative += h.counts[i];
-                (Histogram::bound_usec(i) as f64 / 1e6, cumulative)
+                let bound = if i == BUCKETS - 1 {
+                    f64::INFINITY
+                } else {
+                    Histogram::bound_usec(i) as f64 / 1e6
+                };
+                (bound, h.counts[i])
             })
             .collect();
         metric
