@@ -217,6 +217,7 @@ command_table! {
     SlowlogLen => "slowlog|len", 2, [ADMIN LOADING STALE], NONE, Server, "2.2.12", "Returns the number of entries in the slow log.";
     SlowlogReset => "slowlog|reset", 2, [ADMIN LOADING STALE], NONE, Server, "2.2.12", "Clears all entries from the slow log.";
     SlowlogHelp => "slowlog|help", 2, [LOADING STALE], NONE, Server, "6.2.0", "Show helpful text about the different subcommands.";
+    Monitor => "monitor", 1, [ADMIN NOSCRIPT LOADING STALE], NONE, Server, "1.0.0", "Listens for all requests received by the server in real-time.";
     Latency => "latency", -2, [], NONE, Server, "2.8.13", "A container for latency diagnostics commands.";
     LatencyHistogram => "latency|histogram", -2, [ADMIN NOSCRIPT LOADING STALE], NONE, Server, "7.0.0", "Returns the cumulative distribution of latencies of a subset or all commands.";
     LatencyHelp => "latency|help", 2, [LOADING STALE], NONE, Server, "2.8.13", "Returns helpful text about the different subcommands.";

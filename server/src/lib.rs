@@ -25,6 +25,7 @@ pub mod glob;
 pub mod http;
 pub mod latency;
 pub mod logging;
+pub mod monitor;
 pub mod net;
 pub mod node;
 pub mod numbers;

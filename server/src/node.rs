@@ -56,6 +56,7 @@ pub struct Node {
     pub latency: crate::latency::LatencyStats,
     pub slowlog: crate::slowlog::SlowLog,
     pub errors: crate::errorstats::ErrorStats,
+    pub monitor: crate::monitor::Monitor,
     pub clock: Clock,
     pub started: Instant,
     /// 40 hex characters, new every start (Redis's `run_id`).
@@ -176,6 +177,7 @@ impl Node {
             stats: Stats::default(),
             latency: Default::default(),
             errors: Default::default(),
+            monitor: Default::default(),
             clock: Clock::default(),
             started: Instant::now(),
             run_id: random_hex_id(),

@@ -152,6 +152,9 @@ impl Pipeline {
         };
         if session.counted {
             self.timing = Some((spec.id, arrived));
+            if self.node.monitor.active() {
+                self.node.monitor.publish(session.handle.addr, &args);
+            }
         }
         let route = route::route(&self.node.ring, spec, &args, session.redirect);
         if route == Route::Local {

@@ -96,13 +96,13 @@ fn metrics_health_and_cluster_json_describe_the_node() {
     );
     let keys: f64 = metrics
         .lines()
-        .filter(|l| l.starts_with("shoal_shard_keys{"))
+        .filter(|l| l.starts_with("shoal_shard_keys{") && !l.contains("shard=\"meta\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert_eq!(keys, 10.0, "{metrics}");
     let leading = metrics
         .lines()
-        .filter(|l| l.starts_with("shoal_raft_is_leader{") && l.ends_with(" 1"))
+        .filter(|l| l.starts_with("shoal_raft_is_leader{") && l.ends_with(" 1.0"))
         .count();
     assert_eq!(leading, 17, "one node leads group 0 and its 16 shards");
     assert!(sample(&metrics, "shoal_connected_clients").unwrap() >= 1.0);
@@ -345,4 +345,23 @@ fn status_page_draws_every_node_of_a_three_node_cluster() {
     let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
     assert_eq!((width, height), (1280, 800));
     println!("status page screenshot: {}", shot.display());
+}
+
+#[test]
+fn monitor_streams_the_commands_other_clients_send() {
+    let server = Server::start();
+    let mut watcher = server.client();
+    assert_eq!(watcher.cmd(&["MONITOR"]), ok());
+    let mut other = server.client();
+    assert_eq!(other.cmd(&["SET", "watched", "a b"]), ok());
+    assert!(other.cmd(&["AUTH", "hunter2"]).is_error());
+    let line = |f: Frame| match f {
+        Frame::Simple(s) => s,
+        other => panic!("a monitor line is a simple string: {other:?}"),
+    };
+    let set = line(watcher.read());
+    assert!(set.contains(" [0 127.0.0.1:"), "{set}");
+    assert!(set.ends_with("] \"SET\" \"watched\" \"a b\""), "{set}");
+    let auth = line(watcher.read());
+    assert!(auth.ends_with("\"AUTH\" \"(redacted)\""), "{auth}");
 }

@@ -48,6 +48,8 @@ pub struct Session {
     /// After `READONLY`: reads of shards this node replicates are served from its replica,
     /// possibly stale, as a Redis Cluster replica serves them.
     pub readonly: bool,
+    /// Set by `MONITOR`: after its `+OK` the connection becomes a monitor feed.
+    pub monitor: bool,
 }
 
 impl Session {
@@ -76,6 +78,7 @@ impl Session {
             counted: true,
             redirect: false,
             readonly: false,
+            monitor: false,
         }
     }
 }
@@ -255,6 +258,10 @@ fn dispatch(ctx: &mut Ctx<'_>) -> CommandResult {
         SlowlogHelp => diagnostics::slowlog_help(ctx),
         LatencyHistogram => diagnostics::latency_histogram(ctx),
         LatencyHelp => diagnostics::latency_help(ctx),
+        Monitor => {
+            ctx.session.monitor = true;
+            Ok(Frame::ok())
+        }
         Info => info::info(ctx),
         Time => server::time(ctx),
         Dbsize => server::dbsize(ctx),
