@@ -2,9 +2,13 @@
 #
 # compose-test.sh: the container deployment end to end, with the local Docker engine.
 #
-#   1. builds a statically linked shoal-server (glibc, `-C target-feature=+crt-static`, target
-#      x86_64-unknown-linux-gnu, in ${CARGO_TARGET_DIR:-target}/static) and the runtime image
-#      FROM scratch around it (deploy/Dockerfile.scratch): no base image, no registry;
+#   1. builds the runtime image FROM scratch (deploy/Dockerfile.scratch): no base image, no
+#      registry. SHOAL_COMPOSE_BINARY picks what goes in it:
+#        static  (default) a statically linked shoal-server (glibc, `-C target-feature=+crt-static`,
+#                target x86_64-unknown-linux-gnu, in ${CARGO_TARGET_DIR:-target}/static): a
+#                second full release build;
+#        release the ordinary release binary (target/release, built if missing) with the shared
+#                libraries `ldd` lists, at their paths: no second build (what CI uses);
 #   2. starts deploy/compose.yaml (3 nodes, each in its own container, on a private network;
 #      client ports published on 127.0.0.1:7101-7103, HTTP on 27101-27103) and waits, polling
 #      with a deadline, until every node answers cluster_state:ok and /readyz says ready;
@@ -19,7 +23,8 @@
 # compose` or docker-compose), redis-tools, curl. Only 127.0.0.1 is contacted from the host.
 #
 # Knobs: SHOAL_COMPOSE_PROJECT (default shoal-compose-test), SHOAL_IMAGE (default
-# shoal:compose-test), SHOAL_STATIC_BIN (use this static binary instead of building),
+# shoal:compose-test), SHOAL_COMPOSE_BINARY (static | release), SHOAL_STATIC_BIN (use this
+# static binary instead of building one),
 # BENCH_N (default 20000), WRITE_RESUME_TIMEOUT (default 30), UP_TIMEOUT (default 90).
 
 set -euo pipefail
@@ -66,26 +71,41 @@ phase() {
     phase_start=$SECONDS
 }
 
-# 1. static binary and image
-if [[ -n ${SHOAL_STATIC_BIN:-} ]]; then
-    BIN=$SHOAL_STATIC_BIN
-else
-    log "building the static binary (a release build of its own, in $TARGET_DIR)"
-    CARGO_TARGET_DIR=$TARGET_DIR RUSTFLAGS="-C target-feature=+crt-static" \
-        cargo build --release -p shoal-server --bin shoal-server --target x86_64-unknown-linux-gnu
-    BIN=$TARGET_DIR/x86_64-unknown-linux-gnu/release/shoal-server
-    phase "static build"
-fi
-[[ -x $BIN ]] || die "no binary at $BIN"
-if ldd "$BIN" >/dev/null 2>&1; then
-    die "$BIN is dynamically linked; FROM scratch needs a static binary"
-fi
+# 1. the binary and the image
 context=$(mktemp -d)
-cp "$BIN" "$context/shoal-server"
+mkdir -p "$context/rootfs"
+case ${SHOAL_COMPOSE_BINARY:-static} in
+static)
+    if [[ -n ${SHOAL_STATIC_BIN:-} ]]; then
+        BIN=$SHOAL_STATIC_BIN
+    else
+        log "building the static binary (a release build of its own, in $TARGET_DIR)"
+        CARGO_TARGET_DIR=$TARGET_DIR RUSTFLAGS="-C target-feature=+crt-static" \
+            cargo build --release -p shoal-server --bin shoal-server --target x86_64-unknown-linux-gnu
+        BIN=$TARGET_DIR/x86_64-unknown-linux-gnu/release/shoal-server
+        phase "static build"
+    fi
+    [[ -x $BIN ]] || die "no binary at $BIN"
+    if ldd "$BIN" >/dev/null 2>&1; then
+        die "$BIN is dynamically linked; use SHOAL_COMPOSE_BINARY=release for that"
+    fi
+    ;;
+release)
+    BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/shoal-server
+    [[ -x $BIN ]] || cargo build --release -p shoal-server --bin shoal-server
+    # The loader and every library the binary needs, at the paths the binary looks for them.
+    for lib in $(ldd "$BIN" | grep -o '/[^ ]*'); do
+        mkdir -p "$context/rootfs$(dirname "$lib")"
+        cp -L "$lib" "$context/rootfs$lib"
+    done
+    ;;
+*) die "SHOAL_COMPOSE_BINARY must be static or release" ;;
+esac
+cp "$BIN" "$context/rootfs/shoal-server"
 cp deploy/Dockerfile.scratch "$context/Dockerfile"
 docker build -q -t "$SHOAL_IMAGE" "$context" >/dev/null
 rm -rf "$context"
-phase "image build ($SHOAL_IMAGE)"
+phase "image build ($SHOAL_IMAGE from ${SHOAL_COMPOSE_BINARY:-static} $BIN)"
 
 # 2. the cluster
 trap teardown EXIT
