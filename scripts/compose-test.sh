@@ -86,7 +86,8 @@ static)
         phase "static build"
     fi
     [[ -x $BIN ]] || die "no binary at $BIN"
-    if ldd "$BIN" >/dev/null 2>&1; then
+    # ldd says "statically linked" (static-pie) or "not a dynamic executable" for these.
+    if ! ldd "$BIN" 2>&1 | grep -Eq 'statically linked|not a dynamic executable'; then
         die "$BIN is dynamically linked; use SHOAL_COMPOSE_BINARY=release for that"
     fi
     ;;
