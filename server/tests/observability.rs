@@ -278,7 +278,17 @@ fn chromium(args: &[String]) -> std::process::Output {
 
 #[test]
 fn status_page_draws_every_node_of_a_three_node_cluster() {
-    let cluster = Cluster::start(3, &["--http-port", "0"]);
+    let cluster = Cluster::start(
+        3,
+        &[
+            "--http-port",
+            "0",
+            "--log-format",
+            "json",
+            "--log-level",
+            "warn,shoal_server::cluster::events=info",
+        ],
+    );
     let mut ports = Vec::new();
     for node in &cluster.nodes {
         ports.push(http_port(&mut node.client()));
@@ -307,6 +317,26 @@ fn status_page_draws_every_node_of_a_three_node_cluster() {
         .filter(|s| s["leader"].is_u64())
         .count();
     assert_eq!(leaders, 16, "every shard has a leader: {view}");
+
+    // Every shard's first leader logged its election as one JSON line with its ids.
+    let elected: std::collections::BTreeSet<u64> = cluster
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.stderr()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|v| v["fields"]["message"] == "raft: election won; leading")
+                .filter(|v| v["fields"]["node"].is_u64())
+                .filter_map(|v| v["fields"]["shard"].as_u64())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        elected.len(),
+        16,
+        "shards with an election logged: {elected:?}"
+    );
 
     let url = format!("http://127.0.0.1:{}/", ports[0]);
     // The page draws itself from /cluster.json after loading: give its script virtual time.
