@@ -23,7 +23,8 @@
 #   scripts/cluster.sh rolling-restart restart the nodes one at a time (SIGTERM, start, wait for
 #                                      cluster_state:ok and no move pending) before the next
 #
-# Layout: node I listens for clients on 127.0.0.1:BASE+I-1 and for peers on that port + 10000,
+# Layout: node I listens for clients on 127.0.0.1:BASE+I-1, for peers on that port + 10000 and
+# for HTTP (/metrics, /readyz, the status page at /) on that port + 20000,
 # with BASE=${SHOAL_BASE_PORT:-7001}. Node 1 starts first without --join and creates the
 # cluster; nodes 2..N then join it one at a time with `--join 127.0.0.1:BASE+10000` (the flag is
 # ignored by a node whose data dir already holds an identity, so restarts reuse it harmlessly).
@@ -64,8 +65,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/servers.sh"
 
 SCRIPT=$(basename "$0")
 BASE=${SHOAL_BASE_PORT:-7001}
-if ! is_pos_int "$BASE" || ((BASE + 10000 >= 65536)); then
-    die "SHOAL_BASE_PORT must be a port number below 55536, got '$BASE'"
+if ! is_pos_int "$BASE" || ((BASE + 20000 >= 65536)); then
+    die "SHOAL_BASE_PORT must be a port number below 45536, got '$BASE'"
 fi
 DIR=${SHOAL_CLUSTER_DIR:-/tmp/shoal-cluster-$BASE}
 UP_TIMEOUT=${SHOAL_UP_TIMEOUT:-60}
@@ -98,6 +99,7 @@ EOF
 
 port_of() { echo $((BASE + $1 - 1)); }
 peer_port_of() { echo $((BASE + $1 - 1 + 10000)); }
+http_port_of() { echo $((BASE + $1 - 1 + 20000)); }
 pid_file() { echo "$DIR/node-$1.pid"; }
 log_file() { echo "$DIR/node-$1.log"; }
 cmd_file() { echo "$DIR/node-$1.cmd"; }
@@ -175,6 +177,7 @@ start_node() {
     cmd=$(<"$(cmd_file "$i")")
     ensure_port_free "$port" "it is node $i's client port"
     ensure_port_free "$(peer_port_of "$i")" "it is node $i's peer port"
+    ensure_port_free "$(http_port_of "$i")" "it is node $i's HTTP port"
     rm -f "$pidf"
     printf '=== %s: starting node %d: %s\n' "$(date '+%F %T')" "$i" "$cmd" >>"$logf"
     log "starting node $i on 127.0.0.1:$port"
@@ -277,6 +280,7 @@ cmd_up() {
     for ((i = 1; i <= n; i++)); do
         ensure_port_free "$(port_of "$i")" "it is node $i's client port; SHOAL_BASE_PORT moves the cluster"
         ensure_port_free "$(peer_port_of "$i")" "it is node $i's peer port; SHOAL_BASE_PORT moves the cluster"
+        ensure_port_free "$(http_port_of "$i")" "it is node $i's HTTP port; SHOAL_BASE_PORT moves the cluster"
     done
     maybe_build_shoal
     mkdir -p "$DIR"
@@ -323,7 +327,7 @@ new_node_cmd() {
     local i=$1 seed=$2
     shift 2
     local -a argv=("$SHOAL_BIN" --port "$(port_of "$i")" --cluster-port "$(peer_port_of "$i")"
-        --bind "$HOST" --data-dir "$(data_dir "$i")")
+        --http-port "$(http_port_of "$i")" --bind "$HOST" --data-dir "$(data_dir "$i")")
     ((i == seed)) || argv+=(--join "$HOST:$(peer_port_of "$seed")")
     argv+=("$@")
     printf '%q ' "${argv[@]}" >"$(cmd_file "$i")"
@@ -550,6 +554,7 @@ cmd_add() {
     [[ -n $seed ]] || die "no node of the cluster is running; start it with: $SCRIPT up"
     ensure_port_free "$(port_of "$i")" "it would be node $i's client port"
     ensure_port_free "$(peer_port_of "$i")" "it would be node $i's peer port"
+    ensure_port_free "$(http_port_of "$i")" "it would be node $i's HTTP port"
     maybe_build_shoal
     local -a extra=()
     local args=${SHOAL_NODE_ARGS:-}

@@ -23,6 +23,8 @@ missing=()
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# Headless Chromium draws the status page in server/tests/observability.rs.
+command -v "${SHOAL_CHROMIUM:-chromium}" >/dev/null 2>&1 || missing+=(chromium)
 if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
 
 # redis-py for the Redis Cluster client tests (server/tests/redis_cluster_clients.rs runs
@@ -55,3 +57,6 @@ cargo build --release -p shoal-server --bin shoal-server
 export SHOAL_SERVER_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/shoal-server"
 
 cargo test --workspace "$@"
+
+# The Kubernetes manifests and the compose file, checked without a cluster.
+scripts/k8s-lint.sh

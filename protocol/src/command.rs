@@ -206,11 +206,21 @@ command_table! {
     ConfigSet => "config|set", -4, [ADMIN NOSCRIPT LOADING STALE DANGEROUS], NONE, Server, "2.0.0", "Sets configuration parameters in-flight.";
     ConfigResetstat => "config|resetstat", 2, [ADMIN NOSCRIPT LOADING STALE DANGEROUS], NONE, Server, "2.0.0", "Resets the server's statistics.";
     ConfigHelp => "config|help", 2, [LOADING STALE], NONE, Server, "5.0.0", "Returns helpful text about the different subcommands.";
+    ConfigRewrite => "config|rewrite", 2, [ADMIN NOSCRIPT LOADING STALE], NONE, Server, "2.8.0", "Persists the effective configuration to file.";
     Info => "info", -1, [LOADING STALE SENTINEL DANGEROUS], NONE, Server, "1.0.0", "Returns information and statistics about the server.";
     Time => "time", 1, [LOADING STALE FAST], NONE, Server, "2.6.0", "Returns the server time.";
     Dbsize => "dbsize", 1, [READONLY FAST ALL_SHARDS], NONE, Server, "1.0.0", "Returns the number of keys in the database.";
     Flushdb => "flushdb", -1, [WRITE DANGEROUS ALL_SHARDS], NONE, Server, "1.0.0", "Removes all keys from the current database.";
     Flushall => "flushall", -1, [WRITE DANGEROUS ALL_SHARDS], NONE, Server, "1.0.0", "Removes all keys from all databases.";
+    Slowlog => "slowlog", -2, [], NONE, Server, "2.2.12", "A container for slow log commands.";
+    SlowlogGet => "slowlog|get", -2, [ADMIN LOADING STALE], NONE, Server, "2.2.12", "Returns the slow log's entries.";
+    SlowlogLen => "slowlog|len", 2, [ADMIN LOADING STALE], NONE, Server, "2.2.12", "Returns the number of entries in the slow log.";
+    SlowlogReset => "slowlog|reset", 2, [ADMIN LOADING STALE], NONE, Server, "2.2.12", "Clears all entries from the slow log.";
+    SlowlogHelp => "slowlog|help", 2, [LOADING STALE], NONE, Server, "6.2.0", "Show helpful text about the different subcommands.";
+    Monitor => "monitor", 1, [ADMIN NOSCRIPT LOADING STALE], NONE, Server, "1.0.0", "Listens for all requests received by the server in real-time.";
+    Latency => "latency", -2, [], NONE, Server, "2.8.13", "A container for latency diagnostics commands.";
+    LatencyHistogram => "latency|histogram", -2, [ADMIN NOSCRIPT LOADING STALE], NONE, Server, "7.0.0", "Returns the cumulative distribution of latencies of a subset or all commands.";
+    LatencyHelp => "latency|help", 2, [LOADING STALE], NONE, Server, "2.8.13", "Returns helpful text about the different subcommands.";
 
     // cluster
     Cluster => "cluster", -2, [], NONE, Cluster, "3.0.0", "A container for Redis Cluster commands.";

@@ -46,8 +46,9 @@ pub struct Config {
     /// Close a client idle for this many seconds (0: never).
     #[arg(long, default_value_t = 0)]
     pub timeout: u64,
-    /// Log level or filter (RUST_LOG syntax; RUST_LOG itself takes precedence).
-    #[arg(long, default_value = "info")]
+    /// Log level or filter (RUST_LOG syntax, or Redis's `debug verbose notice warning
+    /// nothing`; RUST_LOG itself takes precedence at start). Also `loglevel` in a config file.
+    #[arg(long, default_value = "info", alias = "loglevel")]
     pub log_level: String,
     /// `text` or `json`.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
@@ -87,6 +88,17 @@ pub struct Config {
     /// Shards the rebalancer moves to new replica sets at the same time.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub rebalance_max_moves: u64,
+    /// Port of the HTTP endpoint (`/metrics`, `/healthz`, `/readyz`, `/cluster.json`, the
+    /// status page at `/`); off when not given.
+    #[arg(long)]
+    pub http_port: Option<u16>,
+    /// Log commands whose execution took at least this many microseconds in the slow log
+    /// (`SLOWLOG GET`); 0 logs every command, a negative value none.
+    #[arg(long, default_value_t = 10000, allow_negative_numbers = true)]
+    pub slowlog_log_slower_than: i64,
+    /// Entries the slow log keeps (the oldest are dropped).
+    #[arg(long, default_value_t = 128)]
+    pub slowlog_max_len: u64,
     /// Compact a replica's log into a snapshot every this many applied entries.
     #[arg(long, default_value_t = 10000, value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_entries: u64,

@@ -11,14 +11,21 @@
 //! - `raft`: the Raft plumbing (types, log store, snapshots, peer transport and network).
 //! - `cluster`: ring and placement (pure), metadata records, the reconciler, peer service.
 //! - `rpc`: what nodes ask each other.
-//! - `node`, `clients`, `stats`: what a process shares among its connections.
+//! - `node`, `clients`, `stats`, `latency`, `slowlog`: what a process shares among its
+//!   connections.
+//! - `http`: metrics, health and the status page; `logging`: the log subscriber.
 
 pub mod clients;
 pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod errorstats;
 pub mod glob;
+pub mod http;
+pub mod latency;
+pub mod logging;
+pub mod monitor;
 pub mod net;
 pub mod node;
 pub mod numbers;
@@ -27,6 +34,7 @@ pub mod raft;
 pub mod route;
 pub mod rpc;
 pub mod shard;
+pub mod slowlog;
 pub mod stats;
 pub mod store;
 
@@ -44,7 +52,18 @@ pub async fn run(
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
     let listeners = Listeners::bind(&config).await?;
+    let http = match config.http_port {
+        Some(port) => Some(http::bind(&config.bind, port).await?),
+        None => None,
+    };
     let node = Node::start(config, &listeners).await?;
+    if let Some(listener) = http {
+        let addr = listener.local_addr()?;
+        *node.http_addr.write() = Some(addr);
+        tracing::info!(%addr, "HTTP endpoint (/metrics /healthz /readyz /cluster.json /) listening");
+        println!("shoal http on {addr}");
+        tokio::spawn(http::serve(node.clone(), listener));
+    }
     let Listeners { client, peer } = listeners;
     let handler = {
         let node = node.clone();

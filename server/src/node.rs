@@ -53,12 +53,18 @@ pub struct Node {
     topology: RwLock<Arc<Topology>>,
     pub clients: ClientRegistry,
     pub stats: Stats,
+    pub latency: crate::latency::LatencyStats,
+    pub slowlog: crate::slowlog::SlowLog,
+    pub errors: crate::errorstats::ErrorStats,
+    pub monitor: crate::monitor::Monitor,
     pub clock: Clock,
     pub started: Instant,
     /// 40 hex characters, new every start (Redis's `run_id`).
     pub run_id: String,
     /// The address clients connect to (with the real port when `--port 0` was given).
     pub client_addr: RwLock<Option<SocketAddr>>,
+    /// Where the HTTP endpoint listens (`--http-port`), once bound.
+    pub http_addr: RwLock<Option<SocketAddr>>,
     pub shutdown: CancellationToken,
     /// Set when this node has been drained out of the cluster: on the way out it deletes its
     /// state, so the data dir can start a new node.
@@ -152,6 +158,10 @@ impl Node {
         let shards: Vec<ShardId> = (0..identity.params.shards).collect();
         let node = Arc::new(Node {
             raft_config: raft_config(config.snapshot_entries),
+            slowlog: crate::slowlog::SlowLog::new(
+                config.slowlog_log_slower_than,
+                config.slowlog_max_len as usize,
+            ),
             router: Arc::new(RaftRouter::new(config.data_dir.join("incoming"))),
             config: RwLock::new(config),
             id: identity.node_id,
@@ -165,10 +175,14 @@ impl Node {
             topology: RwLock::default(),
             clients: ClientRegistry::default(),
             stats: Stats::default(),
+            latency: Default::default(),
+            errors: Default::default(),
+            monitor: Default::default(),
             clock: Clock::default(),
             started: Instant::now(),
             run_id: random_hex_id(),
             client_addr: RwLock::new(None),
+            http_addr: RwLock::new(None),
             shutdown: CancellationToken::new(),
             left: std::sync::atomic::AtomicBool::new(false),
         });
@@ -295,6 +309,11 @@ impl Node {
         self.router.add(group, replica.raft.clone());
         self.groups.write().insert(group, replica.clone());
         tokio::spawn(replica.clone().run_active_expiry(self.shutdown.clone()));
+        tokio::spawn(crate::cluster::events::log_raft_events(
+            self.id,
+            replica.clone(),
+            self.shutdown.clone(),
+        ));
         tracing::debug!(group, dir = %dir.display(), "opened replica");
         Ok(replica)
     }

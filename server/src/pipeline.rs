@@ -21,6 +21,7 @@
 //! group's later requests in the batch.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
-use shoal_protocol::{CommandSpec, Flags, Frame, Version};
+use shoal_protocol::{CommandId, CommandSpec, Flags, Frame, Version};
 use tokio::sync::oneshot;
 
 use crate::commands::{self, Ran, Session};
@@ -96,14 +97,20 @@ impl Done {
     }
 }
 
+/// A client request's command and when it arrived, for its latency.
+type Timing = (CommandId, Instant);
+
 type Forwarded = oneshot::Sender<Result<ForwardReply, PeerCallError>>;
 
 pub struct Pipeline {
     node: Arc<Node>,
     mode: Mode,
     jobs: FuturesOrdered<BoxFuture<'static, Done>>,
-    /// The protocol version each queued reply is encoded with (the session's when pushed).
-    versions: VecDeque<Version>,
+    /// The protocol version each queued reply is encoded with (the session's when pushed),
+    /// and what its latency is recorded under.
+    versions: VecDeque<(Version, Option<Timing>)>,
+    /// The request being pushed: its command and when it arrived (client requests only).
+    timing: Option<Timing>,
     batches: HashMap<NodeId, Vec<(ForwardItem, Forwarded)>>,
     /// Groups that refused a request in this batch: their later requests are not run either.
     refused: HashSet<GroupId>,
@@ -118,6 +125,7 @@ impl Pipeline {
             mode,
             jobs: FuturesOrdered::new(),
             versions: VecDeque::new(),
+            timing: None,
             batches: HashMap::new(),
             refused: HashSet::new(),
             one_by_one: false,
@@ -137,10 +145,17 @@ impl Pipeline {
     /// before it (encode it now); otherwise it is queued for [`Pipeline::finish`].
     pub async fn push(&mut self, session: &mut Session, args: Vec<Bytes>) -> Option<Frame> {
         let version = session.resp;
+        let arrived = Instant::now();
         let spec = match commands::resolve(&self.node, session, &args) {
             Ok(spec) => spec,
             Err(reply) => return self.ready(reply, version),
         };
+        if session.counted {
+            self.timing = Some((spec.id, arrived));
+            if self.node.monitor.active() {
+                self.node.monitor.publish(session.handle.addr, &args);
+            }
+        }
         let route = route::route(&self.node.ring, spec, &args, session.redirect);
         if route == Route::Local {
             if let Some(job) = commands::cluster::metadata_job(&self.node, spec, &args) {
@@ -326,6 +341,7 @@ impl Pipeline {
     ) {
         let (tx, rx) = oneshot::channel();
         let group = item.group;
+        self.node.stats.forwarded.fetch_add(1, Ordering::Relaxed);
         self.batches.entry(leader).or_default().push((item, tx));
         let is_write = spec.flags.contains(Flags::WRITE);
         self.queue_future(
@@ -351,6 +367,9 @@ impl Pipeline {
 
     fn ready(&mut self, reply: Frame, version: Version) -> Option<Frame> {
         if self.jobs.is_empty() {
+            let timing = self.timing.take();
+            self.record_latency(timing);
+            self.node.errors.record(&reply);
             return Some(reply);
         }
         self.queue(Done::Reply(reply), version)
@@ -367,7 +386,13 @@ impl Pipeline {
         version: Version,
     ) {
         self.jobs.push_back(f.boxed());
-        self.versions.push_back(version);
+        self.versions.push_back((version, self.timing.take()));
+    }
+
+    fn record_latency(&self, timing: Option<Timing>) {
+        if let Some((id, arrived)) = timing {
+            self.node.latency.record(id, arrived.elapsed());
+        }
     }
 
     /// Sends the forward batches (one per leader node).
@@ -413,7 +438,7 @@ impl Pipeline {
     pub async fn finish(&mut self, session: &mut Session, mut emit: impl FnMut(Frame, Version)) {
         self.send_batches();
         while let Some(done) = self.jobs.next().await {
-            let version = self.versions.pop_front().unwrap_or(session.resp);
+            let (version, timing) = self.versions.pop_front().unwrap_or((session.resp, None));
             let reply = match done {
                 Done::Reply(f) => f,
                 Done::Read {
@@ -435,6 +460,8 @@ impl Pipeline {
                 } => run_on_group(&self.node, session, spec, group, args).await,
                 Done::Alone { spec, args } => run_alone(&self.node, session, spec, args).await,
             };
+            self.record_latency(timing);
+            self.node.errors.record(&reply);
             emit(reply, version);
         }
     }

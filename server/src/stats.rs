@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use shoal_protocol::{CommandId, COMMANDS};
 
-const SHARDS: usize = 16;
+pub(crate) const SHARDS: usize = 16;
 
 #[derive(Default)]
 struct CommandStat {
@@ -42,6 +42,8 @@ pub struct Stats {
     pub net_input_bytes: AtomicU64,
     pub net_output_bytes: AtomicU64,
     pub protocol_errors: AtomicU64,
+    /// Requests this node forwarded to the shard's leader on another node.
+    pub forwarded: AtomicU64,
 }
 
 impl Default for Stats {
@@ -59,12 +61,13 @@ impl Default for Stats {
             net_input_bytes: AtomicU64::new(0),
             net_output_bytes: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
+            forwarded: AtomicU64::new(0),
         }
     }
 }
 
 /// This thread's shard index, assigned round-robin on first use.
-fn shard_index() -> usize {
+pub(crate) fn shard_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
@@ -174,6 +177,7 @@ impl Stats {
             &self.net_input_bytes,
             &self.net_output_bytes,
             &self.protocol_errors,
+            &self.forwarded,
         ] {
             zero(c);
         }

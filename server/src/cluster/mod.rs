@@ -8,6 +8,7 @@
 //! of the cluster's persistent format: changing it reshuffles every slot and replica of a running
 //! cluster. `tests::hash_is_stable` pins it.
 
+pub mod events;
 pub mod meta;
 pub mod placement;
 pub mod rebalance;

@@ -117,6 +117,31 @@ const PARAMS: &[Param] = &[
         get: |_| "no".into(),
         set: None,
     },
+    Param {
+        name: "slowlog-log-slower-than",
+        get: |c| c.slowlog_log_slower_than.to_string(),
+        set: Some(|c, v| {
+            c.slowlog_log_slower_than = number(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "slowlog-max-len",
+        get: |c| c.slowlog_max_len.to_string(),
+        set: Some(|c, v| {
+            c.slowlog_max_len = number(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "loglevel",
+        get: |c| c.log_level.clone(),
+        set: Some(|c, v| {
+            crate::logging::filter_for(v)?;
+            c.log_level = v.to_owned();
+            Ok(())
+        }),
+    },
 ];
 
 /// `CONFIG GET pattern [pattern ...]`
@@ -160,12 +185,104 @@ pub fn set(ctx: &mut Ctx<'_>) -> CommandResult {
             ))
         })?;
     }
+    apply_at_run_time(ctx.node, &next);
     *ctx.node.config.write() = next;
     Ok(Frame::ok())
 }
 
+/// Makes the parameters that live outside `Config` follow it (after `CONFIG SET`).
+fn apply_at_run_time(node: &crate::node::Node, config: &Config) {
+    node.slowlog.configure(
+        config.slowlog_log_slower_than,
+        config.slowlog_max_len as usize,
+    );
+    if node.config.read().log_level != config.log_level {
+        // Checked by the setter; a failure here would only mean no subscriber is installed.
+        let _ = crate::logging::set_level(&config.log_level);
+    }
+}
+
+/// `CONFIG REWRITE`: writes the values in force back to the `--config` file. Lines of
+/// parameters `CONFIG SET` can change get their current value; such parameters not in the
+/// file are appended when they differ from the default; every other line (comments, other
+/// settings) is kept as it was.
+pub fn rewrite(ctx: &mut Ctx<'_>) -> CommandResult {
+    let config = ctx.node.config.read().clone();
+    let Some(path) = config.config.clone() else {
+        return Err(CommandError::Err(
+            "The server is running without a config file".into(),
+        ));
+    };
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let text = rewritten(&old, &config);
+    write_atomically(&path, &text)
+        .map_err(|e| CommandError::Err(format!("Rewriting config file: {e}")))?;
+    tracing::info!(file = %path.display(), "CONFIG REWRITE executed with success");
+    Ok(Frame::ok())
+}
+
+fn rewritten(old: &str, config: &Config) -> String {
+    let defaults = Config::load_from(vec!["shoal-server".into()]).ok();
+    let settable: Vec<&Param> = PARAMS.iter().filter(|p| p.set.is_some()).collect();
+    let mut written = std::collections::HashSet::new();
+    let mut out = String::new();
+    for line in old.lines() {
+        let name = line
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        match settable.iter().find(|p| param_matches(p, &name)) {
+            Some(p) if !line.trim_start().starts_with('#') => {
+                if written.insert(p.name) {
+                    out.push_str(&config_line(p, config));
+                }
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    for p in settable {
+        let differs = defaults
+            .as_ref()
+            .is_none_or(|d| (p.get)(d) != (p.get)(config));
+        if !written.contains(p.name) && differs {
+            out.push_str(&config_line(p, config));
+        }
+    }
+    out
+}
+
+/// A file line names a parameter by its Redis name or by its flag's name (`log-level`).
+fn param_matches(p: &Param, name: &str) -> bool {
+    p.name == name || (p.name == "loglevel" && name == "log-level")
+}
+
+fn config_line(p: &Param, config: &Config) -> String {
+    let value = (p.get)(config);
+    let quoted = if value.is_empty() || value.contains([' ', '"', '\'', '\\']) {
+        format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        value
+    };
+    format!("{} {quoted}\n", p.name)
+}
+
+fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("rewrite-tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 pub fn resetstat(ctx: &mut Ctx<'_>) -> CommandResult {
     ctx.node.stats.reset();
+    ctx.node.latency.reset();
+    ctx.node.errors.reset();
     Ok(Frame::ok())
 }
 
@@ -179,6 +296,8 @@ pub fn help(ctx: &mut Ctx<'_>) -> CommandResult {
             "    Set the configuration <directive> to <value>.",
             "RESETSTAT",
             "    Reset statistics reported by the INFO command.",
+            "REWRITE",
+            "    Rewrite the configuration file.",
         ],
     ))
 }

@@ -29,7 +29,7 @@ const DEFAULT: &[&str] = &[
     "keyspace",
 ];
 /// Extra sections `INFO all` adds.
-const EXTRA: &[&str] = &["commandstats"];
+const EXTRA: &[&str] = &["commandstats", "errorstats", "latencystats"];
 /// Sections shown only when named: costly (`digest` reads every key).
 const ON_REQUEST: &[&str] = &["digest"];
 
@@ -102,6 +102,9 @@ fn section(node: &Node, name: &str, out: &mut String) {
                 "tcp_port",
                 &node.client_addr.read().map_or(config.port, |a| a.port()),
             );
+            if let Some(http) = *node.http_addr.read() {
+                field("shoal_http_port", &http.port());
+            }
             field("server_time_usec", &(crate::store::now_ms() * 1000));
             field("uptime_in_seconds", &uptime);
             field("uptime_in_days", &(uptime / 86400));
@@ -213,6 +216,25 @@ fn section(node: &Node, name: &str, out: &mut String) {
                         t.rejected,
                         t.failed
                     ),
+                );
+            }
+        }
+        "errorstats" => {
+            for (kind, count) in node.errors.snapshot() {
+                field(&format!("errorstat_{kind}"), &format!("count={count}"));
+            }
+        }
+        "latencystats" => {
+            // From request to reply (Raft commit and forwarding included), bucket bounds.
+            for spec in COMMANDS {
+                let h = node.latency.command(spec.id);
+                if h.calls() == 0 {
+                    continue;
+                }
+                let p = |q| h.percentile_usec(q) as f64;
+                field(
+                    &format!("latency_percentiles_usec_{}", spec.name),
+                    &format!("p50={:.3},p99={:.3},p99.9={:.3}", p(50.0), p(99.0), p(99.9)),
                 );
             }
         }

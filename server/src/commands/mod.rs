@@ -11,11 +11,14 @@ pub mod cluster;
 mod command;
 mod config;
 mod connection;
+mod diagnostics;
 mod expire;
 mod info;
 mod keys;
 mod server;
 mod strings;
+
+pub use info::process_rss_bytes;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,6 +48,8 @@ pub struct Session {
     /// After `READONLY`: reads of shards this node replicates are served from its replica,
     /// possibly stale, as a Redis Cluster replica serves them.
     pub readonly: bool,
+    /// Set by `MONITOR`: after its `+OK` the connection becomes a monitor feed.
+    pub monitor: bool,
 }
 
 impl Session {
@@ -73,6 +78,7 @@ impl Session {
             counted: true,
             redirect: false,
             readonly: false,
+            monitor: false,
         }
     }
 }
@@ -182,11 +188,14 @@ pub fn run(
     let reply = dispatch(&mut ctx).unwrap_or_else(Frame::from);
     let write = ctx.write.take();
     if ctx.session.counted {
-        node.stats.record(
-            spec.id,
-            started.elapsed().as_micros() as u64,
-            reply.is_error(),
-        );
+        let usec = started.elapsed().as_micros() as u64;
+        node.stats.record(spec.id, usec, reply.is_error());
+        if node.slowlog.is_slow(usec) {
+            let name = ctx.session.handle.meta.lock().name.clone();
+            let addr = ctx.session.handle.addr;
+            node.slowlog
+                .push(usec, args, addr, name.unwrap_or_default());
+        }
     }
     match write {
         Some(w) if !reply.is_error() => Ran::Write(w),
@@ -241,6 +250,18 @@ fn dispatch(ctx: &mut Ctx<'_>) -> CommandResult {
         ConfigSet => config::set(ctx),
         ConfigResetstat => config::resetstat(ctx),
         ConfigHelp => config::help(ctx),
+        ConfigRewrite => config::rewrite(ctx),
+        Slowlog | Latency => Err(CommandError::Syntax),
+        SlowlogGet => diagnostics::slowlog_get(ctx),
+        SlowlogLen => diagnostics::slowlog_len(ctx),
+        SlowlogReset => diagnostics::slowlog_reset(ctx),
+        SlowlogHelp => diagnostics::slowlog_help(ctx),
+        LatencyHistogram => diagnostics::latency_histogram(ctx),
+        LatencyHelp => diagnostics::latency_help(ctx),
+        Monitor => {
+            ctx.session.monitor = true;
+            Ok(Frame::ok())
+        }
         Info => info::info(ctx),
         Time => server::time(ctx),
         Dbsize => server::dbsize(ctx),

@@ -141,6 +141,11 @@ async fn run(
             if session.close_after_reply {
                 return flush(node, &mut stream, &mut wbuf).await;
             }
+            if session.monitor {
+                flush(node, &mut stream, &mut wbuf).await?;
+                node.monitor.watch(stream, handle.kill.clone()).await;
+                return Ok(());
+            }
             if wbuf.len() >= FLUSH_AT {
                 flush(node, &mut stream, &mut wbuf).await?;
             }
