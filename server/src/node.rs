@@ -290,6 +290,9 @@ impl Node {
             fsync,
             self.raft_config.clone(),
             self.pool.clone(),
+            Some(crate::commands::transaction::tx_reader(Arc::downgrade(
+                self,
+            ))),
         )
         .await?;
         self.router.add(group, replica.raft.clone());

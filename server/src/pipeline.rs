@@ -31,6 +31,7 @@ use futures::{FutureExt, StreamExt};
 use shoal_protocol::{CommandSpec, Flags, Frame, Version};
 use tokio::sync::oneshot;
 
+use crate::commands::transaction::{self, Intercept, TxJob};
 use crate::commands::{self, Ran, Session};
 use crate::error::CommandError;
 use crate::node::{group_shard, Node, PeerCallError};
@@ -73,6 +74,8 @@ enum Done {
         spec: &'static CommandSpec,
         args: Vec<Bytes>,
     },
+    /// `WATCH` or `EXEC`: runs in its turn, on the slot's leader.
+    Tx(TxJob),
 }
 
 impl Done {
@@ -139,8 +142,20 @@ impl Pipeline {
         let version = session.resp;
         let spec = match commands::resolve(&self.node, session, &args) {
             Ok(spec) => spec,
-            Err(reply) => return self.ready(reply, version),
+            Err(reply) => {
+                session.tx.abort_if_queuing();
+                return self.ready(reply, version);
+            }
         };
+        match transaction::intercept(&self.node, session, spec, &args) {
+            Intercept::Pass => {}
+            Intercept::Reply(reply) => return self.ready(reply, version),
+            Intercept::Job(job) => {
+                // Runs after everything before it; what follows waits for it.
+                self.one_by_one = true;
+                return self.queue(Done::Tx(job), version);
+            }
+        }
         let route = route::route(&self.node.ring, spec, &args, session.redirect);
         if route == Route::Local {
             if let Some(job) = commands::cluster::metadata_job(&self.node, spec, &args) {
@@ -434,6 +449,7 @@ impl Pipeline {
                     spec, group, args, ..
                 } => run_on_group(&self.node, session, spec, group, args).await,
                 Done::Alone { spec, args } => run_alone(&self.node, session, spec, args).await,
+                Done::Tx(job) => transaction::run_job(&self.node, session, job).await,
             };
             emit(reply, version);
         }
@@ -454,7 +470,7 @@ impl Pipeline {
                     ForwardReply::Reply(run_read(&self.node, session, Some(&replica), spec, &args))
                 }
                 Done::Again { leader, .. } => ForwardReply::NotLeader { leader },
-                Done::Alone { .. } => {
+                Done::Alone { .. } | Done::Tx(_) => {
                     ForwardReply::Reply(CommandError::Err("cannot forward that".into()).into())
                 }
             });
@@ -478,7 +494,7 @@ fn run_read(
     }
 }
 
-fn not_served(e: NotServed) -> Frame {
+pub(crate) fn not_served(e: NotServed) -> Frame {
     match e {
         NotServed::NotLeader(_) => CommandError::TryAgain("no leader for the shard".into()),
         NotServed::Unknown(why) => CommandError::Unknown(why),
@@ -596,7 +612,9 @@ async fn run_on_group(
                 args,
             }) => return run_read(node, session, Some(&replica), spec, &args),
             Some(Done::Again { .. }) | None => {}
-            Some(Done::Alone { .. }) => unreachable!("a single group's request never runs alone"),
+            Some(Done::Alone { .. } | Done::Tx(_)) => {
+                unreachable!("a single group's request never runs alone")
+            }
         }
         if Instant::now() + backoff > deadline {
             return CommandError::TryAgain(format!(

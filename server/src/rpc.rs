@@ -8,6 +8,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use shoal_protocol::Frame;
 
+use crate::commands::transaction::TxRequest;
 use crate::raft::network::{RaftRequest, RaftResponse};
 use crate::raft::types::NodeId;
 
@@ -24,6 +25,8 @@ pub enum PeerRequest {
     Forward(Vec<ForwardItem>),
     /// A new node asks to be added to the cluster.
     Join(JoinRequest),
+    /// `WATCH` / `EXEC` for a group the receiver should lead.
+    Tx(TxRequest),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -32,6 +35,7 @@ pub enum PeerResponse {
     /// One reply per forwarded item, in order.
     Forward(Vec<ForwardReply>),
     Join(Result<JoinReply, String>),
+    Tx(ForwardReply),
 }
 
 /// One client command to run against one group on the node that leads it.

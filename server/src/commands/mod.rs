@@ -16,6 +16,7 @@ mod info;
 mod keys;
 mod server;
 mod strings;
+pub mod transaction;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,6 +46,8 @@ pub struct Session {
     /// After `READONLY`: reads of shards this node replicates are served from its replica,
     /// possibly stale, as a Redis Cluster replica serves them.
     pub readonly: bool,
+    /// `MULTI` / `WATCH` state.
+    pub tx: transaction::TxState,
 }
 
 impl Session {
@@ -73,6 +76,7 @@ impl Session {
             counted: true,
             redirect: false,
             readonly: false,
+            tx: transaction::TxState::default(),
         }
     }
 }
@@ -89,6 +93,9 @@ pub struct Ctx<'a> {
     /// The replica a keyed command runs against: the leader of its keys' group (the data
     /// path has already routed the request there).
     replica: Option<&'a Replica>,
+    /// Reads inside a transaction's entry: the transaction's view of its keys, used instead
+    /// of the replica's keyspace.
+    scratch: Option<&'a Keyspace>,
     /// The write the command asked for; the data path proposes it once the command returns.
     write: Option<PendingWrite>,
 }
@@ -128,6 +135,9 @@ impl<'a> Ctx<'a> {
 
     /// The keyspace of the replica this command runs against.
     pub fn keyspace(&self) -> &'a Keyspace {
+        if let Some(scratch) = self.scratch {
+            return scratch;
+        }
         self.replica
             .expect("the data path routes keyed commands to a replica")
             .keyspace()
@@ -170,15 +180,44 @@ pub fn run(
 ) -> Ran {
     let started = Instant::now();
     session.handle.touch(spec.id, started);
-    let mut ctx = Ctx {
+    let ctx = Ctx {
         node,
         session,
         args,
         spec,
         now_ms: node.clock.wall_ms(started),
         replica,
+        scratch: None,
         write: None,
     };
+    run_ctx(ctx, started)
+}
+
+/// Runs a read command of a transaction against `keyspace` (the transaction's view of its
+/// keys) at the entry's clock `now_ms`.
+pub fn run_on_keyspace(
+    node: &Node,
+    session: &mut Session,
+    spec: &'static CommandSpec,
+    args: &[Bytes],
+    keyspace: &Keyspace,
+    now_ms: UnixMillis,
+) -> Ran {
+    let ctx = Ctx {
+        node,
+        session,
+        args,
+        spec,
+        now_ms,
+        replica: None,
+        scratch: Some(keyspace),
+        write: None,
+    };
+    run_ctx(ctx, Instant::now())
+}
+
+fn run_ctx(mut ctx: Ctx<'_>, started: Instant) -> Ran {
+    let (node, spec) = (ctx.node, ctx.spec);
     let reply = dispatch(&mut ctx).unwrap_or_else(Frame::from);
     let write = ctx.write.take();
     if ctx.session.counted {
@@ -283,6 +322,18 @@ fn dispatch(ctx: &mut Ctx<'_>) -> CommandResult {
         Expiretime => expire::ttl(ctx, false, true),
         Pexpiretime => expire::ttl(ctx, true, true),
         Persist => expire::persist(ctx),
+        Unwatch => {
+            ctx.session.tx.unwatch();
+            Ok(Frame::ok())
+        }
+        // The connection's data path runs these (`transaction::intercept`).
+        Multi | Exec | Discard | Watch => Err(CommandError::Err(format!(
+            "{} cannot run here",
+            ctx.spec.name
+        ))),
+        Subscribe | Unsubscribe | Psubscribe | Punsubscribe | Publish | Pubsub | PubsubChannels
+        | PubsubNumsub | PubsubNumpat | PubsubShardchannels | PubsubShardnumsub | PubsubHelp
+        | Ssubscribe | Sunsubscribe | Spublish => Err(CommandError::Err("TODO".into())),
     }
 }
 
