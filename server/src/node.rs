@@ -52,6 +52,8 @@ pub struct Node {
     /// Group 0's contents as last read; refreshed in the background.
     topology: RwLock<Arc<Topology>>,
     pub clients: ClientRegistry,
+    /// This node's pub/sub subscribers.
+    pub pubsub: Arc<crate::pubsub::Hub>,
     pub stats: Stats,
     pub clock: Clock,
     pub started: Instant,
@@ -164,6 +166,7 @@ impl Node {
             pool: PeerPool::default(),
             topology: RwLock::default(),
             clients: ClientRegistry::default(),
+            pubsub: Arc::default(),
             stats: Stats::default(),
             clock: Clock::default(),
             started: Instant::now(),

@@ -147,6 +147,13 @@ impl Pipeline {
                 return self.ready(reply, version);
             }
         };
+        if session.resp == Version::Resp2
+            && session.pubsub.total() > 0
+            && !commands::pubsub::allowed_while_subscribed(spec.id)
+        {
+            let reply = commands::pubsub::not_allowed_while_subscribed(spec.name);
+            return self.ready(reply, version);
+        }
         match transaction::intercept(&self.node, session, spec, &args) {
             Intercept::Pass => {}
             Intercept::Reply(reply) => return self.ready(reply, version),
@@ -155,6 +162,12 @@ impl Pipeline {
                 self.one_by_one = true;
                 return self.queue(Done::Tx(job), version);
             }
+        }
+        // Pub/sub runs on this node, never on a shard's leader (shard channels have keys only
+        // to pick a slot).
+        if spec.flags.contains(Flags::PUBSUB) {
+            let reply = run_read(&self.node, session, None, spec, &args);
+            return self.ready(reply, version);
         }
         let route = route::route(&self.node.ring, spec, &args, session.redirect);
         if route == Route::Local {

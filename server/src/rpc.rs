@@ -27,6 +27,13 @@ pub enum PeerRequest {
     Join(JoinRequest),
     /// `WATCH` / `EXEC` for a group the receiver should lead.
     Tx(TxRequest),
+    /// A message published on the sender: deliver it to the receiver's subscribers.
+    Publish {
+        channel: Bytes,
+        message: Bytes,
+        /// By `SPUBLISH` (for shard-channel subscribers).
+        shard: bool,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -36,6 +43,8 @@ pub enum PeerResponse {
     Forward(Vec<ForwardReply>),
     Join(Result<JoinReply, String>),
     Tx(ForwardReply),
+    /// How many subscribers on the receiver got the message.
+    Published(usize),
 }
 
 /// One client command to run against one group on the node that leads it.

@@ -43,6 +43,11 @@ pub async fn handle(node: Arc<Node>, group: GroupId, request: PeerRequest) -> Pe
         PeerRequest::Tx(request) => {
             PeerResponse::Tx(crate::commands::transaction::serve(&node, request).await)
         }
+        PeerRequest::Publish {
+            channel,
+            message,
+            shard,
+        } => PeerResponse::Published(node.pubsub.deliver(&channel, &message, shard)),
     }
 }
 

@@ -14,6 +14,7 @@ mod connection;
 mod expire;
 mod info;
 mod keys;
+pub mod pubsub;
 mod server;
 mod strings;
 pub mod transaction;
@@ -48,6 +49,8 @@ pub struct Session {
     pub readonly: bool,
     /// `MULTI` / `WATCH` state.
     pub tx: transaction::TxState,
+    /// Channels, patterns and shard channels subscribed to.
+    pub pubsub: crate::pubsub::Subscriptions,
 }
 
 impl Session {
@@ -77,6 +80,7 @@ impl Session {
             redirect: false,
             readonly: false,
             tx: transaction::TxState::default(),
+            pubsub: crate::pubsub::Subscriptions::default(),
         }
     }
 }
@@ -234,6 +238,7 @@ fn run_ctx(mut ctx: Ctx<'_>, started: Instant) -> Ran {
 }
 
 fn dispatch(ctx: &mut Ctx<'_>) -> CommandResult {
+    use crate::pubsub::Kind;
     use CommandId::*;
     match ctx.spec.id {
         Ping => server::ping(ctx),
@@ -331,9 +336,22 @@ fn dispatch(ctx: &mut Ctx<'_>) -> CommandResult {
             "{} cannot run here",
             ctx.spec.name
         ))),
-        Subscribe | Unsubscribe | Psubscribe | Punsubscribe | Publish | Pubsub | PubsubChannels
-        | PubsubNumsub | PubsubNumpat | PubsubShardchannels | PubsubShardnumsub | PubsubHelp
-        | Ssubscribe | Sunsubscribe | Spublish => Err(CommandError::Err("TODO".into())),
+        Subscribe => pubsub::subscribe(ctx, Kind::Channel),
+        Psubscribe => pubsub::subscribe(ctx, Kind::Pattern),
+        Ssubscribe => pubsub::subscribe(ctx, Kind::Shard),
+        Unsubscribe => pubsub::unsubscribe(ctx, Kind::Channel),
+        Punsubscribe => pubsub::unsubscribe(ctx, Kind::Pattern),
+        Sunsubscribe => pubsub::unsubscribe(ctx, Kind::Shard),
+        Publish => pubsub::publish(ctx, false),
+        Spublish => pubsub::publish(ctx, true),
+        // Its arity (-2) makes lookup resolve it to a subcommand.
+        Pubsub => Err(CommandError::Syntax),
+        PubsubChannels => pubsub::channels(ctx, Kind::Channel),
+        PubsubShardchannels => pubsub::channels(ctx, Kind::Shard),
+        PubsubNumsub => pubsub::numsub(ctx, Kind::Channel),
+        PubsubShardnumsub => pubsub::numsub(ctx, Kind::Shard),
+        PubsubNumpat => pubsub::numpat(ctx),
+        PubsubHelp => pubsub::help(ctx),
     }
 }
 
