@@ -4,12 +4,13 @@
 //! delivered to this node's subscribers and sent once to every other node
 //! (`PeerRequest::Publish`), which delivers it to its own; a node that is down misses it.
 //!
-//! Each connection has one bounded [`Mailbox`] ([`QUEUE_CAPACITY`] messages). A subscriber
-//! whose queue is full cannot keep up: [`on_queue_full`] decides what happens to it (today it
+//! Each connection has one bounded [`Mailbox`] (at most [`QUEUE_CAPACITY`] messages and
+//! [`QUEUE_BYTES`] of payload). A subscriber whose queue is full cannot keep up: [`on_queue_full`] decides what happens to it (today it
 //! is disconnected, as Redis's default `client-output-buffer-limit pubsub` does), so its
 //! memory never grows without bound.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -22,6 +23,9 @@ use crate::glob::glob_match;
 
 /// Messages queued for one connection before it counts as unable to keep up.
 pub const QUEUE_CAPACITY: usize = 4096;
+/// Payload bytes queued for one connection before it counts as unable to keep up (Redis's
+/// default hard `client-output-buffer-limit` for pub/sub clients).
+pub const QUEUE_BYTES: usize = 32 << 20;
 
 /// The three namespaces: channels, patterns, shard channels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -46,12 +50,47 @@ impl Kind {
 pub type Delivery = Frame;
 
 /// The receiving end a connection reads its messages from.
-pub type Mailbox = mpsc::Receiver<Delivery>;
+pub struct Mailbox {
+    queue: mpsc::Receiver<(Delivery, usize)>,
+    queued_bytes: Arc<AtomicUsize>,
+}
+
+impl Mailbox {
+    /// The next message (waits for one).
+    pub async fn recv(&mut self) -> Option<Delivery> {
+        let (frame, size) = self.queue.recv().await?;
+        self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+        Some(frame)
+    }
+
+    /// The next message if one is queued.
+    pub fn try_recv(&mut self) -> Option<Delivery> {
+        let (frame, size) = self.queue.try_recv().ok()?;
+        self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+        Some(frame)
+    }
+}
 
 #[derive(Clone)]
 struct Subscriber {
-    queue: mpsc::Sender<Delivery>,
+    queue: mpsc::Sender<(Delivery, usize)>,
+    queued_bytes: Arc<AtomicUsize>,
     handle: Arc<ClientHandle>,
+}
+
+impl Subscriber {
+    /// Queues a message of `size` payload bytes; false if the subscriber is over its limits.
+    fn offer(&self, frame: Frame, size: usize) -> bool {
+        if self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size > QUEUE_BYTES {
+            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            return false;
+        }
+        if self.queue.try_send((frame, size)).is_err() {
+            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
 }
 
 /// A node's subscriptions.
@@ -86,9 +125,10 @@ impl Hub {
                     Kind::Shard => push(&["smessage"], &[channel, message]),
                     Kind::Pattern => push(&["pmessage"], &[name, channel, message]),
                 };
+                let size = channel.len() + message.len();
                 for subscriber in clients.values() {
                     receivers += 1;
-                    if subscriber.queue.try_send(frame.clone()).is_err() {
+                    if !subscriber.offer(frame.clone(), size) {
                         on_queue_full(&subscriber.handle);
                     }
                 }
@@ -175,9 +215,18 @@ pub struct Subscriptions {
 impl Subscriptions {
     /// Connects a client connection to the hub; returns where its messages arrive.
     pub fn attach(&mut self, hub: Arc<Hub>, handle: Arc<ClientHandle>) -> Mailbox {
-        let (queue, mailbox) = mpsc::channel(QUEUE_CAPACITY);
-        self.attached = Some((hub, Subscriber { queue, handle }));
-        mailbox
+        let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let subscriber = Subscriber {
+            queue,
+            queued_bytes: queued_bytes.clone(),
+            handle,
+        };
+        self.attached = Some((hub, subscriber));
+        Mailbox {
+            queue: receiver,
+            queued_bytes,
+        }
     }
 
     /// Channels, patterns and shard channels this connection is subscribed to.
@@ -200,7 +249,7 @@ impl Subscriptions {
 
     /// The count a (un)subscribe confirmation shows: shard channels are counted apart from
     /// channels and patterns, as in Redis.
-    fn count(&self, kind: Kind) -> usize {
+    pub fn count(&self, kind: Kind) -> usize {
         let len = |k| self.names.get(&k).map_or(0, HashSet::len);
         match kind {
             Kind::Shard => len(Kind::Shard),

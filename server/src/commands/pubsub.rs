@@ -81,7 +81,7 @@ pub fn unsubscribe(ctx: &mut Ctx<'_>, kind: Kind) -> CommandResult {
         })
         .collect();
     if replies.is_empty() {
-        let count = subs.unsubscribe(kind, &Bytes::new());
+        let count = subs.count(kind);
         replies.push(confirmation(word, Frame::Null, count));
     }
     Ok(several(replies))

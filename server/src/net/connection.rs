@@ -92,10 +92,15 @@ async fn run(
                 encode(&message, session.resp, &mut wbuf);
                 // Whatever else is already queued goes out in the same write.
                 while wbuf.len() < FLUSH_AT {
-                    let Ok(message) = mailbox.try_recv() else { break };
+                    let Some(message) = mailbox.try_recv() else { break };
                     encode(&message, session.resp, &mut wbuf);
                 }
-                flush(node, &mut stream, &mut wbuf).await?;
+                // A subscriber that stops reading blocks this write; when its queue fills,
+                // `pubsub::on_queue_full` asks the connection to close, which ends the wait.
+                tokio::select! {
+                    r = flush(node, &mut stream, &mut wbuf) => r?,
+                    _ = handle.kill.cancelled() => return Ok(()),
+                }
                 continue;
             }
             r = stream.read_buf(&mut rbuf) => r?,
