@@ -93,11 +93,14 @@ impl Subscriber {
     }
 }
 
+/// The subscribers of one channel (or pattern), by client id.
+type Subscribers = HashMap<u64, Subscriber>;
+
 /// A node's subscriptions.
 #[derive(Default)]
 pub struct Hub {
-    /// Per kind: name → client id → subscriber.
-    subs: RwLock<HashMap<Kind, HashMap<Bytes, HashMap<u64, Subscriber>>>>,
+    /// Per kind: name → its subscribers.
+    subs: RwLock<HashMap<Kind, HashMap<Bytes, Subscribers>>>,
 }
 
 impl Hub {

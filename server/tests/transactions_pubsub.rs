@@ -8,10 +8,18 @@ use common::*;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use shoal_protocol::Frame;
+
+/// These tests start servers, a cluster and redis-cli processes: one at a time, so that on a
+/// 2-core machine they do not starve each other's Raft timers.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A real redis-server on a free port, killed when dropped.
 struct RedisServer {
@@ -104,6 +112,7 @@ fn send(c: &mut Client, command: &[String]) -> Frame {
 /// in between) give the same reply, command by command, on shoal and on redis-server.
 #[test]
 fn transactions_match_a_real_redis_server() {
+    let _serial = serial();
     let shoal = Server::start();
     let redis = RedisServer::start();
     let mut shoal_clients = [shoal.client(), shoal.client()];
@@ -138,6 +147,7 @@ fn transactions_match_a_real_redis_server() {
 /// need time (expiry), plus EXEC's atomicity seen from a pipelined reader.
 #[test]
 fn transactions_keep_to_one_slot_and_watch_sees_expiry() {
+    let _serial = serial();
     let server = Server::start();
     let mut c = server.client();
     // Keys of two slots: the second is refused and the transaction aborted.
@@ -194,10 +204,7 @@ fn transactions_keep_to_one_slot_and_watch_sees_expiry() {
         .cmd(&["EXISTS", "{u}t"])
         == int(0)));
     assert_eq!(c.cmd(&["MULTI"]), ok());
-    assert_eq!(
-        c.cmd(&["SET", "{u}n", "0"]),
-        Frame::Simple("QUEUED".into())
-    );
+    assert_eq!(c.cmd(&["SET", "{u}n", "0"]), Frame::Simple("QUEUED".into()));
     assert_eq!(c.cmd(&["EXEC"]), Frame::NullArray);
     assert_eq!(c.cmd(&["GET", "{u}n"]), bulk("15"));
     // A pipelined reader sees the transaction whole or not at all.
@@ -217,7 +224,10 @@ fn transactions_keep_to_one_slot_and_watch_sees_expiry() {
         let Frame::Array(items) = seen else {
             panic!("MGET gave {seen:?}")
         };
-        assert_eq!(items[0], items[1], "round {round}: a half-applied transaction");
+        assert_eq!(
+            items[0], items[1],
+            "round {round}: a half-applied transaction"
+        );
         for _ in &tx {
             assert!(!c.read().is_error());
         }
@@ -291,6 +301,7 @@ fn wait_numsub(c: &mut Client, channel: &str, n: i64) -> bool {
 /// disconnected rather than buffered without bound.
 #[test]
 fn pubsub_on_one_node() {
+    let _serial = serial();
     let server = Server::start();
     let mut publisher = server.client();
     let sub = Subscriber::start(server.port(), &["subscribe", "news"]);
@@ -304,15 +315,27 @@ fn pubsub_on_one_node() {
         "PUBSUB",
         "SHARDNUMSUB",
         "shardy"
-    ]) == Frame::Array(vec![bulk("shardy"), int(1)])));
+    ]) == Frame::Array(
+        vec![bulk("shardy"), int(1)]
+    )));
     assert_eq!(publisher.cmd(&["PUBLISH", "news", "hello"]), int(2));
     assert_eq!(publisher.cmd(&["SPUBLISH", "shardy", "sharded"]), int(1));
     let got = wait_for_lines(&sub.lines, &["message", "hello"], Duration::from_secs(10));
     assert!(got.contains(&"hello".to_string()), "subscriber got {got:?}");
     let got = wait_for_lines(&psub.lines, &["pmessage", "hello"], Duration::from_secs(10));
-    assert!(got.contains(&"hello".to_string()), "pattern subscriber got {got:?}");
-    let got = wait_for_lines(&ssub.lines, &["smessage", "sharded"], Duration::from_secs(10));
-    assert!(got.contains(&"sharded".to_string()), "shard subscriber got {got:?}");
+    assert!(
+        got.contains(&"hello".to_string()),
+        "pattern subscriber got {got:?}"
+    );
+    let got = wait_for_lines(
+        &ssub.lines,
+        &["smessage", "sharded"],
+        Duration::from_secs(10),
+    );
+    assert!(
+        got.contains(&"sharded".to_string()),
+        "shard subscriber got {got:?}"
+    );
     assert_eq!(
         publisher.cmd(&["PUBSUB", "CHANNELS"]),
         Frame::Array(vec![bulk("news")])
@@ -409,6 +432,7 @@ fn pubsub_on_one_node() {
 /// WATCH works across nodes, and every replica ends with the same data.
 #[test]
 fn pubsub_and_transactions_across_a_three_node_cluster() {
+    let _serial = serial();
     let mut cluster = Cluster::start(3, &["--shards", "4"]);
     let (p1, p3) = (cluster.nodes[0].port(), cluster.nodes[2].port());
     let sub = Subscriber::start(p3, &["subscribe", "cluster-news"]);
@@ -423,18 +447,29 @@ fn pubsub_and_transactions_across_a_three_node_cluster() {
     // Cluster's rule), the message still reaches node 3.
     assert_eq!(on1.cmd(&["PUBLISH", "cluster-news", "from-node-1"]), int(0));
     let got = wait_for_lines(&sub.lines, &["from-node-1"], Duration::from_secs(10));
-    assert!(got.contains(&"from-node-1".to_string()), "node 3 subscriber got {got:?}");
+    assert!(
+        got.contains(&"from-node-1".to_string()),
+        "node 3 subscriber got {got:?}"
+    );
     let got = wait_for_lines(&psub.lines, &["from-node-1"], Duration::from_secs(10));
-    assert!(got.contains(&"from-node-1".to_string()), "node 3 pattern subscriber got {got:?}");
+    assert!(
+        got.contains(&"from-node-1".to_string()),
+        "node 3 pattern subscriber got {got:?}"
+    );
     let ssub = Subscriber::start(p3, &["ssubscribe", "{s}feed"]);
     assert!(eventually(Duration::from_secs(10), || on3.cmd(&[
         "PUBSUB",
         "SHARDNUMSUB",
         "{s}feed"
-    ]) == Frame::Array(vec![bulk("{s}feed"), int(1)])));
+    ]) == Frame::Array(
+        vec![bulk("{s}feed"), int(1)]
+    )));
     assert_eq!(on1.cmd(&["SPUBLISH", "{s}feed", "sharded-1"]), int(0));
     let got = wait_for_lines(&ssub.lines, &["sharded-1"], Duration::from_secs(10));
-    assert!(got.contains(&"sharded-1".to_string()), "node 3 shard subscriber got {got:?}");
+    assert!(
+        got.contains(&"sharded-1".to_string()),
+        "node 3 shard subscriber got {got:?}"
+    );
 
     // Transactions on many slots through node 1: with 4 shards on 3 nodes, most are led
     // elsewhere, so they are forwarded.
