@@ -568,4 +568,61 @@ mod tests {
             Frame::from(CommandError::NoSuchKey)
         );
     }
+
+    #[test]
+    fn exec_applies_every_step_or_none_when_a_watched_key_changed() {
+        // A reader that answers with the value it sees, so a read step shows the view.
+        let reader: TxReader = Arc::new(|ks: &Keyspace, args: &[Bytes], now: UnixMillis| {
+            Frame::bulk_or_null(
+                ks.read_key_slot(&args[1])
+                    .get(&args[1], now)
+                    .map(|e| Bytes::copy_from_slice(e.value())),
+            )
+        });
+        let m = StateMachine::with_tx_reader(Arc::new(Keyspace::new()), Some(reader));
+        apply(&m, 1, set("{t}a", "1", Expiry::At(100)));
+        let print = m
+            .keyspace()
+            .read_key_slot(b"{t}a")
+            .get(b"{t}a", 1)
+            .map(fingerprint);
+        let exec = |watched: Option<u64>| WriteOp::Exec {
+            watched: vec![Watched {
+                key: b("{t}a"),
+                fingerprint: watched,
+            }],
+            steps: vec![
+                TxStep::Write(WriteOp::IncrBy {
+                    key: b("{t}a"),
+                    delta: 1,
+                }),
+                TxStep::Read {
+                    args: vec![b("GET"), b("{t}a")],
+                    keys: vec![b("{t}a")],
+                },
+                TxStep::Write(set("{t}b", "x", Expiry::Clear)),
+            ],
+        };
+        // Watched as absent, but it exists: nothing runs.
+        assert_eq!(apply(&m, 2, exec(None)), Frame::NullArray);
+        assert!(m
+            .keyspace()
+            .read_key_slot(b"{t}b")
+            .get(b"{t}b", 2)
+            .is_none());
+        // Unchanged: every step runs, the read sees the increment.
+        assert_eq!(
+            apply(&m, 3, exec(print)),
+            Frame::Array(vec![Frame::Integer(2), Frame::bulk("2"), Frame::ok()])
+        );
+        // Changed since (the increment): aborted again.
+        assert_eq!(apply(&m, 4, exec(print)), Frame::NullArray);
+        // Expired at the entry's clock counts as changed too.
+        let now = m
+            .keyspace()
+            .read_key_slot(b"{t}a")
+            .get(b"{t}a", 5)
+            .map(fingerprint);
+        assert_eq!(apply(&m, 101, exec(now)), Frame::NullArray);
+    }
 }
