@@ -77,6 +77,8 @@ pub enum Group {
     Connection,
     Server,
     Cluster,
+    Transactions,
+    Pubsub,
 }
 
 impl Group {
@@ -87,6 +89,8 @@ impl Group {
             Group::Connection => "connection",
             Group::Server => "server",
             Group::Cluster => "cluster",
+            Group::Transactions => "transactions",
+            Group::Pubsub => "pubsub",
         }
     }
 
@@ -95,6 +99,8 @@ impl Group {
             Group::Generic => Some("@keyspace"),
             Group::String => Some("@string"),
             Group::Connection => Some("@connection"),
+            Group::Transactions => Some("@transaction"),
+            Group::Pubsub => Some("@pubsub"),
             Group::Server | Group::Cluster => None,
         }
     }
@@ -285,6 +291,31 @@ command_table! {
     Persist => "persist", 2, [WRITE FAST], ONE, Generic, "2.2.0", "Removes the expiration time of a key.";
     Expiretime => "expiretime", 2, [READONLY FAST], ONE, Generic, "7.0.0", "Returns the expiration time of a key as a Unix timestamp.";
     Pexpiretime => "pexpiretime", 2, [READONLY FAST], ONE, Generic, "7.0.0", "Returns the expiration time of a key as a Unix milliseconds timestamp.";
+
+    // transactions (the connection runs them: see the server's `commands::transaction`)
+    Multi => "multi", 1, [NOSCRIPT LOADING STALE FAST ALLOW_BUSY], NONE, Transactions, "1.2.0", "Starts a transaction.";
+    Exec => "exec", 1, [NOSCRIPT LOADING STALE], NONE, Transactions, "1.2.0", "Executes all commands in a transaction.";
+    Discard => "discard", 1, [NOSCRIPT LOADING STALE FAST ALLOW_BUSY], NONE, Transactions, "2.0.0", "Discards a transaction.";
+    Watch => "watch", -2, [NOSCRIPT LOADING STALE FAST ALLOW_BUSY], ALL, Transactions, "2.2.0", "Monitors changes to keys to determine the execution of a transaction.";
+    Unwatch => "unwatch", 1, [NOSCRIPT LOADING STALE FAST ALLOW_BUSY], NONE, Transactions, "2.2.0", "Forgets about watched keys of a transaction.";
+
+    // pub/sub (not through Raft: messages are fire-and-forget, see the server's `pubsub`)
+    Subscribe => "subscribe", -2, [PUBSUB NOSCRIPT LOADING STALE], NONE, Pubsub, "2.0.0", "Listens for messages published to channels.";
+    Unsubscribe => "unsubscribe", -1, [PUBSUB NOSCRIPT LOADING STALE], NONE, Pubsub, "2.0.0", "Stops listening to messages posted to channels.";
+    Psubscribe => "psubscribe", -2, [PUBSUB NOSCRIPT LOADING STALE], NONE, Pubsub, "2.0.0", "Listens for messages published to channels that match one or more patterns.";
+    Punsubscribe => "punsubscribe", -1, [PUBSUB NOSCRIPT LOADING STALE], NONE, Pubsub, "2.0.0", "Stops listening to messages published to channels that match one or more patterns.";
+    Publish => "publish", 3, [PUBSUB LOADING STALE FAST], NONE, Pubsub, "2.0.0", "Posts a message to a channel.";
+    Pubsub => "pubsub", -2, [], NONE, Pubsub, "2.8.0", "A container for Pub/Sub commands.";
+    PubsubChannels => "pubsub|channels", -2, [PUBSUB LOADING STALE], NONE, Pubsub, "2.8.0", "Returns the active channels.";
+    PubsubNumsub => "pubsub|numsub", -2, [PUBSUB LOADING STALE], NONE, Pubsub, "2.8.0", "Returns a count of subscribers to channels.";
+    PubsubNumpat => "pubsub|numpat", 2, [PUBSUB LOADING STALE], NONE, Pubsub, "2.8.0", "Returns a count of unique pattern subscriptions.";
+    PubsubShardchannels => "pubsub|shardchannels", -2, [PUBSUB LOADING STALE], NONE, Pubsub, "7.0.0", "Returns the active shard channels.";
+    PubsubShardnumsub => "pubsub|shardnumsub", -2, [PUBSUB LOADING STALE], NONE, Pubsub, "7.0.0", "Returns the count of subscribers of shard channels.";
+    PubsubHelp => "pubsub|help", 2, [LOADING STALE], NONE, Pubsub, "6.2.0", "Returns helpful text about subcommands.";
+    // Shard channels are keys for routing (their slot picks the node), never for data.
+    Ssubscribe => "ssubscribe", -2, [PUBSUB NOSCRIPT LOADING STALE], ALL, Pubsub, "7.0.0", "Listens for messages published to shard channels.";
+    Sunsubscribe => "sunsubscribe", -1, [PUBSUB NOSCRIPT LOADING STALE], ALL, Pubsub, "7.0.0", "Stops listening to messages posted to shard channels.";
+    Spublish => "spublish", 3, [PUBSUB LOADING STALE FAST], ONE, Pubsub, "7.0.0", "Post a message to a shard channel";
 }
 
 /// Why a request does not name a command it can run.

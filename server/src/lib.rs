@@ -30,6 +30,7 @@ pub mod net;
 pub mod node;
 pub mod numbers;
 pub mod pipeline;
+pub mod pubsub;
 pub mod raft;
 pub mod route;
 pub mod rpc;

@@ -52,6 +52,8 @@ pub struct Node {
     /// Group 0's contents as last read; refreshed in the background.
     topology: RwLock<Arc<Topology>>,
     pub clients: ClientRegistry,
+    /// This node's pub/sub subscribers.
+    pub pubsub: Arc<crate::pubsub::Hub>,
     pub stats: Stats,
     pub latency: crate::latency::LatencyStats,
     pub slowlog: crate::slowlog::SlowLog,
@@ -174,6 +176,7 @@ impl Node {
             pool: PeerPool::default(),
             topology: RwLock::default(),
             clients: ClientRegistry::default(),
+            pubsub: Arc::default(),
             stats: Stats::default(),
             latency: Default::default(),
             errors: Default::default(),
@@ -304,6 +307,9 @@ impl Node {
             fsync,
             self.raft_config.clone(),
             self.pool.clone(),
+            Some(crate::commands::transaction::tx_reader(Arc::downgrade(
+                self,
+            ))),
         )
         .await?;
         self.router.add(group, replica.raft.clone());

@@ -32,6 +32,7 @@ use futures::{FutureExt, StreamExt};
 use shoal_protocol::{CommandId, CommandSpec, Flags, Frame, Version};
 use tokio::sync::oneshot;
 
+use crate::commands::transaction::{self, Intercept, TxJob};
 use crate::commands::{self, Ran, Session};
 use crate::error::CommandError;
 use crate::node::{group_shard, Node, PeerCallError};
@@ -74,6 +75,8 @@ enum Done {
         spec: &'static CommandSpec,
         args: Vec<Bytes>,
     },
+    /// `WATCH` or `EXEC`: runs in its turn, on the slot's leader.
+    Tx(TxJob),
 }
 
 impl Done {
@@ -148,13 +151,38 @@ impl Pipeline {
         let arrived = Instant::now();
         let spec = match commands::resolve(&self.node, session, &args) {
             Ok(spec) => spec,
-            Err(reply) => return self.ready(reply, version),
+            Err(reply) => {
+                session.tx.abort_if_queuing();
+                return self.ready(reply, version);
+            }
         };
         if session.counted {
             self.timing = Some((spec.id, arrived));
             if self.node.monitor.active() {
                 self.node.monitor.publish(session.handle.addr, &args);
             }
+        }
+        if session.resp == Version::Resp2
+            && session.pubsub.total() > 0
+            && !commands::pubsub::allowed_while_subscribed(spec.id)
+        {
+            let reply = commands::pubsub::not_allowed_while_subscribed(spec.name);
+            return self.ready(reply, version);
+        }
+        match transaction::intercept(&self.node, session, spec, &args) {
+            Intercept::Pass => {}
+            Intercept::Reply(reply) => return self.ready(reply, version),
+            Intercept::Job(job) => {
+                // Runs after everything before it; what follows waits for it.
+                self.one_by_one = true;
+                return self.queue(Done::Tx(job), version);
+            }
+        }
+        // Pub/sub runs on this node, never on a shard's leader (shard channels have keys only
+        // to pick a slot).
+        if spec.flags.contains(Flags::PUBSUB) {
+            let reply = run_read(&self.node, session, None, spec, &args);
+            return self.ready(reply, version);
         }
         let route = route::route(&self.node.ring, spec, &args, session.redirect);
         if route == Route::Local {
@@ -459,6 +487,7 @@ impl Pipeline {
                     spec, group, args, ..
                 } => run_on_group(&self.node, session, spec, group, args).await,
                 Done::Alone { spec, args } => run_alone(&self.node, session, spec, args).await,
+                Done::Tx(job) => transaction::run_job(&self.node, session, job).await,
             };
             self.record_latency(timing);
             self.node.errors.record(&reply);
@@ -481,7 +510,7 @@ impl Pipeline {
                     ForwardReply::Reply(run_read(&self.node, session, Some(&replica), spec, &args))
                 }
                 Done::Again { leader, .. } => ForwardReply::NotLeader { leader },
-                Done::Alone { .. } => {
+                Done::Alone { .. } | Done::Tx(_) => {
                     ForwardReply::Reply(CommandError::Err("cannot forward that".into()).into())
                 }
             });
@@ -505,7 +534,7 @@ fn run_read(
     }
 }
 
-fn not_served(e: NotServed) -> Frame {
+pub(crate) fn not_served(e: NotServed) -> Frame {
     match e {
         NotServed::NotLeader(_) => CommandError::TryAgain("no leader for the shard".into()),
         NotServed::Unknown(why) => CommandError::Unknown(why),
@@ -623,7 +652,9 @@ async fn run_on_group(
                 args,
             }) => return run_read(node, session, Some(&replica), spec, &args),
             Some(Done::Again { .. }) | None => {}
-            Some(Done::Alone { .. }) => unreachable!("a single group's request never runs alone"),
+            Some(Done::Alone { .. } | Done::Tx(_)) => {
+                unreachable!("a single group's request never runs alone")
+            }
         }
         if Instant::now() + backoff > deadline {
             return CommandError::TryAgain(format!(

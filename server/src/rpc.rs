@@ -8,6 +8,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use shoal_protocol::Frame;
 
+use crate::commands::transaction::TxRequest;
 use crate::raft::network::{RaftRequest, RaftResponse};
 use crate::raft::types::NodeId;
 
@@ -24,6 +25,15 @@ pub enum PeerRequest {
     Forward(Vec<ForwardItem>),
     /// A new node asks to be added to the cluster.
     Join(JoinRequest),
+    /// `WATCH` / `EXEC` for a group the receiver should lead.
+    Tx(TxRequest),
+    /// A message published on the sender: deliver it to the receiver's subscribers.
+    Publish {
+        channel: Bytes,
+        message: Bytes,
+        /// By `SPUBLISH` (for shard-channel subscribers).
+        shard: bool,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -32,6 +42,9 @@ pub enum PeerResponse {
     /// One reply per forwarded item, in order.
     Forward(Vec<ForwardReply>),
     Join(Result<JoinReply, String>),
+    Tx(ForwardReply),
+    /// How many subscribers on the receiver got the message.
+    Published(usize),
 }
 
 /// One client command to run against one group on the node that leads it.

@@ -21,7 +21,7 @@ use crate::raft::state_machine::ShardStateMachine;
 use crate::raft::types::{NodeId, TypeConfig};
 use crate::rpc::GroupId;
 use crate::store::expiry::{ExpiryCursor, BUDGET, TICK};
-use crate::store::{now_ms, Keyspace, Proposal, StateMachine, WriteOp};
+use crate::store::{now_ms, Keyspace, Proposal, StateMachine, TxReader, WriteOp};
 
 pub type GroupRaft = openraft::Raft<TypeConfig, ShardStateMachine>;
 
@@ -111,14 +111,15 @@ impl Replica {
         fsync: FsyncPolicy,
         config: Arc<openraft::Config>,
         pool: PeerPool,
+        tx_reader: Option<TxReader>,
     ) -> std::io::Result<Arc<Replica>> {
         let dir = dir.to_path_buf();
         let d = dir.clone();
         let (log, sm, keyspace) = tokio::task::spawn_blocking(move || {
             let log = LogStore::open(&d.join("log"), fsync).map_err(std::io::Error::from)?;
             let keyspace = Arc::new(Keyspace::new());
-            let sm =
-                ShardStateMachine::open(&d.join("snapshots"), StateMachine::new(keyspace.clone()))?;
+            let sm = StateMachine::with_tx_reader(keyspace.clone(), tx_reader);
+            let sm = ShardStateMachine::open(&d.join("snapshots"), sm)?;
             Ok::<_, std::io::Error>((log, sm, keyspace))
         })
         .await

@@ -40,6 +40,14 @@ pub async fn handle(node: Arc<Node>, group: GroupId, request: PeerRequest) -> Pe
             PeerResponse::Forward(pipeline.finish_forwarded(&mut session).await)
         }
         PeerRequest::Join(request) => PeerResponse::Join(join(&node, request).await),
+        PeerRequest::Tx(request) => {
+            PeerResponse::Tx(crate::commands::transaction::serve(&node, request).await)
+        }
+        PeerRequest::Publish {
+            channel,
+            message,
+            shard,
+        } => PeerResponse::Published(node.pubsub.deliver(&channel, &message, shard)),
     }
 }
 

@@ -136,6 +136,8 @@ pub fn reset(ctx: &mut Ctx<'_>) -> CommandResult {
     ctx.session.authenticated = config.requirepass.is_none();
     ctx.session.redirect = config.cluster_mode == "redirect";
     ctx.session.readonly = false;
+    ctx.session.tx = super::transaction::TxState::default();
+    ctx.session.pubsub.clear();
     drop(config);
     let mut meta = ctx.session.handle.meta.lock();
     meta.name = None;

@@ -15,8 +15,10 @@ mod diagnostics;
 mod expire;
 mod info;
 mod keys;
+pub mod pubsub;
 mod server;
 mod strings;
+pub mod transaction;
 
 pub use info::process_rss_bytes;
 
@@ -50,6 +52,10 @@ pub struct Session {
     pub readonly: bool,
     /// Set by `MONITOR`: after its `+OK` the connection becomes a monitor feed.
     pub monitor: bool,
+    /// `MULTI` / `WATCH` state.
+    pub tx: transaction::TxState,
+    /// Channels, patterns and shard channels subscribed to.
+    pub pubsub: crate::pubsub::Subscriptions,
 }
 
 impl Session {
@@ -79,6 +85,8 @@ impl Session {
             redirect: false,
             readonly: false,
             monitor: false,
+            tx: transaction::TxState::default(),
+            pubsub: crate::pubsub::Subscriptions::default(),
         }
     }
 }
@@ -95,6 +103,9 @@ pub struct Ctx<'a> {
     /// The replica a keyed command runs against: the leader of its keys' group (the data
     /// path has already routed the request there).
     replica: Option<&'a Replica>,
+    /// Reads inside a transaction's entry: the transaction's view of its keys, used instead
+    /// of the replica's keyspace.
+    scratch: Option<&'a Keyspace>,
     /// The write the command asked for; the data path proposes it once the command returns.
     write: Option<PendingWrite>,
 }
@@ -134,6 +145,9 @@ impl<'a> Ctx<'a> {
 
     /// The keyspace of the replica this command runs against.
     pub fn keyspace(&self) -> &'a Keyspace {
+        if let Some(scratch) = self.scratch {
+            return scratch;
+        }
         self.replica
             .expect("the data path routes keyed commands to a replica")
             .keyspace()
@@ -176,15 +190,44 @@ pub fn run(
 ) -> Ran {
     let started = Instant::now();
     session.handle.touch(spec.id, started);
-    let mut ctx = Ctx {
+    let ctx = Ctx {
         node,
         session,
         args,
         spec,
         now_ms: node.clock.wall_ms(started),
         replica,
+        scratch: None,
         write: None,
     };
+    run_ctx(ctx, started)
+}
+
+/// Runs a read command of a transaction against `keyspace` (the transaction's view of its
+/// keys) at the entry's clock `now_ms`.
+pub fn run_on_keyspace(
+    node: &Node,
+    session: &mut Session,
+    spec: &'static CommandSpec,
+    args: &[Bytes],
+    keyspace: &Keyspace,
+    now_ms: UnixMillis,
+) -> Ran {
+    let ctx = Ctx {
+        node,
+        session,
+        args,
+        spec,
+        now_ms,
+        replica: None,
+        scratch: Some(keyspace),
+        write: None,
+    };
+    run_ctx(ctx, Instant::now())
+}
+
+fn run_ctx(mut ctx: Ctx<'_>, started: Instant) -> Ran {
+    let (node, spec) = (ctx.node, ctx.spec);
     let reply = dispatch(&mut ctx).unwrap_or_else(Frame::from);
     let write = ctx.write.take();
     if ctx.session.counted {
@@ -194,7 +237,7 @@ pub fn run(
             let name = ctx.session.handle.meta.lock().name.clone();
             let addr = ctx.session.handle.addr;
             node.slowlog
-                .push(usec, args, addr, name.unwrap_or_default());
+                .push(usec, ctx.args, addr, name.unwrap_or_default());
         }
     }
     match write {
@@ -204,6 +247,7 @@ pub fn run(
 }
 
 fn dispatch(ctx: &mut Ctx<'_>) -> CommandResult {
+    use crate::pubsub::Kind;
     use CommandId::*;
     match ctx.spec.id {
         Ping => server::ping(ctx),
@@ -304,6 +348,31 @@ fn dispatch(ctx: &mut Ctx<'_>) -> CommandResult {
         Expiretime => expire::ttl(ctx, false, true),
         Pexpiretime => expire::ttl(ctx, true, true),
         Persist => expire::persist(ctx),
+        Unwatch => {
+            ctx.session.tx.unwatch();
+            Ok(Frame::ok())
+        }
+        // The connection's data path runs these (`transaction::intercept`).
+        Multi | Exec | Discard | Watch => Err(CommandError::Err(format!(
+            "{} cannot run here",
+            ctx.spec.name
+        ))),
+        Subscribe => pubsub::subscribe(ctx, Kind::Channel),
+        Psubscribe => pubsub::subscribe(ctx, Kind::Pattern),
+        Ssubscribe => pubsub::subscribe(ctx, Kind::Shard),
+        Unsubscribe => pubsub::unsubscribe(ctx, Kind::Channel),
+        Punsubscribe => pubsub::unsubscribe(ctx, Kind::Pattern),
+        Sunsubscribe => pubsub::unsubscribe(ctx, Kind::Shard),
+        Publish => pubsub::publish(ctx, false),
+        Spublish => pubsub::publish(ctx, true),
+        // Its arity (-2) makes lookup resolve it to a subcommand.
+        Pubsub => Err(CommandError::Syntax),
+        PubsubChannels => pubsub::channels(ctx, Kind::Channel),
+        PubsubShardchannels => pubsub::channels(ctx, Kind::Shard),
+        PubsubNumsub => pubsub::numsub(ctx, Kind::Channel),
+        PubsubShardnumsub => pubsub::numsub(ctx, Kind::Shard),
+        PubsubNumpat => pubsub::numpat(ctx),
+        PubsubHelp => pubsub::help(ctx),
     }
 }
 

@@ -8,6 +8,9 @@ use crate::error::{CommandError, CommandResult};
 use crate::store::WriteOp;
 
 pub fn ping(ctx: &mut Ctx<'_>) -> CommandResult {
+    if let Some(reply) = super::pubsub::subscribed_ping(ctx) {
+        return Ok(reply);
+    }
     match &ctx.args[1..] {
         [] => Ok(Frame::simple("PONG")),
         [msg] => Ok(Frame::Bulk(msg.clone())),

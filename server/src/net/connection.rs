@@ -20,6 +20,7 @@ use crate::clients::ClientHandle;
 use crate::commands::Session;
 use crate::node::Node;
 use crate::pipeline::{Mode, Pipeline};
+use crate::pubsub::encode_reply;
 
 /// Reply bytes buffered before they are written even if more requests are pending.
 const FLUSH_AT: usize = 1 << 20;
@@ -69,6 +70,7 @@ async fn run(
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut session = Session::new(handle.clone(), !requirepass);
     session.redirect = redirect;
+    let mut mailbox = session.pubsub.attach(node.pubsub.clone(), handle.clone());
     decoder.set_unauthenticated(!session.authenticated);
 
     loop {
@@ -84,7 +86,23 @@ async fn run(
         };
         let n = tokio::select! {
             _ = handle.kill.cancelled() => return Ok(()),
-            _ = idle => return Ok(()),
+            // A subscriber is never idle-timed-out (as in Redis).
+            _ = idle, if session.pubsub.total() == 0 => return Ok(()),
+            Some(message) = mailbox.recv() => {
+                encode(&message, session.resp, &mut wbuf);
+                // Whatever else is already queued goes out in the same write.
+                while wbuf.len() < FLUSH_AT {
+                    let Some(message) = mailbox.try_recv() else { break };
+                    encode(&message, session.resp, &mut wbuf);
+                }
+                // A subscriber that stops reading blocks this write; when its queue fills,
+                // `pubsub::on_queue_full` asks the connection to close, which ends the wait.
+                tokio::select! {
+                    r = flush(node, &mut stream, &mut wbuf) => r?,
+                    _ = handle.kill.cancelled() => return Ok(()),
+                }
+                continue;
+            }
             r = stream.read_buf(&mut rbuf) => r?,
         };
         if n == 0 {
@@ -109,7 +127,7 @@ async fn run(
                 match decoder.decode_request(&mut rbuf) {
                     Ok(Some(args)) => {
                         if let Some(reply) = batch.push(&mut session, args).await {
-                            encode(&reply, session.resp, &mut wbuf);
+                            encode_reply(&reply, session.resp, &mut wbuf);
                         }
                         // AUTH, HELLO AUTH and RESET change which limits apply from here on.
                         decoder.set_unauthenticated(!session.authenticated);
@@ -129,7 +147,7 @@ async fn run(
             }
             batch
                 .finish(&mut session, |reply, version| {
-                    encode(&reply, version, &mut wbuf)
+                    encode_reply(&reply, version, &mut wbuf)
                 })
                 .await;
             if let Some(e) = protocol_error {

@@ -12,7 +12,7 @@ pub type UnixMillis = u64;
 const HAS_DEADLINE: u32 = 1 << 31;
 const DEADLINE_LEN: usize = 8;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Entry {
     blob: Box<[u8]>,
     /// The key's length, with `HAS_DEADLINE` as its top bit.

@@ -71,9 +71,7 @@ impl Keyspace {
         for slot in 0..shoal_protocol::SLOT_COUNT {
             let table = self.read_slot(slot);
             for e in table.table().iter().filter(|e| !e.is_expired(now)) {
-                let h = (crc32fast::hash(e.key()) as u64) << 32 | crc32fast::hash(e.value()) as u64;
-                let h = crate::cluster::hash2(0x5e7d, h, e.expires_at().unwrap_or(0));
-                digest = digest.wrapping_add(h);
+                digest = digest.wrapping_add(fingerprint(e));
             }
         }
         digest
@@ -184,6 +182,17 @@ impl Keyspace {
         }
     }
 
+    /// Removes `keys` and inserts `entries` in their place (a transaction's scratch copy).
+    pub fn replace_keys(&self, keys: &[bytes::Bytes], entries: Vec<Entry>) {
+        let mut slots = self.write_slots(keys.iter().map(|k| &k[..]));
+        for k in keys {
+            slots.remove(k);
+        }
+        for e in entries {
+            slots.insert(e);
+        }
+    }
+
     /// Replaces the whole keyspace with `entries` (installing a snapshot). Every slot's write
     /// lock is held for the whole swap, so readers see the old contents or the new, never a mix;
     /// the changes go through [`SlotsMut`], so key, volatile and deadline bookkeeping stays
@@ -195,6 +204,13 @@ impl Keyspace {
             slots.insert(entry);
         }
     }
+}
+
+/// A hash of an entry's key, value and deadline, the same on every replica (no per-process
+/// seed): the data digest adds them up, and `WATCH` compares a key's before and at `EXEC`.
+pub fn fingerprint(e: &Entry) -> u64 {
+    let h = (crc32fast::hash(e.key()) as u64) << 32 | crc32fast::hash(e.value()) as u64;
+    crate::cluster::hash2(0x5e7d, h, e.expires_at().unwrap_or(0))
 }
 
 /// A slot held for reading.

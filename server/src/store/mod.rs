@@ -14,8 +14,8 @@ pub mod state_machine;
 
 pub use entry::{Entry, UnixMillis};
 pub use keyspace::Keyspace;
-pub use ops::{Condition, ExpireCondition, Expiry, Proposal, WriteOp};
-pub use state_machine::StateMachine;
+pub use ops::{Condition, ExpireCondition, Expiry, Proposal, TxStep, Watched, WriteOp};
+pub use state_machine::{StateMachine, TxReader};
 
 /// The wall clock in unix milliseconds. Only proposers and readers call this; `apply` never does.
 /// Commands use [`Clock`] instead, which costs no extra clock read.

@@ -107,6 +107,31 @@ pub enum WriteOp {
     FlushAll,
     /// Active expiry: delete those of `keys` that are expired at `now_ms`. Reply: how many.
     DeleteExpired { keys: Vec<Bytes> },
+    /// `EXEC`: a transaction's commands applied as one entry, under one lock of their slots.
+    /// Reply: one reply per step, in order; or nil (`NullArray`) without running anything if
+    /// a watched key no longer holds what it held when it was watched.
+    Exec {
+        watched: Vec<Watched>,
+        steps: Vec<TxStep>,
+    },
+}
+
+/// One command of a transaction ([`WriteOp::Exec`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum TxStep {
+    /// A write, applied exactly as it would be alone.
+    Write(WriteOp),
+    /// A read command (`args`, name first) that must see the transaction's earlier writes: it
+    /// runs inside `apply`, against `keys` as the transaction has left them.
+    Read { args: Vec<Bytes>, keys: Vec<Bytes> },
+}
+
+/// A key `WATCH`ed before a transaction and what it held then: the fingerprint of its live
+/// entry (see `keyspace::fingerprint`), `None` if it was absent or expired.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Watched {
+    pub key: Bytes,
+    pub fingerprint: Option<u64>,
 }
 
 impl WriteOp {
@@ -139,6 +164,17 @@ impl WriteOp {
             }
             WriteOp::Rename { from, to, .. } => smallvec![&from[..], &to[..]],
             WriteOp::FlushAll => SmallVec::new(),
+            // Every key any step reads or writes, and the watched ones: `apply` looks at all.
+            WriteOp::Exec { watched, steps } => watched
+                .iter()
+                .map(|w| &w.key[..])
+                .chain(steps.iter().flat_map(|step| -> SmallVec<[&[u8]; 2]> {
+                    match step {
+                        TxStep::Write(op) => op.keys(),
+                        TxStep::Read { keys, .. } => keys.iter().map(|k| &k[..]).collect(),
+                    }
+                }))
+                .collect(),
         }
     }
 }

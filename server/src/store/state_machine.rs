@@ -10,8 +10,9 @@ use bytes::Bytes;
 use shoal_protocol::Frame;
 
 use super::entry::{Entry, UnixMillis};
+use super::keyspace::fingerprint;
 use super::keyspace::{Keyspace, SlotsMut};
-use super::ops::{Condition, ExpireCondition, Expiry, Proposal, WriteOp};
+use super::ops::{Condition, ExpireCondition, Expiry, Proposal, TxStep, Watched, WriteOp};
 use crate::error::{CommandError, CommandResult};
 use crate::numbers::{format_f64, parse_f64, parse_i64};
 
@@ -19,13 +20,30 @@ use crate::numbers::{format_f64, parse_f64, parse_i64};
 /// constant (not per-node config) because `apply` must decide the same everywhere.
 pub const MAX_STRING_LEN: u64 = 512 * 1024 * 1024;
 
+/// Runs a transaction's read command (`args`, name first) against `keyspace` at `now`: the
+/// command layer provides it, so reads inside `EXEC` are the same code as reads outside.
+pub type TxReader = Arc<dyn Fn(&Keyspace, &[Bytes], UnixMillis) -> Frame + Send + Sync>;
+
 pub struct StateMachine {
     keyspace: Arc<Keyspace>,
+    /// How `EXEC` runs its read commands (`None`: they answer an error).
+    tx_reader: Option<TxReader>,
 }
 
 impl StateMachine {
     pub fn new(keyspace: Arc<Keyspace>) -> StateMachine {
-        StateMachine { keyspace }
+        StateMachine {
+            keyspace,
+            tx_reader: None,
+        }
+    }
+
+    /// A state machine whose transactions run their reads with `reader`.
+    pub fn with_tx_reader(keyspace: Arc<Keyspace>, reader: Option<TxReader>) -> StateMachine {
+        StateMachine {
+            keyspace,
+            tx_reader: reader,
+        }
     }
 
     pub fn keyspace(&self) -> &Arc<Keyspace> {
@@ -40,7 +58,51 @@ impl StateMachine {
             WriteOp::FlushAll => self.keyspace.write_all_slots(),
             _ => self.keyspace.write_slots(op.keys()),
         };
+        if let WriteOp::Exec { watched, steps } = op {
+            return self.apply_exec(&mut slots, watched, steps, now);
+        }
         apply_op(&mut slots, op, now).unwrap_or_else(Frame::from)
+    }
+
+    /// `EXEC`: checks the watched keys, then runs every step under the locks already held, so
+    /// no reader sees the transaction half done.
+    fn apply_exec(
+        &self,
+        s: &mut SlotsMut<'_>,
+        watched: &[Watched],
+        steps: &[TxStep],
+        now: UnixMillis,
+    ) -> Frame {
+        // A key that changed, expired or appeared since WATCH aborts the transaction.
+        if watched
+            .iter()
+            .any(|w| s.get(&w.key, now).map(fingerprint) != w.fingerprint)
+        {
+            return Frame::NullArray;
+        }
+        // Reads run against a private keyspace holding copies of their keys: the command
+        // code takes its own slot locks, which must not be the ones held here.
+        let mut scratch: Option<Keyspace> = None;
+        let replies = steps
+            .iter()
+            .map(|step| match step {
+                TxStep::Write(WriteOp::FlushAll | WriteOp::Exec { .. }) => {
+                    Frame::error("ERR Command not allowed inside a transaction")
+                }
+                TxStep::Write(op) => apply_op(s, op, now).unwrap_or_else(Frame::from),
+                TxStep::Read { args, keys } => {
+                    let Some(reader) = &self.tx_reader else {
+                        return Frame::error("ERR reads inside a transaction are unavailable");
+                    };
+                    let scratch = scratch.get_or_insert_with(Keyspace::new);
+                    let copies: Vec<Entry> =
+                        keys.iter().filter_map(|k| s.get(k, now).cloned()).collect();
+                    scratch.replace_keys(keys, copies);
+                    reader(scratch, args, now)
+                }
+            })
+            .collect();
+        Frame::Array(replies)
     }
 }
 
@@ -259,6 +321,8 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
             }
             Frame::Integer(deleted)
         }
+        // `StateMachine::apply` runs transactions; one never nests in another.
+        WriteOp::Exec { .. } => Frame::error("ERR Command not allowed inside a transaction"),
     })
 }
 
@@ -503,5 +567,62 @@ mod tests {
             ),
             Frame::from(CommandError::NoSuchKey)
         );
+    }
+
+    #[test]
+    fn exec_applies_every_step_or_none_when_a_watched_key_changed() {
+        // A reader that answers with the value it sees, so a read step shows the view.
+        let reader: TxReader = Arc::new(|ks: &Keyspace, args: &[Bytes], now: UnixMillis| {
+            Frame::bulk_or_null(
+                ks.read_key_slot(&args[1])
+                    .get(&args[1], now)
+                    .map(|e| Bytes::copy_from_slice(e.value())),
+            )
+        });
+        let m = StateMachine::with_tx_reader(Arc::new(Keyspace::new()), Some(reader));
+        apply(&m, 1, set("{t}a", "1", Expiry::At(100)));
+        let print = m
+            .keyspace()
+            .read_key_slot(b"{t}a")
+            .get(b"{t}a", 1)
+            .map(fingerprint);
+        let exec = |watched: Option<u64>| WriteOp::Exec {
+            watched: vec![Watched {
+                key: b("{t}a"),
+                fingerprint: watched,
+            }],
+            steps: vec![
+                TxStep::Write(WriteOp::IncrBy {
+                    key: b("{t}a"),
+                    delta: 1,
+                }),
+                TxStep::Read {
+                    args: vec![b("GET"), b("{t}a")],
+                    keys: vec![b("{t}a")],
+                },
+                TxStep::Write(set("{t}b", "x", Expiry::Clear)),
+            ],
+        };
+        // Watched as absent, but it exists: nothing runs.
+        assert_eq!(apply(&m, 2, exec(None)), Frame::NullArray);
+        assert!(m
+            .keyspace()
+            .read_key_slot(b"{t}b")
+            .get(b"{t}b", 2)
+            .is_none());
+        // Unchanged: every step runs, the read sees the increment.
+        assert_eq!(
+            apply(&m, 3, exec(print)),
+            Frame::Array(vec![Frame::Integer(2), Frame::bulk("2"), Frame::ok()])
+        );
+        // Changed since (the increment): aborted again.
+        assert_eq!(apply(&m, 4, exec(print)), Frame::NullArray);
+        // Expired at the entry's clock counts as changed too.
+        let now = m
+            .keyspace()
+            .read_key_slot(b"{t}a")
+            .get(b"{t}a", 5)
+            .map(fingerprint);
+        assert_eq!(apply(&m, 101, exec(now)), Frame::NullArray);
     }
 }
