@@ -87,6 +87,15 @@ pub struct Config {
     /// Shards the rebalancer moves to new replica sets at the same time.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub rebalance_max_moves: u64,
+    /// The cluster secret: peers prove they know it (HMAC challenge-response, both ways)
+    /// before any Raft or forwarded message is accepted. Every node of a cluster needs the same
+    /// one; without it the cluster is open to any shoal node that can reach its peer port.
+    #[arg(long, env = "SHOAL_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// A file holding the cluster secret (surrounding whitespace ignored); keeps it out of
+    /// `ps` and of the config file.
+    #[arg(long, conflicts_with = "cluster_secret")]
+    pub cluster_secret_file: Option<PathBuf>,
     /// Compact a replica's log into a snapshot every this many applied entries.
     #[arg(long, default_value_t = 10000, value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_entries: u64,
@@ -109,6 +118,22 @@ impl Config {
             None if self.bind == "0.0.0.0" || self.bind == "::" => "127.0.0.1".to_owned(),
             None => self.bind.clone(),
         }
+    }
+
+    /// The cluster secret from `--cluster-secret` or `--cluster-secret-file` (`None`: open).
+    pub fn cluster_secret(&self) -> Result<Option<String>, String> {
+        let secret = match (&self.cluster_secret, &self.cluster_secret_file) {
+            (Some(s), _) => s.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read cluster secret file {}: {e}", path.display()))?
+                .trim()
+                .to_owned(),
+            (None, None) => return Ok(None),
+        };
+        if secret.is_empty() {
+            return Err("the cluster secret is empty".into());
+        }
+        Ok(Some(secret))
     }
 
     /// Parses the process arguments, merging in the `--config` file if one is named.

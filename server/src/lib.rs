@@ -52,6 +52,7 @@ pub async fn run(
     };
     tokio::spawn(raft::peer::serve_peers(
         peer,
+        node.pool.auth(),
         handler,
         node.shutdown.clone(),
     ));

@@ -24,6 +24,7 @@ use crate::clients::ClientRegistry;
 use crate::cluster::meta::{ClusterParams, Topology};
 use crate::cluster::{ShardId, SlotRing, DEFAULT_VNODES};
 use crate::config::Config;
+use crate::raft::handshake::PeerAuth;
 use crate::raft::network::{PeerPool, RaftRouter};
 use crate::raft::state_machine::ShardStateMachine;
 use crate::raft::types::{NodeId, NodeInfo};
@@ -104,6 +105,15 @@ impl Node {
             client_addr: format!("{ip}:{}", listeners.client.local_addr()?.port()),
             peer_addr: format!("{ip}:{}", listeners.peer.local_addr()?.port()),
         };
+        let secret = config.cluster_secret().map_err(std::io::Error::other)?;
+        let auth = PeerAuth::new(secret.as_deref().map(str::as_bytes));
+        if auth.is_open() && !is_loopback(&config.bind) {
+            tracing::warn!(
+                bind = %config.bind,
+                "no --cluster-secret: any shoal node that reaches the cluster port can join \
+                 this cluster and read its data"
+            );
+        }
         std::fs::create_dir_all(&config.data_dir)?;
         let identity_path = config.data_dir.join("node.conf");
         let (identity, creating) = match Identity::load(&identity_path)? {
@@ -117,7 +127,7 @@ impl Node {
                     )));
                 }
                 Some(seed) => {
-                    let reply = request_join(seed, &info).await?;
+                    let reply = request_join(seed, &info, &auth).await?;
                     let identity = Identity {
                         node_id: reply.node_id,
                         params: ClusterParams {
@@ -161,7 +171,7 @@ impl Node {
             groups: RwLock::default(),
             opening: tokio::sync::Mutex::new(()),
             join_lock: tokio::sync::Mutex::new(()),
-            pool: PeerPool::default(),
+            pool: PeerPool::new(auth),
             topology: RwLock::default(),
             clients: ClientRegistry::default(),
             stats: Stats::default(),
@@ -491,14 +501,23 @@ fn write_durably(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether `bind` is a loopback address (only this machine can connect).
+pub fn is_loopback(bind: &str) -> bool {
+    bind == "localhost"
+        || bind
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Whether `data_dir` holds any group directory.
 fn has_groups(data_dir: &Path) -> bool {
     std::fs::read_dir(data_dir.join("groups")).is_ok_and(|mut d| d.next().is_some())
 }
 
 /// Asks the cluster at `seed` (a peer address) for an id, retrying until it answers.
-async fn request_join(seed: &str, info: &NodeInfo) -> std::io::Result<JoinReply> {
-    let client: crate::raft::network::RaftPeer = crate::raft::peer::PeerClient::new(seed);
+async fn request_join(seed: &str, info: &NodeInfo, auth: &PeerAuth) -> std::io::Result<JoinReply> {
+    let client: crate::raft::network::RaftPeer =
+        crate::raft::peer::PeerClient::new(seed, Arc::new(auth.clone()));
     let request = JoinRequest {
         client_addr: info.client_addr.clone(),
         peer_addr: info.peer_addr.clone(),

@@ -9,6 +9,9 @@
 //! [`serve_peers`] accepts peer connections and runs each request on its own task, writing the
 //! response whenever it is ready; responses may therefore return out of order.
 //!
+//! Both ends authenticate each new connection ([`PeerAuth`], the cluster secret) before any
+//! frame is read or written on it.
+//!
 //! Message bodies are generic (any serde type), so this module knows nothing of Raft; the Raft
 //! network adapter decides what the bodies are.
 
@@ -31,6 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
+use super::handshake::PeerAuth;
 use super::wire::{from_payload, header_of, to_payload, PeerCodec, PeerMessage, WireError};
 
 #[derive(Debug, Error)]
@@ -59,6 +63,7 @@ struct Conn {
 /// A client for one peer, shared by every Raft group that talks to it.
 pub struct PeerClient<Req, Resp> {
     addr: String,
+    auth: Arc<PeerAuth>,
     next_id: AtomicU64,
     conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
     /// When the last connect attempt failed, and how long to wait before the next one.
@@ -75,9 +80,10 @@ where
     Req: Serialize + Send + 'static,
     Resp: DeserializeOwned + Send + 'static,
 {
-    pub fn new(addr: impl Into<String>) -> PeerClient<Req, Resp> {
+    pub fn new(addr: impl Into<String>, auth: Arc<PeerAuth>) -> PeerClient<Req, Resp> {
         PeerClient {
             addr: addr.into(),
+            auth,
             next_id: AtomicU64::new(1),
             conn: tokio::sync::Mutex::new(None),
             backoff: Mutex::new(None),
@@ -136,14 +142,18 @@ where
                 ));
             }
         }
-        let stream =
+        let mut stream =
             match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return Err(self.connect_failed(e.to_string())),
                 Err(_) => return Err(self.connect_failed("connect timed out".into())),
             };
-        *self.backoff.lock() = None;
         let _ = stream.set_nodelay(true);
+        if let Err(e) = self.auth.connect(&mut stream).await {
+            tracing::warn!(peer = %self.addr, error = %e, "peer authentication failed; not talking to it");
+            return Err(self.connect_failed(format!("authentication failed: {e}")));
+        }
+        *self.backoff.lock() = None;
         let conn = Arc::new(spawn_connection(stream, self.addr.clone()));
         *slot = Some(conn.clone());
         Ok(conn)
@@ -229,9 +239,10 @@ fn spawn_connection(stream: TcpStream, addr: String) -> Conn {
 }
 
 /// Serves peer connections on `listener` until `shutdown`, answering each request with
-/// `handler(group, body)`.
+/// `handler(group, body)` once the connection has proved it knows `auth`'s secret.
 pub async fn serve_peers<Req, Resp, H, F>(
     listener: TcpListener,
+    auth: Arc<PeerAuth>,
     handler: H,
     shutdown: CancellationToken,
 ) where
@@ -256,6 +267,7 @@ pub async fn serve_peers<Req, Resp, H, F>(
         tokio::spawn(serve_peer_connection(
             stream,
             addr,
+            auth.clone(),
             handler.clone(),
             shutdown.clone(),
         ));
@@ -263,8 +275,9 @@ pub async fn serve_peers<Req, Resp, H, F>(
 }
 
 async fn serve_peer_connection<Req, Resp, H, F>(
-    stream: TcpStream,
+    mut stream: TcpStream,
     addr: SocketAddr,
+    auth: Arc<PeerAuth>,
     handler: H,
     shutdown: CancellationToken,
 ) where
@@ -273,6 +286,14 @@ async fn serve_peer_connection<Req, Resp, H, F>(
     H: Fn(u64, Req) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Resp> + Send + 'static,
 {
+    let authenticated = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        r = auth.accept(&mut stream) => r,
+    };
+    if let Err(e) = authenticated {
+        tracing::warn!(peer = %addr, error = %e, "refused a peer connection: authentication failed");
+        return;
+    }
     let (mut sink, mut source) = Framed::new(stream, PeerCodec::default()).split::<Vec<u8>>();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let writer = tokio::spawn(async move {
@@ -334,6 +355,7 @@ mod tests {
         let stop = CancellationToken::new();
         tokio::spawn(serve_peers(
             listener,
+            Arc::default(),
             |group: u64, body: (u64, String)| async move {
                 // Later requests answer sooner, so responses come back out of order.
                 tokio::time::sleep(Duration::from_millis(50u64.saturating_sub(body.0))).await;
@@ -347,7 +369,10 @@ mod tests {
     #[tokio::test]
     async fn concurrent_requests_share_one_connection_and_match_by_id() {
         let (addr, stop) = echo_server().await;
-        let client = Arc::new(PeerClient::<(u64, String), String>::new(addr.to_string()));
+        let client = Arc::new(PeerClient::<(u64, String), String>::new(
+            addr.to_string(),
+            Arc::default(),
+        ));
         let tasks: Vec<_> = (0..40u64)
             .map(|i| {
                 let c = client.clone();
@@ -368,7 +393,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let client = PeerClient::<(u64, String), String>::new(addr.to_string());
+        let client = PeerClient::<(u64, String), String>::new(addr.to_string(), Arc::default());
         let started = Instant::now();
         assert!(matches!(
             client
@@ -389,6 +414,7 @@ mod tests {
         let stop = CancellationToken::new();
         tokio::spawn(serve_peers(
             listener,
+            Arc::default(),
             |_, body: (u64, String)| async move { body.1 },
             stop.clone(),
         ));
@@ -415,6 +441,7 @@ mod tests {
     async fn a_frame_with_a_bad_checksum_closes_the_connection() {
         let (addr, stop) = echo_server().await;
         let mut raw = TcpStream::connect(addr).await.unwrap();
+        PeerAuth::default().connect(&mut raw).await.unwrap();
         // A header announcing 3 bytes with a wrong CRC.
         raw.write_all(&[3, 0, 0, 0, 1, 2, 3, 4, b'a', b'b', b'c'])
             .await
@@ -429,7 +456,7 @@ mod tests {
         .unwrap_or(0);
         assert_eq!(n, 0, "connection closed without a reply");
         // Other connections are unaffected.
-        let client = PeerClient::<(u64, String), String>::new(addr.to_string());
+        let client = PeerClient::<(u64, String), String>::new(addr.to_string(), Arc::default());
         assert_eq!(
             client
                 .request(7, (49, "ok".into()), Duration::from_secs(5))
