@@ -13,6 +13,7 @@
 //! - `rpc`: what nodes ask each other.
 //! - `node`, `clients`, `stats`: what a process shares among its connections.
 
+pub mod acl;
 pub mod clients;
 pub mod cluster;
 pub mod commands;

@@ -54,6 +54,8 @@ pub struct Node {
     topology: RwLock<Arc<Topology>>,
     pub clients: ClientRegistry,
     pub stats: Stats,
+    /// Recent ACL denials (`ACL LOG`).
+    pub acl_log: crate::acl::AclLog,
     pub clock: Clock,
     pub started: Instant,
     /// 40 hex characters, new every start (Redis's `run_id`).
@@ -175,6 +177,7 @@ impl Node {
             topology: RwLock::default(),
             clients: ClientRegistry::default(),
             stats: Stats::default(),
+            acl_log: crate::acl::AclLog::default(),
             clock: Clock::default(),
             started: Instant::now(),
             run_id: random_hex_id(),
@@ -333,6 +336,22 @@ impl Node {
     /// Group 0's contents as last read (refreshed every [`TOPOLOGY_REFRESH`]).
     pub fn topology(&self) -> Arc<Topology> {
         self.topology.read().clone()
+    }
+
+    /// The ACL user `name`: group 0's record, or for `default` (until one is recorded) the
+    /// user `requirepass` describes.
+    pub fn acl_user(&self, name: &str) -> Option<crate::acl::User> {
+        if let Some(user) = self.topology().users.get(name) {
+            return Some(user.clone());
+        }
+        (name == crate::acl::DEFAULT_USER)
+            .then(|| crate::acl::User::implicit_default(self.config.read().requirepass.as_deref()))
+    }
+
+    /// Whether a new connection starts authenticated (as `default`, which needs no password).
+    pub fn default_user_open(&self) -> bool {
+        self.acl_user(crate::acl::DEFAULT_USER)
+            .is_some_and(|u| u.enabled && u.nopass)
     }
 
     /// Rereads group 0's local replica.

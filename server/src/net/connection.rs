@@ -50,7 +50,7 @@ async fn run(
     handle: &Arc<ClientHandle>,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
-    let (limits, query_limit, requirepass, idle_timeout, redirect) = {
+    let (limits, query_limit, idle_timeout, redirect) = {
         let c = node.config.read();
         let limits = Limits {
             max_bulk_len: c.proto_max_bulk_len as usize,
@@ -59,7 +59,6 @@ async fn run(
         (
             limits,
             c.client_query_buffer_limit as usize,
-            c.requirepass.is_some(),
             c.timeout,
             c.cluster_mode == "redirect",
         )
@@ -67,7 +66,7 @@ async fn run(
     let mut decoder = RequestDecoder::new(limits);
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
-    let mut session = Session::new(handle.clone(), !requirepass);
+    let mut session = Session::new(handle.clone(), node.default_user_open());
     session.redirect = redirect;
     decoder.set_unauthenticated(!session.authenticated);
 

@@ -65,9 +65,9 @@ pub struct PeerClient<Req, Resp> {
     addr: String,
     auth: Arc<PeerAuth>,
     next_id: AtomicU64,
-    conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
+    conn: Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>,
     /// When the last connect attempt failed, and how long to wait before the next one.
-    backoff: Mutex<Option<(Instant, Duration)>>,
+    backoff: Arc<Mutex<Option<(Instant, Duration)>>>,
     _types: PhantomData<fn(Req) -> Resp>,
 }
 
@@ -85,8 +85,8 @@ where
             addr: addr.into(),
             auth,
             next_id: AtomicU64::new(1),
-            conn: tokio::sync::Mutex::new(None),
-            backoff: Mutex::new(None),
+            conn: Arc::default(),
+            backoff: Arc::default(),
             _types: PhantomData,
         }
     }
@@ -127,43 +127,54 @@ where
     }
 
     /// The open connection, or a new one (unless we are backing off after a failure).
+    ///
+    /// Connecting runs on a task of its own: openraft gives up on an RPC after tens of
+    /// milliseconds, and a caller that gives up must not abort a connect and handshake
+    /// halfway, or a slow (loaded) peer would never be reached at all.
     async fn connection(&self) -> Result<Arc<Conn>, PeerError> {
-        let mut slot = self.conn.lock().await;
-        if let Some(conn) = slot.as_ref() {
-            if !conn.closed.is_cancelled() {
-                return Ok(conn.clone());
+        let slot = self.conn.clone();
+        let backoff = self.backoff.clone();
+        let addr = self.addr.clone();
+        let auth = self.auth.clone();
+        tokio::spawn(async move {
+            let mut slot = slot.lock_owned().await;
+            if let Some(conn) = slot.as_ref() {
+                if !conn.closed.is_cancelled() {
+                    return Ok(conn.clone());
+                }
             }
-        }
-        if let Some((failed_at, wait)) = *self.backoff.lock() {
-            if failed_at.elapsed() < wait {
-                return Err(PeerError::Unreachable(
-                    self.addr.clone(),
-                    "backing off after a failed connect".into(),
-                ));
+            if let Some((failed_at, wait)) = *backoff.lock() {
+                if failed_at.elapsed() < wait {
+                    return Err(PeerError::Unreachable(
+                        addr,
+                        "backing off after a failed connect".into(),
+                    ));
+                }
             }
-        }
-        let mut stream =
-            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(self.connect_failed(e.to_string())),
-                Err(_) => return Err(self.connect_failed("connect timed out".into())),
+            let failed = |why: String| {
+                let mut backoff = backoff.lock();
+                let wait = backoff.map_or(BACKOFF_MIN, |(_, w)| (w * 2).min(BACKOFF_MAX));
+                *backoff = Some((Instant::now(), wait));
+                PeerError::Unreachable(addr.clone(), why)
             };
-        let _ = stream.set_nodelay(true);
-        if let Err(e) = self.auth.connect(&mut stream).await {
-            tracing::warn!(peer = %self.addr, error = %e, "peer authentication failed; not talking to it");
-            return Err(self.connect_failed(format!("authentication failed: {e}")));
-        }
-        *self.backoff.lock() = None;
-        let conn = Arc::new(spawn_connection(stream, self.addr.clone()));
-        *slot = Some(conn.clone());
-        Ok(conn)
-    }
-
-    fn connect_failed(&self, why: String) -> PeerError {
-        let mut backoff = self.backoff.lock();
-        let wait = backoff.map_or(BACKOFF_MIN, |(_, w)| (w * 2).min(BACKOFF_MAX));
-        *backoff = Some((Instant::now(), wait));
-        PeerError::Unreachable(self.addr.clone(), why)
+            let mut stream =
+                match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return Err(failed(e.to_string())),
+                    Err(_) => return Err(failed("connect timed out".into())),
+                };
+            let _ = stream.set_nodelay(true);
+            if let Err(e) = auth.connect(&mut stream).await {
+                tracing::warn!(peer = %addr, error = %e, "peer authentication failed; not talking to it");
+                return Err(failed(format!("authentication failed: {e}")));
+            }
+            *backoff.lock() = None;
+            let conn = Arc::new(spawn_connection(stream, addr));
+            *slot = Some(conn.clone());
+            Ok(conn)
+        })
+        .await
+        .unwrap_or_else(|e| Err(PeerError::Protocol(format!("connect task failed: {e}"))))
     }
 
     async fn forget(&self, conn: &Arc<Conn>) {
