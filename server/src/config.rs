@@ -31,6 +31,10 @@ pub struct Config {
     /// Password for the default user; clients must AUTH before anything else.
     #[arg(long)]
     pub requirepass: Option<String>,
+    /// Redis's protected mode: while the `default` user needs no password, refuse clients that
+    /// do not connect from the loopback interface (with Redis's explanatory error).
+    #[arg(long, default_value = "yes", value_parser = ["yes", "no"])]
+    pub protected_mode: String,
     /// A redis.conf-style file of `name value` lines; flags on the command line override it.
     #[arg(long)]
     pub config: Option<PathBuf>,

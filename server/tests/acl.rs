@@ -160,3 +160,36 @@ fn requirepass_guards_the_default_user_and_hello_can_authenticate() {
         assert!(cats.contains(&cat.to_owned()), "{cats:?}");
     }
 }
+
+/// A non-loopback IPv4 address of this machine, if it has one.
+fn external_ip() -> Option<std::net::IpAddr> {
+    // Routing towards a public address picks the outgoing interface; nothing is sent.
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[test]
+fn protected_mode_refuses_remote_clients_until_a_password_is_set() {
+    let Some(ip) = external_ip() else {
+        eprintln!("skipped: this machine has no non-loopback address");
+        return;
+    };
+    let server = Server::start_with(&["--bind", "0.0.0.0"]);
+    let remote = std::net::SocketAddr::new(ip, server.port());
+    // Refused at once, before any command (as Redis does).
+    let mut c = Client::connect(remote);
+    let reply = c.read();
+    assert!(
+        matches!(&reply, Frame::Error(e) if e.starts_with("DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user.")),
+        "{reply:?}"
+    );
+    assert!(c.is_closed());
+    // Loopback clients are served; once the default user has a password, remote ones too.
+    let mut local = server.client();
+    assert_eq!(local.cmd(&["CONFIG", "SET", "requirepass", "pw"]), ok());
+    let mut c = Client::connect(remote);
+    assert_eq!(c.cmd(&["AUTH", "pw"]), ok());
+    assert_eq!(c.cmd(&["PING"]), Frame::Simple("PONG".into()));
+}

@@ -101,6 +101,9 @@ impl Cluster {
             self.snapshot_entries.to_string(),
             "--log-level".into(),
             "warn".into(),
+            // Clients reach the nodes from other network namespaces, without a password.
+            "--protected-mode".into(),
+            "no".into(),
         ];
         if i > 0 {
             let seed_peer = SocketAddr::new(IpAddr::V4(self.net.node_ip(0)), PEER_PORT);
