@@ -35,6 +35,23 @@ pub struct Config {
     /// do not connect from the loopback interface (with Redis's explanatory error).
     #[arg(long, default_value = "yes", value_parser = ["yes", "no"])]
     pub protected_mode: String,
+    /// TLS port for clients (absent: no TLS; 0: let the OS choose). Plain `--port` stays open
+    /// too unless it is closed with `--port` pointing elsewhere.
+    #[arg(long)]
+    pub tls_port: Option<u16>,
+    /// PEM certificate (chain) the TLS port presents.
+    #[arg(long)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `--tls-cert-file`.
+    #[arg(long)]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA certificate(s) that client certificates must chain to.
+    #[arg(long)]
+    pub tls_ca_cert_file: Option<PathBuf>,
+    /// Whether TLS clients must present a certificate: `yes` (Redis's default), `no`,
+    /// `optional` (checked if presented).
+    #[arg(long, default_value = "yes", value_parser = ["yes", "no", "optional"])]
+    pub tls_auth_clients: String,
     /// A redis.conf-style file of `name value` lines; flags on the command line override it.
     #[arg(long)]
     pub config: Option<PathBuf>,

@@ -45,6 +45,13 @@ pub async fn run(
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
     let listeners = Listeners::bind(&config).await?;
+    let tls = net::tls::acceptor(&config).map_err(std::io::Error::other)?;
+    let tls_listener = match (&tls, config.tls_port) {
+        (Some(_), Some(port)) => {
+            Some(tokio::net::TcpListener::bind((config.bind.as_str(), port)).await?)
+        }
+        _ => None,
+    };
     let node = Node::start(config, &listeners).await?;
     let Listeners { client, peer } = listeners;
     let handler = {
@@ -75,7 +82,17 @@ pub async fn run(
         addr.ip(),
         addr.port()
     );
-    net::listener::accept_loop(node.clone(), client).await;
+    if let (Some(tls), Some(listener)) = (tls, tls_listener) {
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "TLS port ready");
+        println!("shoal TLS on {addr}");
+        tokio::spawn(net::listener::accept_loop(
+            node.clone(),
+            listener,
+            Some(tls),
+        ));
+    }
+    net::listener::accept_loop(node.clone(), client, None).await;
     node.clients.kill_all();
     node.stop_groups().await;
     if node.left.load(std::sync::atomic::Ordering::SeqCst) {

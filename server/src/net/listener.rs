@@ -7,9 +7,13 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
+use tokio_rustls::TlsAcceptor;
+
+use crate::clients::ClientHandle;
 use crate::node::Node;
 
-pub async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
+/// Accepts clients on `listener` until shutdown; with `tls`, each does a TLS handshake first.
+pub async fn accept_loop(node: Arc<Node>, listener: TcpListener, tls: Option<TlsAcceptor>) {
     loop {
         let accepted = tokio::select! {
             _ = node.shutdown.cancelled() => return,
@@ -40,7 +44,15 @@ pub async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
         let max = node.config.read().maxclients;
         match node.clients.register(addr, laddr, max) {
             Some(handle) => {
-                tokio::spawn(super::connection::serve(node.clone(), stream, handle));
+                let _ = stream.set_nodelay(true);
+                match &tls {
+                    None => {
+                        tokio::spawn(super::connection::serve(node.clone(), stream, handle));
+                    }
+                    Some(tls) => {
+                        tokio::spawn(serve_tls(node.clone(), tls.clone(), stream, handle));
+                    }
+                }
             }
             None => {
                 node.stats
@@ -52,6 +64,27 @@ pub async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
                         .await;
                 });
             }
+        }
+    }
+}
+
+/// Finishes the TLS handshake (bounded in time), then serves the connection like any other.
+async fn serve_tls(
+    node: Arc<Node>,
+    tls: TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    handle: Arc<ClientHandle>,
+) {
+    let id = handle.id;
+    match tokio::time::timeout(super::tls::HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+        Ok(Ok(stream)) => super::connection::serve(node, stream, handle).await,
+        Ok(Err(e)) => {
+            tracing::info!(client = id, addr = %handle.addr, error = %e, "TLS handshake failed");
+            node.clients.unregister(id);
+        }
+        Err(_) => {
+            tracing::info!(client = id, addr = %handle.addr, "TLS handshake timed out");
+            node.clients.unregister(id);
         }
     }
 }
