@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
-use super::handshake::PeerAuth;
+use super::handshake::{HandshakeError, PeerAuth};
 use super::wire::{from_payload, header_of, to_payload, PeerCodec, PeerMessage, WireError};
 
 #[derive(Debug, Error)]
@@ -164,7 +164,12 @@ where
                     Err(_) => return Err(failed("connect timed out".into())),
                 };
             let _ = stream.set_nodelay(true);
-            if let Err(e) = auth.connect(&mut stream).await {
+            // Bounded like the connect itself: a peer that stalls mid-handshake (a partition)
+            // must not hold this peer's slot for longer than a dead peer would.
+            let handshake = tokio::time::timeout(CONNECT_TIMEOUT, auth.connect(&mut stream))
+                .await
+                .unwrap_or(Err(HandshakeError::Timeout(CONNECT_TIMEOUT)));
+            if let Err(e) = handshake {
                 tracing::warn!(peer = %addr, error = %e, "peer authentication failed; not talking to it");
                 return Err(failed(format!("authentication failed: {e}")));
             }
