@@ -636,8 +636,6 @@ fn damaged_log_torn_tail_recovers_and_flipped_byte_stops_the_node() {
     eprintln!("test took {:?}", started.elapsed());
 }
 
-/// 5. A frame with a bad CRC on the peer port closes that connection; the node keeps serving
-///    and the cluster stays healthy. So does a frame announcing a length above the limit.
 /// A connection to a node's peer port that has passed the (open cluster's) handshake, so
 /// what is sent next reaches the frame decoder.
 fn authenticated_peer_connection(addr: std::net::SocketAddr) -> TcpStream {
@@ -659,6 +657,8 @@ fn authenticated_peer_connection(addr: std::net::SocketAddr) -> TcpStream {
     stream
 }
 
+/// 5. A frame with a bad CRC on the peer port closes that connection; the node keeps serving
+///    and the cluster stays healthy. So does a frame announcing a length above the limit.
 #[test]
 fn bad_crc_on_the_peer_port_closes_only_that_connection() {
     let _serial = serial();
