@@ -227,6 +227,16 @@ command_table! {
     Latency => "latency", -2, [], NONE, Server, "2.8.13", "A container for latency diagnostics commands.";
     LatencyHistogram => "latency|histogram", -2, [ADMIN NOSCRIPT LOADING STALE], NONE, Server, "7.0.0", "Returns the cumulative distribution of latencies of a subset or all commands.";
     LatencyHelp => "latency|help", 2, [LOADING STALE], NONE, Server, "2.8.13", "Returns helpful text about the different subcommands.";
+    Acl => "acl", -2, [SENTINEL], NONE, Server, "6.0.0", "A container for Access List Control commands.";
+    AclSetuser => "acl|setuser", -3, [ADMIN NOSCRIPT LOADING STALE SENTINEL], NONE, Server, "6.0.0", "Creates and modifies an ACL user and its rules.";
+    AclGetuser => "acl|getuser", 3, [ADMIN NOSCRIPT LOADING STALE SENTINEL], NONE, Server, "6.0.0", "Lists the ACL rules of a user.";
+    AclDeluser => "acl|deluser", -3, [ADMIN NOSCRIPT LOADING STALE SENTINEL], NONE, Server, "6.0.0", "Deletes ACL users, and terminates their connections.";
+    AclList => "acl|list", 2, [ADMIN NOSCRIPT LOADING STALE SENTINEL], NONE, Server, "6.0.0", "Dumps the effective rules in ACL file format.";
+    AclUsers => "acl|users", 2, [ADMIN NOSCRIPT LOADING STALE SENTINEL], NONE, Server, "6.0.0", "Lists all ACL users.";
+    AclWhoami => "acl|whoami", 2, [NOSCRIPT LOADING STALE SENTINEL], NONE, Server, "6.0.0", "Returns the authenticated username of the current connection.";
+    AclCat => "acl|cat", -2, [NOSCRIPT LOADING STALE SENTINEL], NONE, Server, "6.0.0", "Lists the ACL categories, or the commands inside a category.";
+    AclLog => "acl|log", -2, [ADMIN NOSCRIPT LOADING STALE SENTINEL], NONE, Server, "6.0.0", "Lists recent security events generated due to ACL rules.";
+    AclHelp => "acl|help", 2, [LOADING STALE SENTINEL], NONE, Server, "6.0.0", "Returns helpful text about the different subcommands.";
 
     // cluster
     Cluster => "cluster", -2, [], NONE, Cluster, "3.0.0", "A container for Redis Cluster commands.";

@@ -31,6 +31,27 @@ pub struct Config {
     /// Password for the default user; clients must AUTH before anything else.
     #[arg(long)]
     pub requirepass: Option<String>,
+    /// Redis's protected mode: while the `default` user needs no password, refuse clients that
+    /// do not connect from the loopback interface (with Redis's explanatory error).
+    #[arg(long, default_value = "yes", value_parser = ["yes", "no"])]
+    pub protected_mode: String,
+    /// TLS port for clients (absent: no TLS; 0: let the OS choose). Plain `--port` stays open
+    /// too unless it is closed with `--port` pointing elsewhere.
+    #[arg(long)]
+    pub tls_port: Option<u16>,
+    /// PEM certificate (chain) the TLS port presents.
+    #[arg(long)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `--tls-cert-file`.
+    #[arg(long)]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA certificate(s) that client certificates must chain to.
+    #[arg(long)]
+    pub tls_ca_cert_file: Option<PathBuf>,
+    /// Whether TLS clients must present a certificate: `yes` (Redis's default), `no`,
+    /// `optional` (checked if presented).
+    #[arg(long, default_value = "yes", value_parser = ["yes", "no", "optional"])]
+    pub tls_auth_clients: String,
     /// A redis.conf-style file of `name value` lines; flags on the command line override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -99,6 +120,15 @@ pub struct Config {
     /// Entries the slow log keeps (the oldest are dropped).
     #[arg(long, default_value_t = 128)]
     pub slowlog_max_len: u64,
+    /// The cluster secret: peers prove they know it (HMAC challenge-response, both ways)
+    /// before any Raft or forwarded message is accepted. Every node of a cluster needs the same
+    /// one; without it the cluster is open to any shoal node that can reach its peer port.
+    #[arg(long, env = "SHOAL_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// A file holding the cluster secret (surrounding whitespace ignored); keeps it out of
+    /// `ps` and of the config file.
+    #[arg(long, conflicts_with = "cluster_secret")]
+    pub cluster_secret_file: Option<PathBuf>,
     /// Compact a replica's log into a snapshot every this many applied entries.
     #[arg(long, default_value_t = 10000, value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_entries: u64,
@@ -121,6 +151,22 @@ impl Config {
             None if self.bind == "0.0.0.0" || self.bind == "::" => "127.0.0.1".to_owned(),
             None => self.bind.clone(),
         }
+    }
+
+    /// The cluster secret from `--cluster-secret` or `--cluster-secret-file` (`None`: open).
+    pub fn cluster_secret(&self) -> Result<Option<String>, String> {
+        let secret = match (&self.cluster_secret, &self.cluster_secret_file) {
+            (Some(s), _) => s.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read cluster secret file {}: {e}", path.display()))?
+                .trim()
+                .to_owned(),
+            (None, None) => return Ok(None),
+        };
+        if secret.is_empty() {
+            return Err("the cluster secret is empty".into());
+        }
+        Ok(Some(secret))
     }
 
     /// Parses the process arguments, merging in the `--config` file if one is named.

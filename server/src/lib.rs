@@ -15,6 +15,7 @@
 //!   connections.
 //! - `http`: metrics, health and the status page; `logging`: the log subscriber.
 
+pub mod acl;
 pub mod clients;
 pub mod cluster;
 pub mod commands;
@@ -57,6 +58,13 @@ pub async fn run(
         Some(port) => Some(http::bind(&config.bind, port).await?),
         None => None,
     };
+    let tls = net::tls::acceptor(&config).map_err(std::io::Error::other)?;
+    let tls_listener = match (&tls, config.tls_port) {
+        (Some(_), Some(port)) => {
+            Some(tokio::net::TcpListener::bind((config.bind.as_str(), port)).await?)
+        }
+        _ => None,
+    };
     let node = Node::start(config, &listeners).await?;
     if let Some(listener) = http {
         let addr = listener.local_addr()?;
@@ -72,6 +80,7 @@ pub async fn run(
     };
     tokio::spawn(raft::peer::serve_peers(
         peer,
+        node.pool.auth(),
         handler,
         node.shutdown.clone(),
     ));
@@ -93,7 +102,17 @@ pub async fn run(
         addr.ip(),
         addr.port()
     );
-    net::listener::accept_loop(node.clone(), client).await;
+    if let (Some(tls), Some(listener)) = (tls, tls_listener) {
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "TLS port ready");
+        println!("shoal TLS on {addr}");
+        tokio::spawn(net::listener::accept_loop(
+            node.clone(),
+            listener,
+            Some(tls),
+        ));
+    }
+    net::listener::accept_loop(node.clone(), client, None).await;
     node.clients.kill_all();
     node.stop_groups().await;
     if node.left.load(std::sync::atomic::Ordering::SeqCst) {

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 
 /// Lines a slow monitor may fall behind before it skips ahead (it is told how many it missed).
@@ -60,7 +59,11 @@ impl Monitor {
 
     /// Streams the feed to `stream` (already answered `+OK`) until the client closes it or the
     /// node shuts down. Input from the client is read and ignored (so a closed socket is seen).
-    pub async fn watch(&self, mut stream: TcpStream, stop: tokio_util::sync::CancellationToken) {
+    pub async fn watch(
+        &self,
+        mut stream: impl crate::net::connection::ClientStream,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
         let mut rx = self.feed.subscribe();
         self.watchers.fetch_add(1, Ordering::Relaxed);
         let mut sink = BytesMut::with_capacity(1024);

@@ -24,6 +24,7 @@ use crate::clients::ClientRegistry;
 use crate::cluster::meta::{ClusterParams, Topology};
 use crate::cluster::{ShardId, SlotRing, DEFAULT_VNODES};
 use crate::config::Config;
+use crate::raft::handshake::PeerAuth;
 use crate::raft::network::{PeerPool, RaftRouter};
 use crate::raft::state_machine::ShardStateMachine;
 use crate::raft::types::{NodeId, NodeInfo};
@@ -59,6 +60,8 @@ pub struct Node {
     pub slowlog: crate::slowlog::SlowLog,
     pub errors: crate::errorstats::ErrorStats,
     pub monitor: crate::monitor::Monitor,
+    /// Recent ACL denials (`ACL LOG`).
+    pub acl_log: crate::acl::AclLog,
     pub clock: Clock,
     pub started: Instant,
     /// 40 hex characters, new every start (Redis's `run_id`).
@@ -112,6 +115,15 @@ impl Node {
             client_addr: format!("{ip}:{}", listeners.client.local_addr()?.port()),
             peer_addr: format!("{ip}:{}", listeners.peer.local_addr()?.port()),
         };
+        let secret = config.cluster_secret().map_err(std::io::Error::other)?;
+        let auth = PeerAuth::new(secret.as_deref().map(str::as_bytes));
+        if auth.is_open() && !is_loopback(&config.bind) {
+            tracing::warn!(
+                bind = %config.bind,
+                "no --cluster-secret: any shoal node that reaches the cluster port can join \
+                 this cluster and read its data"
+            );
+        }
         std::fs::create_dir_all(&config.data_dir)?;
         let identity_path = config.data_dir.join("node.conf");
         let (identity, creating) = match Identity::load(&identity_path)? {
@@ -125,7 +137,7 @@ impl Node {
                     )));
                 }
                 Some(seed) => {
-                    let reply = request_join(seed, &info).await?;
+                    let reply = request_join(seed, &info, &auth).await?;
                     let identity = Identity {
                         node_id: reply.node_id,
                         params: ClusterParams {
@@ -173,7 +185,7 @@ impl Node {
             groups: RwLock::default(),
             opening: tokio::sync::Mutex::new(()),
             join_lock: tokio::sync::Mutex::new(()),
-            pool: PeerPool::default(),
+            pool: PeerPool::new(auth),
             topology: RwLock::default(),
             clients: ClientRegistry::default(),
             pubsub: Arc::default(),
@@ -181,6 +193,7 @@ impl Node {
             latency: Default::default(),
             errors: Default::default(),
             monitor: Default::default(),
+            acl_log: crate::acl::AclLog::default(),
             clock: Clock::default(),
             started: Instant::now(),
             run_id: random_hex_id(),
@@ -350,6 +363,22 @@ impl Node {
         self.topology.read().clone()
     }
 
+    /// The ACL user `name`: group 0's record, or for `default` (until one is recorded) the
+    /// user `requirepass` describes.
+    pub fn acl_user(&self, name: &str) -> Option<crate::acl::User> {
+        if let Some(user) = self.topology().users.get(name) {
+            return Some(user.clone());
+        }
+        (name == crate::acl::DEFAULT_USER)
+            .then(|| crate::acl::User::implicit_default(self.config.read().requirepass.as_deref()))
+    }
+
+    /// Whether a new connection starts authenticated (as `default`, which needs no password).
+    pub fn default_user_open(&self) -> bool {
+        self.acl_user(crate::acl::DEFAULT_USER)
+            .is_some_and(|u| u.enabled && u.nopass)
+    }
+
     /// Rereads group 0's local replica.
     pub fn refresh_topology(&self) {
         if let Some(meta) = self.replica(META_GROUP) {
@@ -516,14 +545,23 @@ fn write_durably(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether `bind` is a loopback address (only this machine can connect).
+pub fn is_loopback(bind: &str) -> bool {
+    bind == "localhost"
+        || bind
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Whether `data_dir` holds any group directory.
 fn has_groups(data_dir: &Path) -> bool {
     std::fs::read_dir(data_dir.join("groups")).is_ok_and(|mut d| d.next().is_some())
 }
 
 /// Asks the cluster at `seed` (a peer address) for an id, retrying until it answers.
-async fn request_join(seed: &str, info: &NodeInfo) -> std::io::Result<JoinReply> {
-    let client: crate::raft::network::RaftPeer = crate::raft::peer::PeerClient::new(seed);
+async fn request_join(seed: &str, info: &NodeInfo, auth: &PeerAuth) -> std::io::Result<JoinReply> {
+    let client: crate::raft::network::RaftPeer =
+        crate::raft::peer::PeerClient::new(seed, Arc::new(auth.clone()));
     let request = JoinRequest {
         client_addr: info.client_addr.clone(),
         peer_addr: info.peer_addr.clone(),

@@ -636,6 +636,27 @@ fn damaged_log_torn_tail_recovers_and_flipped_byte_stops_the_node() {
     eprintln!("test took {:?}", started.elapsed());
 }
 
+/// A connection to a node's peer port that has passed the (open cluster's) handshake, so
+/// what is sent next reaches the frame decoder.
+fn authenticated_peer_connection(addr: std::net::SocketAddr) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let stream = runtime.block_on(async {
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connect to the peer port");
+        shoal_server::raft::handshake::PeerAuth::default()
+            .connect(&mut s)
+            .await
+            .expect("peer handshake");
+        s.into_std().expect("std stream")
+    });
+    stream.set_nonblocking(false).expect("blocking");
+    stream
+}
+
 /// 5. A frame with a bad CRC on the peer port closes that connection; the node keeps serving
 ///    and the cluster stays healthy. So does a frame announcing a length above the limit.
 #[test]
@@ -653,7 +674,7 @@ fn bad_crc_on_the_peer_port_closes_only_that_connection() {
     huge.extend_from_slice(&u32::MAX.to_le_bytes());
     huge.extend_from_slice(&0u32.to_le_bytes());
     for (what, bytes) in [("bad CRC", &frame), ("oversized length", &huge)] {
-        let mut peer = TcpStream::connect(target.peer_addr).expect("connect to the peer port");
+        let mut peer = authenticated_peer_connection(target.peer_addr);
         peer.set_read_timeout(Some(Duration::from_secs(5)))
             .expect("timeout");
         peer.write_all(bytes).expect("send frame");

@@ -54,6 +54,7 @@ async fn start(id: NodeId, dir: &Path, addr: &str, snapshot_every: u64) -> TestN
     let r = router.clone();
     tokio::spawn(serve_peers(
         listener,
+        Arc::default(),
         move |group, req: PeerRequest| {
             let r = r.clone();
             async move {

@@ -106,6 +106,9 @@ impl Cluster {
             "--log-level".into(),
             // `SHOAL_FAULT_LOG_LEVEL=info` logs every election, move and membership change.
             std::env::var("SHOAL_FAULT_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+            // Clients reach the nodes from other network namespaces, without a password.
+            "--protected-mode".into(),
+            "no".into(),
         ];
         if i > 0 {
             let seed_peer = SocketAddr::new(IpAddr::V4(self.net.node_ip(0)), PEER_PORT);

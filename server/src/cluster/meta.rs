@@ -16,6 +16,7 @@
 //!   once the shard's published membership equals the target; being in group 0, moves survive
 //!   a change of metadata leader.
 //! - `{meta}moves-done`: how many moves have completed (`INCR`).
+//! - `{meta}user:<name>`: an ACL [`User`](crate::acl::User) (`ACL SETUSER`, any node).
 
 use std::collections::BTreeMap;
 
@@ -119,6 +120,10 @@ pub fn state_key(id: NodeId) -> String {
     format!("{{meta}}state:{id}")
 }
 
+pub fn user_key(name: &str) -> String {
+    format!("{{meta}}user:{name}")
+}
+
 pub fn move_key(shard: ShardId) -> String {
     format!("{{meta}}move:{shard}")
 }
@@ -145,6 +150,8 @@ pub struct Topology {
     pub states: BTreeMap<NodeId, NodeState>,
     pub moves: BTreeMap<ShardId, MoveRecord>,
     pub moves_done: u64,
+    /// ACL users by name.
+    pub users: BTreeMap<String, crate::acl::User>,
 }
 
 impl Topology {
@@ -177,6 +184,10 @@ impl Topology {
             } else if let Some(shard) = key.strip_prefix("{meta}move:") {
                 if let (Ok(shard), Some(record)) = (shard.parse(), decode::<MoveRecord>(value)) {
                     topology.moves.insert(shard, record);
+                }
+            } else if let Some(name) = key.strip_prefix("{meta}user:") {
+                if let Some(user) = decode(value) {
+                    topology.users.insert(name.to_owned(), user);
                 }
             } else if key == MOVES_DONE_KEY {
                 topology.moves_done = std::str::from_utf8(value)

@@ -207,6 +207,8 @@ pub fn metadata_job(
 ) -> Option<BoxFuture<'static, Frame>> {
     match spec.id {
         CommandId::ClusterForget => Some(forget(node.clone(), args[2].clone()).boxed()),
+        CommandId::AclSetuser => Some(super::acl::setuser(node.clone(), args.to_vec()).boxed()),
+        CommandId::AclDeluser => Some(super::acl::deluser(node.clone(), args.to_vec()).boxed()),
         _ => None,
     }
 }

@@ -51,6 +51,18 @@ const PARAMS: &[Param] = &[
         }),
     },
     Param {
+        name: "protected-mode",
+        get: |c| c.protected_mode.clone(),
+        set: Some(|c, v| {
+            let v = v.to_ascii_lowercase();
+            if v != "yes" && v != "no" {
+                return Err("argument must be 'yes' or 'no'".into());
+            }
+            c.protected_mode = v;
+            Ok(())
+        }),
+    },
+    Param {
         name: "maxclients",
         get: |c| c.maxclients.to_string(),
         set: Some(|c, v| {

@@ -2,6 +2,9 @@
 
 use shoal_protocol::{Frame, Version};
 
+use bytes::Bytes;
+
+use super::acl::check_password;
 use super::args::{int, is, text};
 use super::client::validate_name;
 use super::Ctx;
@@ -10,27 +13,22 @@ use crate::error::{CommandError, CommandResult};
 /// The Redis version shoal answers as, for clients that gate features on it.
 pub const REDIS_VERSION: &str = "7.2.4";
 
-/// Checks a password for `user` against `requirepass`. The default user without a password
-/// accepts any password (Redis's `nopass`); no other user exists yet.
-fn check_password(ctx: &Ctx<'_>, user: &[u8], password: &[u8]) -> bool {
-    if user != b"default" {
-        return false;
+/// Authenticates the session as `user` if `password` is right (users: see `crate::acl`).
+fn log_in(ctx: &mut Ctx<'_>, user: &[u8], password: &[u8]) -> Result<(), CommandError> {
+    if !check_password(ctx, user, password) {
+        tracing::warn!(client = ctx.session.handle.id, "AUTH failed");
+        return Err(CommandError::WrongPass);
     }
-    match &ctx.node.config.read().requirepass {
-        None => true,
-        Some(expected) => constant_time_eq(expected.as_bytes(), password),
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    ctx.session.authenticated = true;
+    ctx.session.user = Some(text(&Bytes::copy_from_slice(user)));
+    Ok(())
 }
 
 /// `AUTH [username] password`
 pub fn auth(ctx: &mut Ctx<'_>) -> CommandResult {
     let (user, password) = match &ctx.args[1..] {
         [password] => {
-            if ctx.node.config.read().requirepass.is_none() {
+            if ctx.node.default_user_open() {
                 return Err(CommandError::Err(
                     "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?".into(),
                 ));
@@ -40,11 +38,8 @@ pub fn auth(ctx: &mut Ctx<'_>) -> CommandResult {
         [user, password] => (&user[..], password),
         _ => return Err(CommandError::Syntax),
     };
-    if !check_password(ctx, user, password) {
-        tracing::warn!(client = ctx.session.handle.id, "AUTH failed");
-        return Err(CommandError::WrongPass);
-    }
-    ctx.session.authenticated = true;
+    let (user, password) = (user.to_vec(), password.clone());
+    log_in(ctx, &user, &password)?;
     Ok(Frame::ok())
 }
 
@@ -81,10 +76,7 @@ pub fn hello(ctx: &mut Ctx<'_>) -> CommandResult {
         }
     }
     if let Some((user, password)) = &credentials {
-        if !check_password(ctx, user, password) {
-            return Err(CommandError::WrongPass);
-        }
-        ctx.session.authenticated = true;
+        log_in(ctx, user, password)?;
     }
     if !ctx.session.authenticated {
         return Err(noauth_hello());
@@ -132,8 +124,9 @@ pub fn quit(ctx: &mut Ctx<'_>) -> CommandResult {
 /// `RESET`: back to a fresh connection's state.
 pub fn reset(ctx: &mut Ctx<'_>) -> CommandResult {
     ctx.session.resp = Version::Resp2;
+    ctx.session.authenticated = ctx.node.default_user_open();
+    ctx.session.user = Some(crate::acl::DEFAULT_USER.to_owned());
     let config = ctx.node.config.read();
-    ctx.session.authenticated = config.requirepass.is_none();
     ctx.session.redirect = config.cluster_mode == "redirect";
     ctx.session.readonly = false;
     ctx.session.tx = super::transaction::TxState::default();

@@ -5,6 +5,7 @@
 //! the command. Reads look at the keyspace directly; writes build a deterministic
 //! [`WriteOp`](crate::store::WriteOp) and propose it to the shard, whose `apply` makes the reply.
 
+mod acl;
 mod args;
 mod client;
 pub mod cluster;
@@ -40,6 +41,9 @@ pub struct Session {
     pub handle: Arc<ClientHandle>,
     pub resp: Version,
     pub authenticated: bool,
+    /// The ACL user the connection runs as; `None` for the node's own and forwarded requests
+    /// (authorized where they came from).
+    pub user: Option<String>,
     /// Set by `QUIT`: the connection closes once this reply is written.
     pub close_after_reply: bool,
     /// Whether commands count in the node's statistics (not for the node's own requests).
@@ -65,6 +69,7 @@ impl Session {
         let nowhere = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
         let mut session = Session::new(Arc::new(ClientHandle::detached(nowhere)), true);
         session.resp = resp;
+        session.user = None;
         session
     }
 
@@ -80,6 +85,7 @@ impl Session {
             handle,
             resp: Version::Resp2,
             authenticated,
+            user: Some(crate::acl::DEFAULT_USER.to_owned()),
             close_after_reply: false,
             counted: true,
             redirect: false,
@@ -176,6 +182,7 @@ pub fn resolve(
         node.stats.reject(spec.id);
         return Err(CommandError::NoAuth.into());
     }
+    acl::authorize(node, session, spec, args)?;
     Ok(spec)
 }
 
@@ -259,7 +266,7 @@ fn dispatch(ctx: &mut Ctx<'_>) -> CommandResult {
         Reset => connection::reset(ctx),
         Command => Ok(command::all()),
         // Their arity (-2) makes lookup resolve these to a subcommand.
-        Client | Config | Cluster => Err(CommandError::Syntax),
+        Client | Config | Cluster | Acl => Err(CommandError::Syntax),
         ClusterInfo => cluster::info(ctx),
         ClusterHelp => cluster::help(ctx),
         ClusterSlots => cluster::slots(ctx),
@@ -373,6 +380,15 @@ fn dispatch(ctx: &mut Ctx<'_>) -> CommandResult {
         PubsubShardnumsub => pubsub::numsub(ctx, Kind::Shard),
         PubsubNumpat => pubsub::numpat(ctx),
         PubsubHelp => pubsub::help(ctx),
+        AclGetuser => acl::getuser(ctx),
+        AclList => acl::list(ctx),
+        AclUsers => acl::users(ctx),
+        AclWhoami => acl::whoami(ctx),
+        AclCat => acl::cat(ctx),
+        AclLog => acl::log(ctx),
+        AclHelp => acl::help(ctx),
+        // They write the metadata group: the pipeline runs them as async jobs.
+        AclSetuser | AclDeluser => Err(CommandError::Err("ACL writes cannot run here".into())),
     }
 }
 

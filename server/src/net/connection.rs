@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use shoal_protocol::{encode, Frame, Limits, RequestDecoder};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::Instrument;
 
 use crate::clients::ClientHandle;
@@ -31,7 +30,11 @@ const MAX_PREALLOC: usize = 64 << 20;
 /// Requests in flight at once for one connection; more wait for the next batch.
 const MAX_BATCH: usize = 1024;
 
-pub async fn serve(node: Arc<Node>, stream: TcpStream, handle: Arc<ClientHandle>) {
+/// A client's byte stream: plain TCP or TLS over it.
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> ClientStream for S {}
+
+pub async fn serve(node: Arc<Node>, stream: impl ClientStream, handle: Arc<ClientHandle>) {
     let span = tracing::debug_span!("client", id = handle.id, addr = %handle.addr);
     async {
         tracing::debug!("connected");
@@ -47,11 +50,10 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, handle: Arc<ClientHandle>
 
 async fn run(
     node: &Arc<Node>,
-    mut stream: TcpStream,
+    mut stream: impl ClientStream,
     handle: &Arc<ClientHandle>,
 ) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
-    let (limits, query_limit, requirepass, idle_timeout, redirect) = {
+    let (limits, query_limit, idle_timeout, redirect) = {
         let c = node.config.read();
         let limits = Limits {
             max_bulk_len: c.proto_max_bulk_len as usize,
@@ -60,7 +62,6 @@ async fn run(
         (
             limits,
             c.client_query_buffer_limit as usize,
-            c.requirepass.is_some(),
             c.timeout,
             c.cluster_mode == "redirect",
         )
@@ -68,7 +69,7 @@ async fn run(
     let mut decoder = RequestDecoder::new(limits);
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
-    let mut session = Session::new(handle.clone(), !requirepass);
+    let mut session = Session::new(handle.clone(), node.default_user_open());
     session.redirect = redirect;
     let mut mailbox = session.pubsub.attach(node.pubsub.clone(), handle.clone());
     decoder.set_unauthenticated(!session.authenticated);
@@ -179,7 +180,11 @@ async fn run(
     }
 }
 
-async fn flush(node: &Node, stream: &mut TcpStream, wbuf: &mut BytesMut) -> std::io::Result<()> {
+async fn flush(
+    node: &Node,
+    stream: &mut impl ClientStream,
+    wbuf: &mut BytesMut,
+) -> std::io::Result<()> {
     if wbuf.is_empty() {
         return Ok(());
     }

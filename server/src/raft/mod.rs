@@ -4,6 +4,7 @@
 //! Each module holds one openraft trait implementation and nothing else, so a shard replica
 //! (`shard.rs`) composes them without reaching into their internals.
 
+pub mod handshake;
 pub mod log_store;
 pub mod network;
 pub mod peer;

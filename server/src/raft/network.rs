@@ -28,6 +28,7 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
+use super::handshake::PeerAuth;
 use super::peer::{PeerClient, PeerError};
 use super::types::{NodeId, NodeInfo, SnapshotMeta, TypeConfig, Vote};
 use crate::rpc::{PeerRequest, PeerResponse};
@@ -83,9 +84,22 @@ pub type RaftPeer = PeerClient<PeerRequest, PeerResponse>;
 #[derive(Clone, Default)]
 pub struct PeerPool {
     clients: Arc<RwLock<HashMap<NodeId, Arc<RaftPeer>>>>,
+    /// The cluster secret every connection proves (both ways) before carrying anything.
+    auth: Arc<PeerAuth>,
 }
 
 impl PeerPool {
+    pub fn new(auth: PeerAuth) -> PeerPool {
+        PeerPool {
+            clients: Arc::default(),
+            auth: Arc::new(auth),
+        }
+    }
+
+    pub fn auth(&self) -> Arc<PeerAuth> {
+        self.auth.clone()
+    }
+
     /// The client for `target` at `node.peer_addr` (a new one if the address changed).
     pub fn client(&self, target: NodeId, node: &NodeInfo) -> Arc<RaftPeer> {
         if let Some(c) = self.clients.read().get(&target) {
@@ -93,7 +107,7 @@ impl PeerPool {
                 return c.clone();
             }
         }
-        let client = Arc::new(PeerClient::new(node.peer_addr.clone()));
+        let client = Arc::new(PeerClient::new(node.peer_addr.clone(), self.auth()));
         self.clients.write().insert(target, client.clone());
         client
     }

@@ -19,6 +19,9 @@
 //! [`serve_peers`] accepts peer connections and runs each request on its own task, writing the
 //! response whenever it is ready; responses may therefore return out of order.
 //!
+//! Both ends authenticate each new connection ([`PeerAuth`], the cluster secret) before any
+//! frame is read or written on it.
+//!
 //! Message bodies are generic (any serde type), so this module knows nothing of Raft; the Raft
 //! network adapter decides what the bodies are.
 
@@ -41,6 +44,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
+use super::handshake::{HandshakeError, PeerAuth};
 use super::wire::{from_payload, header_of, to_payload, PeerCodec, PeerMessage, WireError};
 
 #[derive(Debug, Error)]
@@ -78,10 +82,11 @@ impl Conn {
 /// A client for one peer, shared by every Raft group that talks to it.
 pub struct PeerClient<Req, Resp> {
     addr: String,
+    auth: Arc<PeerAuth>,
     next_id: AtomicU64,
-    conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
+    conn: Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>,
     /// When the last connect attempt failed, and how long to wait before the next one.
-    backoff: Mutex<Option<(Instant, Duration)>>,
+    backoff: Arc<Mutex<Option<(Instant, Duration)>>>,
     /// How long a connection may stay silent, with a request timing out, before it is reset.
     silence_limit: Duration,
     _types: PhantomData<fn(Req) -> Resp>,
@@ -99,12 +104,13 @@ where
     Req: Serialize + Send + 'static,
     Resp: DeserializeOwned + Send + 'static,
 {
-    pub fn new(addr: impl Into<String>) -> PeerClient<Req, Resp> {
+    pub fn new(addr: impl Into<String>, auth: Arc<PeerAuth>) -> PeerClient<Req, Resp> {
         PeerClient {
             addr: addr.into(),
+            auth,
             next_id: AtomicU64::new(1),
-            conn: tokio::sync::Mutex::new(None),
-            backoff: Mutex::new(None),
+            conn: Arc::default(),
+            backoff: Arc::default(),
             silence_limit: SILENCE_LIMIT,
             _types: PhantomData,
         }
@@ -161,43 +167,63 @@ where
     }
 
     /// The open connection, or a new one (unless we are backing off after a failure).
+    ///
+    /// Connecting runs on a task of its own: openraft gives up on an RPC after tens of
+    /// milliseconds, and a caller that gives up must not abort a connect and handshake
+    /// halfway, or a slow (loaded) peer would never be reached at all.
     async fn connection(&self) -> Result<Arc<Conn>, PeerError> {
-        let mut slot = self.conn.lock().await;
-        if let Some(conn) = slot.as_ref() {
-            if !conn.closed.is_cancelled() {
-                return Ok(conn.clone());
+        let slot = self.conn.clone();
+        let backoff = self.backoff.clone();
+        let addr = self.addr.clone();
+        let auth = self.auth.clone();
+        tokio::spawn(async move {
+            let mut slot = slot.lock_owned().await;
+            if let Some(conn) = slot.as_ref() {
+                if !conn.closed.is_cancelled() {
+                    return Ok(conn.clone());
+                }
             }
-        }
-        if let Some((failed_at, wait)) = *self.backoff.lock() {
-            if failed_at.elapsed() < wait {
-                return Err(PeerError::Unreachable(
-                    self.addr.clone(),
-                    "backing off after a failed connect".into(),
-                ));
+            if let Some((failed_at, wait)) = *backoff.lock() {
+                if failed_at.elapsed() < wait {
+                    return Err(PeerError::Unreachable(
+                        addr,
+                        "backing off after a failed connect".into(),
+                    ));
+                }
             }
-        }
-        let stream =
-            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(self.connect_failed(e.to_string())),
-                Err(_) => return Err(self.connect_failed("connect timed out".into())),
+            let failed = |why: String| {
+                let mut backoff = backoff.lock();
+                let wait = backoff.map_or(BACKOFF_MIN, |(_, w)| (w * 2).min(BACKOFF_MAX));
+                *backoff = Some((Instant::now(), wait));
+                PeerError::Unreachable(addr.clone(), why)
             };
-        *self.backoff.lock() = None;
-        let _ = stream.set_nodelay(true);
-        // Closing sends a reset and discards unsent data: a request abandoned on a silent
-        // connection must not reach the peer later (a forwarded write applied long after its
-        // client was told the outcome is unknown).
-        let _ = stream.set_zero_linger();
-        let conn = Arc::new(spawn_connection(stream, self.addr.clone()));
-        *slot = Some(conn.clone());
-        Ok(conn)
-    }
-
-    fn connect_failed(&self, why: String) -> PeerError {
-        let mut backoff = self.backoff.lock();
-        let wait = backoff.map_or(BACKOFF_MIN, |(_, w)| (w * 2).min(BACKOFF_MAX));
-        *backoff = Some((Instant::now(), wait));
-        PeerError::Unreachable(self.addr.clone(), why)
+            let mut stream =
+                match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return Err(failed(e.to_string())),
+                    Err(_) => return Err(failed("connect timed out".into())),
+                };
+            let _ = stream.set_nodelay(true);
+            // Closing sends a reset and discards unsent data: a request abandoned on a silent
+            // connection must not reach the peer later (a forwarded write applied long after
+            // its client was told the outcome is unknown).
+            let _ = stream.set_zero_linger();
+            // Bounded like the connect itself: a peer that stalls mid-handshake (a partition)
+            // must not hold this peer's slot for longer than a dead peer would.
+            let handshake = tokio::time::timeout(CONNECT_TIMEOUT, auth.connect(&mut stream))
+                .await
+                .unwrap_or(Err(HandshakeError::Timeout(CONNECT_TIMEOUT)));
+            if let Err(e) = handshake {
+                tracing::warn!(peer = %addr, error = %e, "peer authentication failed; not talking to it");
+                return Err(failed(format!("authentication failed: {e}")));
+            }
+            *backoff.lock() = None;
+            let conn = Arc::new(spawn_connection(stream, addr));
+            *slot = Some(conn.clone());
+            Ok(conn)
+        })
+        .await
+        .unwrap_or_else(|e| Err(PeerError::Protocol(format!("connect task failed: {e}"))))
     }
 
     async fn forget(&self, conn: &Arc<Conn>) {
@@ -284,9 +310,10 @@ fn spawn_connection(stream: TcpStream, addr: String) -> Conn {
 }
 
 /// Serves peer connections on `listener` until `shutdown`, answering each request with
-/// `handler(group, body)`.
+/// `handler(group, body)` once the connection has proved it knows `auth`'s secret.
 pub async fn serve_peers<Req, Resp, H, F>(
     listener: TcpListener,
+    auth: Arc<PeerAuth>,
     handler: H,
     shutdown: CancellationToken,
 ) where
@@ -311,6 +338,7 @@ pub async fn serve_peers<Req, Resp, H, F>(
         tokio::spawn(serve_peer_connection(
             stream,
             addr,
+            auth.clone(),
             handler.clone(),
             shutdown.clone(),
         ));
@@ -318,8 +346,9 @@ pub async fn serve_peers<Req, Resp, H, F>(
 }
 
 async fn serve_peer_connection<Req, Resp, H, F>(
-    stream: TcpStream,
+    mut stream: TcpStream,
     addr: SocketAddr,
+    auth: Arc<PeerAuth>,
     handler: H,
     shutdown: CancellationToken,
 ) where
@@ -328,6 +357,14 @@ async fn serve_peer_connection<Req, Resp, H, F>(
     H: Fn(u64, Req) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Resp> + Send + 'static,
 {
+    let authenticated = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        r = auth.accept(&mut stream) => r,
+    };
+    if let Err(e) = authenticated {
+        tracing::warn!(peer = %addr, error = %e, "refused a peer connection: authentication failed");
+        return;
+    }
     let (mut sink, mut source) = Framed::new(stream, PeerCodec::default()).split::<Vec<u8>>();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let writer = tokio::spawn(async move {
@@ -389,6 +426,7 @@ mod tests {
         let stop = CancellationToken::new();
         tokio::spawn(serve_peers(
             listener,
+            Arc::default(),
             |group: u64, body: (u64, String)| async move {
                 // Later requests answer sooner, so responses come back out of order.
                 tokio::time::sleep(Duration::from_millis(50u64.saturating_sub(body.0))).await;
@@ -402,7 +440,10 @@ mod tests {
     #[tokio::test]
     async fn concurrent_requests_share_one_connection_and_match_by_id() {
         let (addr, stop) = echo_server().await;
-        let client = Arc::new(PeerClient::<(u64, String), String>::new(addr.to_string()));
+        let client = Arc::new(PeerClient::<(u64, String), String>::new(
+            addr.to_string(),
+            Arc::default(),
+        ));
         let tasks: Vec<_> = (0..40u64)
             .map(|i| {
                 let c = client.clone();
@@ -423,7 +464,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let client = PeerClient::<(u64, String), String>::new(addr.to_string());
+        let client = PeerClient::<(u64, String), String>::new(addr.to_string(), Arc::default());
         let started = Instant::now();
         assert!(matches!(
             client
@@ -444,6 +485,7 @@ mod tests {
         let stop = CancellationToken::new();
         tokio::spawn(serve_peers(
             listener,
+            Arc::default(),
             |_, body: (u64, String)| async move { body.1 },
             stop.clone(),
         ));
@@ -479,7 +521,7 @@ mod tests {
                 let _ = accepted_tx.send(held.len());
             }
         });
-        let client = PeerClient::<(u64, String), String>::new(addr.to_string())
+        let client = PeerClient::<(u64, String), String>::new(addr.to_string(), Arc::default())
             .with_silence_limit(Duration::from_millis(50));
         for round in 1..=2 {
             let r = client
@@ -497,6 +539,7 @@ mod tests {
     async fn a_frame_with_a_bad_checksum_closes_the_connection() {
         let (addr, stop) = echo_server().await;
         let mut raw = TcpStream::connect(addr).await.unwrap();
+        PeerAuth::default().connect(&mut raw).await.unwrap();
         // A header announcing 3 bytes with a wrong CRC.
         raw.write_all(&[3, 0, 0, 0, 1, 2, 3, 4, b'a', b'b', b'c'])
             .await
@@ -511,7 +554,7 @@ mod tests {
         .unwrap_or(0);
         assert_eq!(n, 0, "connection closed without a reply");
         // Other connections are unaffected.
-        let client = PeerClient::<(u64, String), String>::new(addr.to_string());
+        let client = PeerClient::<(u64, String), String>::new(addr.to_string(), Arc::default());
         assert_eq!(
             client
                 .request(7, (49, "ok".into()), Duration::from_secs(5))

@@ -479,7 +479,7 @@ impl ClusterNode {
 /// The binary cluster nodes run: this build's, unless `SHOAL_TEST_BIN` or `SHOAL_SERVER_BIN`
 /// names another (scripts/test.sh builds the release binary and sets the latter, so the
 /// cluster tests see production timings).
-fn cluster_binary() -> PathBuf {
+pub fn cluster_binary() -> PathBuf {
     std::env::var_os("SHOAL_TEST_BIN")
         .or_else(|| std::env::var_os("SHOAL_SERVER_BIN"))
         .map(PathBuf::from)
