@@ -14,6 +14,7 @@ mod connection;
 mod expire;
 mod info;
 mod keys;
+mod memory;
 mod server;
 mod strings;
 
@@ -170,6 +171,15 @@ pub fn run(
 ) -> Ran {
     let started = Instant::now();
     session.handle.touch(spec.id, started);
+    // Redis refuses commands flagged `denyoom` while over `maxmemory` and unable to evict.
+    if spec.flags.contains(Flags::DENYOOM) {
+        if let Err(oom) = replica.map_or(Ok(()), Replica::admit_denyoom) {
+            if session.counted {
+                node.stats.reject(spec.id);
+            }
+            return Ran::Reply(oom.into());
+        }
+    }
     let mut ctx = Ctx {
         node,
         session,
@@ -206,7 +216,7 @@ fn dispatch(ctx: &mut Ctx<'_>) -> CommandResult {
         Reset => connection::reset(ctx),
         Command => Ok(command::all()),
         // Their arity (-2) makes lookup resolve these to a subcommand.
-        Client | Config | Cluster => Err(CommandError::Syntax),
+        Client | Config | Cluster | Memory | Object => Err(CommandError::Syntax),
         ClusterInfo => cluster::info(ctx),
         ClusterHelp => cluster::help(ctx),
         ClusterSlots => cluster::slots(ctx),
@@ -283,6 +293,12 @@ fn dispatch(ctx: &mut Ctx<'_>) -> CommandResult {
         Expiretime => expire::ttl(ctx, false, true),
         Pexpiretime => expire::ttl(ctx, true, true),
         Persist => expire::persist(ctx),
+        MemoryUsage => memory::usage(ctx),
+        MemoryStats => memory::stats(ctx),
+        MemoryHelp => memory::help(ctx),
+        ObjectFreq => memory::freq(ctx),
+        ObjectIdletime => memory::idletime(ctx),
+        ObjectHelp => memory::object_help(ctx),
     }
 }
 

@@ -107,6 +107,8 @@ pub enum WriteOp {
     FlushAll,
     /// Active expiry: delete those of `keys` that are expired at `now_ms`. Reply: how many.
     DeleteExpired { keys: Vec<Bytes> },
+    /// Eviction: delete `keys`, chosen by the leader under `maxmemory`. Reply: how many existed.
+    Evict { keys: Vec<Bytes> },
 }
 
 impl WriteOp {
@@ -134,9 +136,9 @@ impl WriteOp {
             | WriteOp::Expire { key, .. }
             | WriteOp::Persist { key } => smallvec![&key[..]],
             WriteOp::MSet { pairs, .. } => pairs.iter().map(|(k, _)| &k[..]).collect(),
-            WriteOp::Delete { keys } | WriteOp::DeleteExpired { keys } => {
-                keys.iter().map(|k| &k[..]).collect()
-            }
+            WriteOp::Delete { keys }
+            | WriteOp::DeleteExpired { keys }
+            | WriteOp::Evict { keys } => keys.iter().map(|k| &k[..]).collect(),
             WriteOp::Rename { from, to, .. } => smallvec![&from[..], &to[..]],
             WriteOp::FlushAll => SmallVec::new(),
         }

@@ -39,7 +39,8 @@ impl StateMachine {
         let mut slots = match op {
             WriteOp::FlushAll => self.keyspace.write_all_slots(),
             _ => self.keyspace.write_slots(op.keys()),
-        };
+        }
+        .at(now);
         apply_op(&mut slots, op, now).unwrap_or_else(Frame::from)
     }
 }
@@ -150,13 +151,14 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
             Frame::bulk(text)
         }
         WriteOp::Append { key, value } => {
-            let len = match s.get_mut(key, now) {
-                Some(e) => {
-                    let len = e.value().len() + value.len();
+            let current = s.get(key, now).map(|e| e.value().len());
+            let len = match current {
+                Some(current) => {
+                    let len = current + value.len();
                     if len as u64 > MAX_STRING_LEN {
                         return Err(CommandError::StringTooLong);
                     }
-                    e.update_value(|v| v.extend_from_slice(value));
+                    s.modify(key, now, |e| e.update_value(|v| v.extend_from_slice(value)));
                     len
                 }
                 None => {
@@ -181,13 +183,10 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
                 }
                 v[*offset as usize..end as usize].copy_from_slice(value);
             };
-            match s.get_mut(key, now) {
-                Some(e) => e.update_value(write),
-                None => {
-                    let mut v = Vec::new();
-                    write(&mut v);
-                    s.insert(Entry::new(key, &v, 0));
-                }
+            if s.modify(key, now, |e| e.update_value(write)).is_none() {
+                let mut v = Vec::new();
+                write(&mut v);
+                s.insert(Entry::new(key, &v, 0));
             }
             Frame::Integer(existing.unwrap_or(0).max(end as usize) as i64)
         }
@@ -204,8 +203,8 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
             }
             if from != to {
                 let entry = s.remove(from).expect("present");
-                let mut moved = Entry::new(to, entry.value(), entry.expires_at().unwrap_or(0));
-                moved.access = entry.access;
+                let moved = Entry::new(to, entry.value(), entry.expires_at().unwrap_or(0));
+                moved.set_access(entry.access());
                 s.insert(moved);
             }
             if *only_if_absent {
@@ -259,6 +258,11 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
             }
             Frame::Integer(deleted)
         }
+        WriteOp::Evict { keys } => {
+            // Unconditional: the leader chose these keys; a key deleted meanwhile is skipped.
+            let evicted = keys.iter().filter(|k| s.remove(k).is_some()).count();
+            Frame::Integer(evicted as i64)
+        }
     })
 }
 
@@ -280,11 +284,8 @@ fn store(s: &mut SlotsMut<'_>, key: &[u8], value: &[u8], deadline: Option<i64>, 
 
 /// Replaces a live key's value keeping its deadline, or creates a persistent key.
 fn write_value(s: &mut SlotsMut<'_>, key: &[u8], value: &[u8], now: UnixMillis) {
-    match s.get_mut(key, now) {
-        Some(e) => e.set_value(value),
-        None => {
-            s.insert(Entry::new(key, value, 0));
-        }
+    if s.modify(key, now, |e| e.set_value(value)).is_none() {
+        s.insert(Entry::new(key, value, 0));
     }
 }
 
