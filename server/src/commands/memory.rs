@@ -38,9 +38,14 @@ pub fn usage(ctx: &mut Ctx<'_>) -> CommandResult {
     }))
 }
 
-/// The data memory of every replica this node hosts, and its key count.
+/// The data memory of every shard replica this node hosts, and its key count (the metadata
+/// group's records are not user data).
 pub fn dataset(node: &Node) -> (u64, u64) {
-    node.replicas().iter().fold((0, 0), |(bytes, keys), r| {
+    let shards = node
+        .replicas()
+        .into_iter()
+        .filter(|r| r.group != META_GROUP);
+    shards.fold((0, 0), |(bytes, keys), r| {
         let ks = r.keyspace();
         (bytes + ks.used_memory() as u64, keys + ks.len() as u64)
     })
