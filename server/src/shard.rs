@@ -334,10 +334,7 @@ impl Replica {
                 _ = self.evict_wake.notified() => {}
                 _ = tokio::time::sleep(TICK) => {}
             }
-            loop {
-                let Some(budget) = self.limits.shard_budget() else {
-                    break;
-                };
+            while let Some(budget) = self.limits.shard_budget() {
                 let used = self.keyspace.used_memory();
                 let policy = self.limits.policy();
                 if used <= budget || policy == Policy::NoEviction || !self.is_leader() {
