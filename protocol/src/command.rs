@@ -141,6 +141,12 @@ impl KeySpec {
         last: 2,
         step: 1,
     };
+    /// The one key after a subcommand (`MEMORY USAGE key`, `OBJECT FREQ key`).
+    pub const SECOND: KeySpec = KeySpec {
+        first: 2,
+        last: 2,
+        step: 1,
+    };
 }
 
 /// One command (or subcommand).
@@ -237,6 +243,10 @@ command_table! {
     AclCat => "acl|cat", -2, [NOSCRIPT LOADING STALE SENTINEL], NONE, Server, "6.0.0", "Lists the ACL categories, or the commands inside a category.";
     AclLog => "acl|log", -2, [ADMIN NOSCRIPT LOADING STALE SENTINEL], NONE, Server, "6.0.0", "Lists recent security events generated due to ACL rules.";
     AclHelp => "acl|help", 2, [LOADING STALE SENTINEL], NONE, Server, "6.0.0", "Returns helpful text about the different subcommands.";
+    Memory => "memory", -2, [], NONE, Server, "4.0.0", "A container for memory diagnostics commands.";
+    MemoryUsage => "memory|usage", -3, [READONLY], SECOND, Server, "4.0.0", "Estimates the memory usage of a key.";
+    MemoryStats => "memory|stats", 2, [], NONE, Server, "4.0.0", "Returns details about memory usage.";
+    MemoryHelp => "memory|help", 2, [LOADING STALE], NONE, Server, "4.0.0", "Returns helpful text about the different subcommands.";
 
     // cluster
     Cluster => "cluster", -2, [], NONE, Cluster, "3.0.0", "A container for Redis Cluster commands.";
@@ -290,6 +300,10 @@ command_table! {
     Scan => "scan", -2, [READONLY], NONE, Generic, "2.8.0", "Iterates over the key names in the database.";
     Randomkey => "randomkey", 1, [READONLY ALL_SHARDS], NONE, Generic, "1.0.0", "Returns a random key name from the database.";
     Touch => "touch", -2, [READONLY FAST MULTI_SHARD], ALL, Generic, "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed.";
+    Object => "object", -2, [], NONE, Generic, "2.2.3", "A container for object introspection commands.";
+    ObjectFreq => "object|freq", 3, [READONLY], SECOND, Generic, "4.0.0", "Returns the logarithmic access frequency counter of a Redis object.";
+    ObjectIdletime => "object|idletime", 3, [READONLY], SECOND, Generic, "2.2.3", "Returns the time since the last access to a Redis object.";
+    ObjectHelp => "object|help", 2, [LOADING STALE], NONE, Generic, "6.2.0", "Returns helpful text about the different subcommands.";
 
     // expiry
     Expire => "expire", -3, [WRITE FAST], ONE, Generic, "1.0.0", "Sets the expiration time of a key in seconds.";

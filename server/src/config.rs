@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::raft::log_store::FsyncPolicy;
+use crate::store::eviction::Policy;
 use shoal_protocol::split_inline_args;
 
 #[derive(Parser, Debug, Clone)]
@@ -132,6 +133,23 @@ pub struct Config {
     /// Compact a replica's log into a snapshot every this many applied entries.
     #[arg(long, default_value_t = 10000, value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_entries: u64,
+    /// Memory this node's data may use (Redis units: 64mb, 1gb; 0: no limit), shared out
+    /// equally to the shards it hosts.
+    #[arg(long, default_value = "0", value_parser = parse_memory)]
+    pub maxmemory: u64,
+    /// What happens at `maxmemory`: noeviction, allkeys-lru|lfu|random,
+    /// volatile-lru|lfu|random|ttl.
+    #[arg(long, default_value = "noeviction")]
+    pub maxmemory_policy: Policy,
+    /// Keys sampled per eviction round (more: closer to true LRU/LFU, more CPU).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub maxmemory_samples: u32,
+    /// LFU counter's logarithm factor (higher: more hits to raise it).
+    #[arg(long, default_value_t = 10)]
+    pub lfu_log_factor: u32,
+    /// Minutes for an LFU counter to lose one without access (0: never decays).
+    #[arg(long, default_value_t = 1)]
+    pub lfu_decay_time: u32,
 }
 
 impl Config {

@@ -50,6 +50,8 @@ pub enum CommandError {
     /// not have taken effect.
     #[error("ERR the write's outcome is unknown; it may or may not have been applied: {0}")]
     Unknown(String),
+    #[error("OOM command not allowed when used memory > 'maxmemory'.")]
+    Oom,
     #[error("ERR {0}")]
     Err(String),
     /// An error whose text carries its own code (`NOPROTO ...`).

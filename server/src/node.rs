@@ -31,6 +31,7 @@ use crate::raft::types::{NodeId, NodeInfo};
 use crate::rpc::{GroupId, JoinReply, JoinRequest, PeerRequest, PeerResponse, META_GROUP};
 use crate::shard::{raft_config, Replica};
 use crate::stats::Stats;
+use crate::store::eviction::MemoryLimits;
 use crate::store::{now_ms, Clock};
 
 pub struct Node {
@@ -62,6 +63,8 @@ pub struct Node {
     pub monitor: crate::monitor::Monitor,
     /// Recent ACL denials (`ACL LOG`).
     pub acl_log: crate::acl::AclLog,
+    /// `maxmemory` and its policy, shared with every replica (see `store::eviction`).
+    pub memory: Arc<MemoryLimits>,
     pub clock: Clock,
     pub started: Instant,
     /// 40 hex characters, new every start (Redis's `run_id`).
@@ -170,7 +173,10 @@ impl Node {
             "node identity"
         );
         let shards: Vec<ShardId> = (0..identity.params.shards).collect();
+        let memory = Arc::new(MemoryLimits::default());
+        configure_memory(&memory, &config);
         let node = Arc::new(Node {
+            memory,
             raft_config: raft_config(config.snapshot_entries),
             slowlog: crate::slowlog::SlowLog::new(
                 config.slowlog_log_slower_than,
@@ -242,11 +248,29 @@ impl Node {
         write_durably(&dir.join(group.to_string()), term.to_string().as_bytes())?;
         self.router.remove(group);
         let replica = self.groups.write().remove(&group);
+        self.count_hosted_shards();
         if let Some(replica) = replica {
             replica.shutdown().await;
             std::fs::remove_dir_all(replica.dir())?;
         }
         Ok(())
+    }
+
+    /// `maxmemory` is shared out over the data shards hosted here.
+    fn count_hosted_shards(&self) {
+        let n = self
+            .groups
+            .read()
+            .keys()
+            .filter(|g| **g != META_GROUP)
+            .count();
+        self.memory.set_hosted_shards(n);
+    }
+
+    /// Pushes the memory settings of the configuration in force to the replicas (at start and
+    /// after `CONFIG SET`).
+    pub fn apply_memory_config(&self) {
+        configure_memory(&self.memory, &self.config.read());
     }
 
     /// Forgets a tombstone: the group's current leader is adding this node again.
@@ -323,16 +347,19 @@ impl Node {
             Some(crate::commands::transaction::tx_reader(Arc::downgrade(
                 self,
             ))),
+            self.memory.clone(),
         )
         .await?;
         self.router.add(group, replica.raft.clone());
         self.groups.write().insert(group, replica.clone());
+        self.count_hosted_shards();
         tokio::spawn(replica.clone().run_active_expiry(self.shutdown.clone()));
         tokio::spawn(crate::cluster::events::log_raft_events(
             self.id,
             replica.clone(),
             self.shutdown.clone(),
         ));
+        tokio::spawn(replica.clone().run_eviction(self.shutdown.clone()));
         tracing::debug!(group, dir = %dir.display(), "opened replica");
         Ok(replica)
     }
@@ -603,4 +630,14 @@ pub fn random_hex_id() -> String {
     (0..40)
         .map(|_| char::from_digit(rng.gen_range(0..16), 16).expect("digit"))
         .collect()
+}
+
+fn configure_memory(memory: &MemoryLimits, config: &Config) {
+    memory.configure(
+        config.maxmemory,
+        config.maxmemory_policy,
+        config.maxmemory_samples,
+        config.lfu_log_factor,
+        config.lfu_decay_time,
+    );
 }

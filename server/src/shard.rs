@@ -6,7 +6,7 @@
 //! [`Replica::keyspace`]. The state machine is the keyspace's only writer.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,11 +15,13 @@ use openraft::{ReadPolicy, SnapshotPolicy};
 use shoal_protocol::Frame;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::CommandError;
 use crate::raft::log_store::{FsyncPolicy, LogStore};
 use crate::raft::network::{GroupNetworkFactory, PeerPool};
 use crate::raft::state_machine::ShardStateMachine;
 use crate::raft::types::{NodeId, TypeConfig};
 use crate::rpc::GroupId;
+use crate::store::eviction::{choose_victims, MemoryLimits, Policy};
 use crate::store::expiry::{ExpiryCursor, BUDGET, TICK};
 use crate::store::{now_ms, Keyspace, Proposal, StateMachine, TxReader, WriteOp};
 
@@ -87,6 +89,15 @@ pub struct Replica {
     dir: PathBuf,
     /// Keys deleted by active expiry while this replica led (INFO's `expired_keys`).
     expired_keys: AtomicU64,
+    /// The node's `maxmemory` settings.
+    limits: Arc<MemoryLimits>,
+    /// Keys deleted by eviction while this replica led (INFO's `evicted_keys`).
+    evicted_keys: AtomicU64,
+    /// Wakes the eviction task when a write finds the shard over its budget.
+    evict_wake: tokio::sync::Notify,
+    /// Set while the shard is over budget and its policy finds nothing to evict: writes that
+    /// may grow memory get the OOM error, as in Redis.
+    cannot_evict: AtomicBool,
     /// Reads waiting for the next leadership confirmation.
     read_gate: parking_lot::Mutex<ReadGate>,
 }
@@ -112,12 +123,14 @@ impl Replica {
         config: Arc<openraft::Config>,
         pool: PeerPool,
         tx_reader: Option<TxReader>,
+        limits: Arc<MemoryLimits>,
     ) -> std::io::Result<Arc<Replica>> {
         let dir = dir.to_path_buf();
         let d = dir.clone();
+        let tracking = limits.tracking.clone();
         let (log, sm, keyspace) = tokio::task::spawn_blocking(move || {
             let log = LogStore::open(&d.join("log"), fsync).map_err(std::io::Error::from)?;
-            let keyspace = Arc::new(Keyspace::new());
+            let keyspace = Arc::new(Keyspace::with_tracking(tracking));
             let sm = StateMachine::with_tx_reader(keyspace.clone(), tx_reader);
             let sm = ShardStateMachine::open(&d.join("snapshots"), sm)?;
             Ok::<_, std::io::Error>((log, sm, keyspace))
@@ -134,6 +147,10 @@ impl Replica {
             keyspace,
             dir,
             expired_keys: AtomicU64::new(0),
+            limits,
+            evicted_keys: AtomicU64::new(0),
+            evict_wake: tokio::sync::Notify::new(),
+            cannot_evict: AtomicBool::new(false),
             read_gate: parking_lot::Mutex::default(),
         }))
     }
@@ -280,6 +297,87 @@ impl Replica {
                     }
                     Ok(_) => {}
                     // Lost leadership: the new leader takes over.
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
+    pub fn evicted_keys(&self) -> u64 {
+        self.evicted_keys.load(Ordering::Relaxed)
+    }
+
+    /// Whether a command flagged `denyoom` may run: always under the budget; over it, only if
+    /// the policy can evict (the eviction task is woken to make room). Redis's `OOM` otherwise.
+    pub fn admit_denyoom(&self) -> Result<(), CommandError> {
+        let Some(budget) = self.limits.shard_budget() else {
+            return Ok(());
+        };
+        if self.keyspace.used_memory() <= budget {
+            return Ok(());
+        }
+        if self.limits.policy() == Policy::NoEviction || self.cannot_evict.load(Ordering::Relaxed) {
+            return Err(CommandError::Oom);
+        }
+        self.evict_wake.notify_one();
+        Ok(())
+    }
+
+    /// Eviction, while this replica leads and its keyspace is over its share of `maxmemory`:
+    /// chooses victims by the policy and proposes their deletion, one `Evict` entry per batch,
+    /// until the shard is back under budget. Woken by writes over budget, and every tick.
+    pub async fn run_eviction(self: Arc<Self>, shutdown: CancellationToken) {
+        /// Keys per `Evict` entry.
+        const BATCH: usize = 1024;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.evict_wake.notified() => {}
+                _ = tokio::time::sleep(TICK) => {}
+            }
+            while let Some(budget) = self.limits.shard_budget() {
+                let used = self.keyspace.used_memory();
+                let policy = self.limits.policy();
+                if used <= budget || policy == Policy::NoEviction || !self.is_leader() {
+                    self.cannot_evict.store(false, Ordering::Relaxed);
+                    break;
+                }
+                let keyspace = self.keyspace.clone();
+                let samples = self.limits.samples();
+                let chosen = tokio::task::spawn_blocking(move || {
+                    let mut rng = rand::thread_rng();
+                    let now = now_ms();
+                    choose_victims(
+                        &keyspace,
+                        policy,
+                        samples,
+                        now,
+                        used - budget,
+                        BATCH,
+                        &mut rng,
+                    )
+                })
+                .await;
+                let keys = match chosen {
+                    Ok(keys) => keys,
+                    Err(e) => {
+                        tracing::error!(group = self.group, error = %e, "eviction task failed");
+                        return;
+                    }
+                };
+                if keys.is_empty() {
+                    self.cannot_evict.store(true, Ordering::Relaxed);
+                    break;
+                }
+                let proposal = Proposal {
+                    now_ms: now_ms(),
+                    op: WriteOp::Evict { keys },
+                };
+                match self.write(proposal).await {
+                    Ok(Frame::Integer(n)) => {
+                        self.evicted_keys.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
                     Err(_) => break,
                 }
             }

@@ -111,13 +111,43 @@ const PARAMS: &[Param] = &[
     },
     Param {
         name: "maxmemory",
-        get: |_| "0".into(),
-        set: None,
+        get: |c| c.maxmemory.to_string(),
+        set: Some(|c, v| {
+            c.maxmemory = parse_memory(v)?;
+            Ok(())
+        }),
     },
     Param {
         name: "maxmemory-policy",
-        get: |_| "noeviction".into(),
-        set: None,
+        get: |c| c.maxmemory_policy.to_string(),
+        set: Some(|c, v| {
+            c.maxmemory_policy = v.parse()?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "maxmemory-samples",
+        get: |c| c.maxmemory_samples.to_string(),
+        set: Some(|c, v| {
+            c.maxmemory_samples = number::<u32>(v)?.clamp(1, 64);
+            Ok(())
+        }),
+    },
+    Param {
+        name: "lfu-log-factor",
+        get: |c| c.lfu_log_factor.to_string(),
+        set: Some(|c, v| {
+            c.lfu_log_factor = number(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "lfu-decay-time",
+        get: |c| c.lfu_decay_time.to_string(),
+        set: Some(|c, v| {
+            c.lfu_decay_time = number(v)?;
+            Ok(())
+        }),
     },
     Param {
         name: "hz",
@@ -199,6 +229,7 @@ pub fn set(ctx: &mut Ctx<'_>) -> CommandResult {
     }
     apply_at_run_time(ctx.node, &next);
     *ctx.node.config.write() = next;
+    ctx.node.apply_memory_config();
     Ok(Frame::ok())
 }
 

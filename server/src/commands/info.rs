@@ -130,14 +130,28 @@ fn section(node: &Node, name: &str, out: &mut String) {
             field("blocked_clients", &0);
         }
         "memory" => {
+            // `used_memory` is the data of every hosted replica as accounted (keys, values,
+            // per-key overhead, tables), not the allocator's total as in Redis.
             let rss = process_rss_bytes();
-            field("used_memory", &rss);
-            field("used_memory_human", &human_bytes(rss));
+            let (used, _) = super::memory::dataset(node);
+            let max = node.memory.maxmemory();
+            field("used_memory", &used);
+            field("used_memory_human", &human_bytes(used));
             field("used_memory_rss", &rss);
             field("used_memory_rss_human", &human_bytes(rss));
-            field("maxmemory", &0);
-            field("maxmemory_human", &"0B");
-            field("maxmemory_policy", &"noeviction");
+            field("used_memory_dataset", &used);
+            field("maxmemory", &max);
+            field("maxmemory_human", &human_bytes(max));
+            field("maxmemory_policy", &node.memory.policy());
+            field(
+                "mem_fragmentation_ratio",
+                &format!("{:.2}", rss as f64 / used.max(1) as f64),
+            );
+            field("shoal_used_memory_led", &super::memory::led_dataset(node));
+            field(
+                "shoal_maxmemory_per_shard",
+                &node.memory.shard_budget().unwrap_or(0),
+            );
         }
         "persistence" => {
             field("loading", &0);
@@ -155,7 +169,8 @@ fn section(node: &Node, name: &str, out: &mut String) {
             field("rejected_connections", &load(&stats.rejected_connections));
             let expired: u64 = node.replicas().iter().map(|r| r.expired_keys()).sum();
             field("expired_keys", &expired);
-            field("evicted_keys", &0);
+            let evicted: u64 = node.replicas().iter().map(|r| r.evicted_keys()).sum();
+            field("evicted_keys", &evicted);
             field("keyspace_hits", &stats.keyspace_hits());
             field("keyspace_misses", &stats.keyspace_misses());
             field("total_error_replies", &stats.error_replies());

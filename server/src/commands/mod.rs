@@ -16,6 +16,7 @@ mod diagnostics;
 mod expire;
 mod info;
 mod keys;
+mod memory;
 pub mod pubsub;
 mod server;
 mod strings;
@@ -197,6 +198,15 @@ pub fn run(
 ) -> Ran {
     let started = Instant::now();
     session.handle.touch(spec.id, started);
+    // Redis refuses commands flagged `denyoom` while over `maxmemory` and unable to evict.
+    if spec.flags.contains(Flags::DENYOOM) {
+        if let Err(oom) = replica.map_or(Ok(()), Replica::admit_denyoom) {
+            if session.counted {
+                node.stats.reject(spec.id);
+            }
+            return Ran::Reply(oom.into());
+        }
+    }
     let ctx = Ctx {
         node,
         session,
@@ -266,7 +276,7 @@ fn dispatch(ctx: &mut Ctx<'_>) -> CommandResult {
         Reset => connection::reset(ctx),
         Command => Ok(command::all()),
         // Their arity (-2) makes lookup resolve these to a subcommand.
-        Client | Config | Cluster | Acl => Err(CommandError::Syntax),
+        Client | Config | Cluster | Acl | Memory | Object => Err(CommandError::Syntax),
         ClusterInfo => cluster::info(ctx),
         ClusterHelp => cluster::help(ctx),
         ClusterSlots => cluster::slots(ctx),
@@ -389,6 +399,12 @@ fn dispatch(ctx: &mut Ctx<'_>) -> CommandResult {
         AclHelp => acl::help(ctx),
         // They write the metadata group: the pipeline runs them as async jobs.
         AclSetuser | AclDeluser => Err(CommandError::Err("ACL writes cannot run here".into())),
+        MemoryUsage => memory::usage(ctx),
+        MemoryStats => memory::stats(ctx),
+        MemoryHelp => memory::help(ctx),
+        ObjectFreq => memory::freq(ctx),
+        ObjectIdletime => memory::idletime(ctx),
+        ObjectHelp => memory::object_help(ctx),
     }
 }
 

@@ -5,6 +5,8 @@
 //! slot is 24 bytes: at 1 M keys a per-slot table runs around half full, so every byte of the
 //! slot counts about twice. Persistent keys (most of a cache) pay nothing for deadlines.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 /// Unix time in milliseconds.
 pub type UnixMillis = u64;
 
@@ -12,14 +14,26 @@ pub type UnixMillis = u64;
 const HAS_DEADLINE: u32 = 1 << 31;
 const DEADLINE_LEN: usize = 8;
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Entry {
     blob: Box<[u8]>,
     /// The key's length, with `HAS_DEADLINE` as its top bit.
     key_len: u32,
-    /// Reserved for the eviction issue: the leader's access clock (LRU/LFU), like Redis's
-    /// 24-bit `lru` field. Never read by `apply`, so replicas may differ here harmlessly.
-    pub(crate) access: u32,
+    /// The access clock of eviction (LRU time or LFU counter, see `store::access`), like
+    /// Redis's 24-bit `lru` field. Atomic because reads update it under a shared slot lock.
+    /// Never read by `apply`, so replicas may differ here harmlessly.
+    pub(crate) access: AtomicU32,
+}
+
+/// A copy (a transaction's scratch view of its keys) keeps the access word as it is.
+impl Clone for Entry {
+    fn clone(&self) -> Entry {
+        Entry {
+            blob: self.blob.clone(),
+            key_len: self.key_len,
+            access: AtomicU32::new(self.access()),
+        }
+    }
 }
 
 impl Entry {
@@ -29,7 +43,7 @@ impl Entry {
         Entry {
             blob: build(deadline, key, value),
             key_len: key.len() as u32 | if deadline.is_some() { HAS_DEADLINE } else { 0 },
-            access: 0,
+            access: AtomicU32::new(0),
         }
     }
 
@@ -96,6 +110,42 @@ impl Entry {
     pub fn heap_bytes(&self) -> usize {
         self.blob.len()
     }
+
+    /// What this entry costs the allocator, outside the slot table's 24-byte cell (the table
+    /// is accounted by the keyspace). The one place per-entry memory is estimated: a new value
+    /// type extends this method and nothing else.
+    pub fn mem_usage(&self) -> usize {
+        allocation_size(self.blob.len())
+    }
+
+    /// The eviction access word (see `store::access`).
+    pub fn access(&self) -> u32 {
+        self.access.load(Ordering::Relaxed)
+    }
+
+    pub fn set_access(&self, word: u32) {
+        self.access.store(word, Ordering::Relaxed);
+    }
+}
+
+/// The bytes the allocator (mimalloc) really hands out for a request of `n`: 8-byte steps up to
+/// 64 bytes, then four size classes per power of two (12.5% apart), as `_mi_bin` computes them.
+/// Huge blocks (over 128 KiB in mimalloc's terms) are page-rounded instead.
+pub fn allocation_size(n: usize) -> usize {
+    const WORD: usize = 8;
+    if n == 0 {
+        return 0;
+    }
+    let words = n.div_ceil(WORD);
+    if words <= 8 {
+        return words * WORD;
+    }
+    if n > 128 * 1024 {
+        return n.div_ceil(4096) * 4096;
+    }
+    let v = words - 1;
+    let shift = (usize::BITS - 1 - v.leading_zeros()) - 2;
+    (((v >> shift) + 1) << shift) * WORD
 }
 
 fn build(deadline: Option<UnixMillis>, key: &[u8], value: &[u8]) -> Box<[u8]> {
@@ -116,6 +166,16 @@ mod tests {
     #[test]
     fn entry_is_24_bytes() {
         assert_eq!(std::mem::size_of::<Entry>(), 24);
+    }
+
+    #[test]
+    fn allocation_sizes_follow_mimalloc_bins() {
+        let sizes: Vec<usize> = [1, 8, 9, 64, 65, 80, 81, 114, 129, 160, 161, 1000]
+            .iter()
+            .map(|&n| allocation_size(n))
+            .collect();
+        assert_eq!(sizes, [8, 8, 16, 64, 80, 80, 96, 128, 160, 160, 192, 1024]);
+        assert_eq!(allocation_size(0), 0);
     }
 
     #[test]

@@ -8,9 +8,14 @@
 //!
 //! Each slot also publishes the earliest deadline it may hold, so active expiry visits only slots
 //! with something due (see `expiry.rs`).
+//!
+//! Memory accounting has one choke point too: every change goes through [`SlotsMut`], which
+//! adds or subtracts [`Entry::mem_usage`] and the slot tables' own allocations, so
+//! [`Keyspace::used_memory`] is exact for what it estimates and equal on every replica.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use hashbrown::HashTable;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -20,6 +25,7 @@ use smallvec::SmallVec;
 /// Most operations touch one or two slots: keep their lists off the heap.
 type SlotList<G> = SmallVec<[(u16, G); 2]>;
 
+use super::access::Tracking;
 use super::entry::{Entry, UnixMillis};
 
 /// No deadline known in a slot.
@@ -34,6 +40,10 @@ pub struct Keyspace {
     next_deadline: Box<[AtomicU64]>,
     keys: AtomicUsize,
     volatile: AtomicUsize,
+    /// Bytes held: every entry's `mem_usage` plus every slot table's allocation.
+    used: AtomicUsize,
+    /// How reads and writes update entries' access words (eviction).
+    tracking: Arc<Tracking>,
     hasher: Hasher,
 }
 
@@ -41,6 +51,8 @@ pub struct Keyspace {
 pub struct SlotTable {
     entries: HashTable<Entry>,
     volatile: usize,
+    /// This slot's share of `Keyspace::used`.
+    bytes: usize,
 }
 
 impl SlotTable {
@@ -54,6 +66,11 @@ impl SlotTable {
 
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {
         self.entries.iter()
+    }
+
+    /// Keys that carry a deadline.
+    pub fn volatile_len(&self) -> usize {
+        self.volatile
     }
 }
 
@@ -78,12 +95,79 @@ impl Keyspace {
     }
 
     pub fn new() -> Keyspace {
+        Self::with_tracking(Arc::default())
+    }
+
+    /// A keyspace whose access words follow the node's eviction settings.
+    pub fn with_tracking(tracking: Arc<Tracking>) -> Keyspace {
         Keyspace {
             slots: (0..SLOT_COUNT).map(|_| RwLock::default()).collect(),
             next_deadline: (0..SLOT_COUNT).map(|_| AtomicU64::new(NEVER)).collect(),
             keys: AtomicUsize::new(0),
             volatile: AtomicUsize::new(0),
+            used: AtomicUsize::new(0),
+            tracking,
             hasher: Hasher::default(),
+        }
+    }
+
+    /// Bytes the keyspace holds (entries and tables), as estimated by [`Entry::mem_usage`].
+    pub fn used_memory(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    pub fn tracking(&self) -> &Tracking {
+        &self.tracking
+    }
+
+    /// The slots holding keys (only keys with a deadline if `volatile`): where eviction
+    /// samples. Takes each slot's read lock briefly.
+    pub fn populated_slots(&self, volatile: bool) -> Vec<u16> {
+        (0..SLOT_COUNT)
+            .filter(|&s| {
+                let t = self.slots[s as usize].read();
+                if volatile {
+                    t.volatile > 0
+                } else {
+                    !t.is_empty()
+                }
+            })
+            .collect()
+    }
+
+    /// Calls `f` on up to `n` entries of `slot` (only volatile ones if `volatile`), taken
+    /// consecutively in table order from position `start` (modulo the slot's size), as Redis's
+    /// `dictGetSomeKeys` samples: hash order is random order. Looks at no more than `16 * n`
+    /// entries, so a slot of mostly persistent keys cannot stall a volatile sample.
+    pub fn sample_slot(
+        &self,
+        slot: u16,
+        start: usize,
+        n: usize,
+        volatile: bool,
+        mut f: impl FnMut(&Entry),
+    ) {
+        let table = self.slots[slot as usize].read();
+        let len = table.len();
+        if len == 0 {
+            return;
+        }
+        let skip = start % len;
+        let mut taken = 0;
+        let candidates = table
+            .entries
+            .iter()
+            .skip(skip)
+            .chain(table.entries.iter().take(skip));
+        for e in candidates.take(16 * n) {
+            if volatile && e.expires_at().is_none() {
+                continue;
+            }
+            f(e);
+            taken += 1;
+            if taken == n {
+                break;
+            }
         }
     }
 
@@ -134,7 +218,11 @@ impl Keyspace {
             .into_iter()
             .map(|s| (s, self.slots[s as usize].write()))
             .collect();
-        SlotsMut { guards, ks: self }
+        SlotsMut {
+            guards,
+            ks: self,
+            now: 0,
+        }
     }
 
     /// Read access to the slots of `keys`, held together (MGET sees an MSET whole or not at all).
@@ -220,8 +308,14 @@ pub struct SlotRef<'a> {
 }
 
 impl SlotRef<'_> {
-    /// The live entry for `key` at time `now`; an expired entry reads as absent.
+    /// The live entry for `key` at time `now`; an expired entry reads as absent. Counts as an
+    /// access for eviction.
     pub fn get(&self, key: &[u8], now: UnixMillis) -> Option<&Entry> {
+        self.ks.touch(self.peek(key, now), now)
+    }
+
+    /// Like [`get`](Self::get), without counting as an access (`OBJECT`, `MEMORY USAGE`).
+    pub fn peek(&self, key: &[u8], now: UnixMillis) -> Option<&Entry> {
         find(&self.table, self.ks.hash(key), key).filter(|e| !e.is_expired(now))
     }
 
@@ -239,7 +333,19 @@ pub struct SlotsRef<'a> {
 impl SlotsRef<'_> {
     pub fn get(&self, key: &[u8], now: UnixMillis) -> Option<&Entry> {
         let table = table_of(&self.guards, key)?;
-        find(table, self.ks.hash(key), key).filter(|e| !e.is_expired(now))
+        self.ks.touch(
+            find(table, self.ks.hash(key), key).filter(|e| !e.is_expired(now)),
+            now,
+        )
+    }
+}
+
+impl Keyspace {
+    fn touch<'e>(&self, entry: Option<&'e Entry>, now: UnixMillis) -> Option<&'e Entry> {
+        if let Some(e) = entry {
+            e.set_access(self.tracking.touched(e.access(), now));
+        }
+        entry
     }
 }
 
@@ -248,9 +354,28 @@ impl SlotsRef<'_> {
 pub struct SlotsMut<'a> {
     guards: SlotList<RwLockWriteGuard<'a, SlotTable>>,
     ks: &'a Keyspace,
+    /// The clock access words are stamped with (the entry's `now_ms` in `apply`).
+    now: UnixMillis,
 }
 
 impl SlotsMut<'_> {
+    /// Stamps accesses made through these slots with `now` (`apply` passes its entry's clock).
+    pub fn at(mut self, now: UnixMillis) -> Self {
+        self.now = now;
+        self
+    }
+
+    /// Adds `after - before` bytes to the slot's and the keyspace's accounts.
+    fn account(ks: &Keyspace, slot_bytes: &mut usize, before: usize, after: usize) {
+        if after >= before {
+            *slot_bytes += after - before;
+            ks.used.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            *slot_bytes -= before - after;
+            ks.used.fetch_sub(before - after, Ordering::Relaxed);
+        }
+    }
+
     fn table(&mut self, key: &[u8]) -> &mut SlotTable {
         // One slot held (the common case): no need to hash the key to find it.
         if self.guards.len() == 1 {
@@ -276,25 +401,47 @@ impl SlotsMut<'_> {
     }
 
     /// The live entry for `key`; an entry expired at `now` is removed first, so the caller sees
-    /// exactly what Redis would.
-    pub fn get_mut(&mut self, key: &[u8], now: UnixMillis) -> Option<&mut Entry> {
+    /// exactly what Redis would. Counts as an access. Private: a change in place must go
+    /// through [`modify`](Self::modify), which accounts for the size change.
+    fn get_mut(&mut self, key: &[u8], now: UnixMillis) -> Option<&mut Entry> {
         let hash = self.ks.hash(key);
         let ks = self.ks;
+        let stamp = self.now;
         let table = self.table(key);
         let found = table.entries.find_entry(hash, |e| e.key() == key).ok()?;
         if !found.get().is_expired(now) {
-            return Some(found.into_mut());
+            let e = found.into_mut();
+            e.set_access(ks.tracking.touched(e.access(), stamp));
+            return Some(e);
         }
-        found.remove();
+        let gone = found.remove().0;
         table.volatile -= 1;
+        Self::account(ks, &mut table.bytes, gone.mem_usage(), 0);
         ks.keys.fetch_sub(1, Ordering::Relaxed);
         ks.volatile.fetch_sub(1, Ordering::Relaxed);
         None
     }
 
-    /// Like [`get_mut`](Self::get_mut) but read-only.
+    /// The live entry for `key` (an expired one is removed first), read-only.
     pub fn get(&mut self, key: &[u8], now: UnixMillis) -> Option<&Entry> {
         self.get_mut(key, now).map(|e| &*e)
+    }
+
+    /// Changes the live entry for `key` in place (its key and deadline must stay as they are)
+    /// and accounts for its new size. `None` if the key is absent or expired.
+    pub fn modify<R>(
+        &mut self,
+        key: &[u8],
+        now: UnixMillis,
+        f: impl FnOnce(&mut Entry) -> R,
+    ) -> Option<R> {
+        let ks = self.ks;
+        let entry = self.get_mut(key, now)?;
+        let before = entry.mem_usage();
+        let result = f(entry);
+        let after = entry.mem_usage();
+        Self::account(ks, &mut self.table(key).bytes, before, after);
+        Some(result)
     }
 
     /// Inserts or replaces the entry for its key; returns the previous one.
@@ -303,10 +450,18 @@ impl SlotsMut<'_> {
         let deadline = entry.expires_at();
         let ks = self.ks;
         let slot = self.slot_of(entry.key());
+        let stamp = self.now;
         let table = self.table_at(slot);
+        let table_before = table.entries.allocation_size();
+        let added = entry.mem_usage();
         let old = match table.entries.find_mut(hash, |e| e.key() == entry.key()) {
-            Some(existing) => Some(std::mem::replace(existing, entry)),
+            Some(existing) => {
+                // An overwrite counts as an access of the key (Redis: `lookupKeyWrite`).
+                entry.set_access(ks.tracking.touched(existing.access(), stamp));
+                Some(std::mem::replace(existing, entry))
+            }
             None => {
+                entry.set_access(ks.tracking.initial(stamp));
                 table
                     .entries
                     .insert_unique(hash, entry, |e| ks.hash(e.key()));
@@ -314,6 +469,14 @@ impl SlotsMut<'_> {
                 None
             }
         };
+        let removed = old.as_ref().map_or(0, Entry::mem_usage);
+        let table_after = table.entries.allocation_size();
+        Self::account(
+            ks,
+            &mut table.bytes,
+            removed + table_before,
+            added + table_after,
+        );
         let was_volatile = old.as_ref().is_some_and(|e| e.expires_at().is_some());
         match (was_volatile, deadline.is_some()) {
             (false, true) => {
@@ -343,6 +506,7 @@ impl SlotsMut<'_> {
             .ok()?
             .remove()
             .0;
+        Self::account(ks, &mut table.bytes, entry.mem_usage(), 0);
         ks.keys.fetch_sub(1, Ordering::Relaxed);
         if entry.expires_at().is_some() {
             table.volatile -= 1;
@@ -372,7 +536,10 @@ impl SlotsMut<'_> {
             return false;
         };
         let was = entry.expires_at().is_some();
+        let before = entry.mem_usage();
         entry.set_expires_at(at);
+        let after = entry.mem_usage();
+        Self::account(ks, &mut table.bytes, before, after);
         match (was, at) {
             (false, Some(_)) => {
                 table.volatile += 1;
@@ -399,9 +566,11 @@ impl SlotsMut<'_> {
             self.ks
                 .volatile
                 .fetch_sub(table.volatile, Ordering::Relaxed);
+            self.ks.used.fetch_sub(table.bytes, Ordering::Relaxed);
             table.entries.clear();
             table.entries.shrink_to_fit(|_| 0);
             table.volatile = 0;
+            table.bytes = 0;
             self.ks.next_deadline[*slot as usize].store(NEVER, Ordering::Relaxed);
         }
     }

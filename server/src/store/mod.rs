@@ -5,8 +5,11 @@
 //! - `ops`: write operations as deterministic log entries.
 //! - `state_machine`: applies entries, producing replies.
 //! - `expiry`: finds expired keys for the leader to delete.
+//! - `access`, `eviction`: access words (LRU/LFU) and the choice of victims under `maxmemory`.
 
+pub mod access;
 pub mod entry;
+pub mod eviction;
 pub mod expiry;
 pub mod keyspace;
 pub mod ops;

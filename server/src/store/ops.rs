@@ -107,6 +107,8 @@ pub enum WriteOp {
     FlushAll,
     /// Active expiry: delete those of `keys` that are expired at `now_ms`. Reply: how many.
     DeleteExpired { keys: Vec<Bytes> },
+    /// Eviction: delete `keys`, chosen by the leader under `maxmemory`. Reply: how many existed.
+    Evict { keys: Vec<Bytes> },
     /// `EXEC`: a transaction's commands applied as one entry, under one lock of their slots.
     /// Reply: one reply per step, in order; or nil (`NullArray`) without running anything if
     /// a watched key no longer holds what it held when it was watched.
@@ -159,9 +161,9 @@ impl WriteOp {
             | WriteOp::Expire { key, .. }
             | WriteOp::Persist { key } => smallvec![&key[..]],
             WriteOp::MSet { pairs, .. } => pairs.iter().map(|(k, _)| &k[..]).collect(),
-            WriteOp::Delete { keys } | WriteOp::DeleteExpired { keys } => {
-                keys.iter().map(|k| &k[..]).collect()
-            }
+            WriteOp::Delete { keys }
+            | WriteOp::DeleteExpired { keys }
+            | WriteOp::Evict { keys } => keys.iter().map(|k| &k[..]).collect(),
             WriteOp::Rename { from, to, .. } => smallvec![&from[..], &to[..]],
             WriteOp::FlushAll => SmallVec::new(),
             // Every key any step reads or writes, and the watched ones: `apply` looks at all.

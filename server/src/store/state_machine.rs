@@ -57,7 +57,8 @@ impl StateMachine {
         let mut slots = match op {
             WriteOp::FlushAll => self.keyspace.write_all_slots(),
             _ => self.keyspace.write_slots(op.keys()),
-        };
+        }
+        .at(now);
         if let WriteOp::Exec { watched, steps } = op {
             return self.apply_exec(&mut slots, watched, steps, now);
         }
@@ -212,13 +213,14 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
             Frame::bulk(text)
         }
         WriteOp::Append { key, value } => {
-            let len = match s.get_mut(key, now) {
-                Some(e) => {
-                    let len = e.value().len() + value.len();
+            let current = s.get(key, now).map(|e| e.value().len());
+            let len = match current {
+                Some(current) => {
+                    let len = current + value.len();
                     if len as u64 > MAX_STRING_LEN {
                         return Err(CommandError::StringTooLong);
                     }
-                    e.update_value(|v| v.extend_from_slice(value));
+                    s.modify(key, now, |e| e.update_value(|v| v.extend_from_slice(value)));
                     len
                 }
                 None => {
@@ -243,13 +245,10 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
                 }
                 v[*offset as usize..end as usize].copy_from_slice(value);
             };
-            match s.get_mut(key, now) {
-                Some(e) => e.update_value(write),
-                None => {
-                    let mut v = Vec::new();
-                    write(&mut v);
-                    s.insert(Entry::new(key, &v, 0));
-                }
+            if s.modify(key, now, |e| e.update_value(write)).is_none() {
+                let mut v = Vec::new();
+                write(&mut v);
+                s.insert(Entry::new(key, &v, 0));
             }
             Frame::Integer(existing.unwrap_or(0).max(end as usize) as i64)
         }
@@ -266,8 +265,8 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
             }
             if from != to {
                 let entry = s.remove(from).expect("present");
-                let mut moved = Entry::new(to, entry.value(), entry.expires_at().unwrap_or(0));
-                moved.access = entry.access;
+                let moved = Entry::new(to, entry.value(), entry.expires_at().unwrap_or(0));
+                moved.set_access(entry.access());
                 s.insert(moved);
             }
             if *only_if_absent {
@@ -323,6 +322,11 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
         }
         // `StateMachine::apply` runs transactions; one never nests in another.
         WriteOp::Exec { .. } => Frame::error("ERR Command not allowed inside a transaction"),
+        WriteOp::Evict { keys } => {
+            // Unconditional: the leader chose these keys; a key deleted meanwhile is skipped.
+            let evicted = keys.iter().filter(|k| s.remove(k).is_some()).count();
+            Frame::Integer(evicted as i64)
+        }
     })
 }
 
@@ -344,11 +348,8 @@ fn store(s: &mut SlotsMut<'_>, key: &[u8], value: &[u8], deadline: Option<i64>, 
 
 /// Replaces a live key's value keeping its deadline, or creates a persistent key.
 fn write_value(s: &mut SlotsMut<'_>, key: &[u8], value: &[u8], now: UnixMillis) {
-    match s.get_mut(key, now) {
-        Some(e) => e.set_value(value),
-        None => {
-            s.insert(Entry::new(key, value, 0));
-        }
+    if s.modify(key, now, |e| e.set_value(value)).is_none() {
+        s.insert(Entry::new(key, value, 0));
     }
 }
 

@@ -1,0 +1,139 @@
+//! `MEMORY USAGE|STATS|HELP` and `OBJECT FREQ|IDLETIME|HELP`: what keys cost and how they are
+//! used, as eviction sees them. None of these counts as an access of the key.
+
+use shoal_protocol::Frame;
+
+use super::args::{int, is};
+use super::client::help_reply;
+use super::Ctx;
+use crate::error::{CommandError, CommandResult};
+use crate::node::Node;
+use crate::rpc::META_GROUP;
+use crate::store::access::lru_idle_ms;
+use crate::store::Entry;
+
+/// Redis's replies when the policy does not track what `OBJECT` asks for.
+const NOT_LFU: &str = "An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.";
+const NOT_LRU: &str = "An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.";
+
+/// Runs `f` on the live entry of the command's key (argument 2), without touching it.
+fn with_entry(ctx: &Ctx<'_>, f: impl FnOnce(&Entry) -> Frame) -> Frame {
+    let key = ctx.arg(2);
+    let slot = ctx.keyspace().read_key_slot(key);
+    slot.peek(key, ctx.now_ms).map_or(Frame::Null, f)
+}
+
+/// `MEMORY USAGE key [SAMPLES count]`: the entry's allocation plus its table cell. `SAMPLES`
+/// is accepted and has nothing to sample (values are not nested yet).
+pub fn usage(ctx: &mut Ctx<'_>) -> CommandResult {
+    match &ctx.args[3..] {
+        [] => {}
+        [opt, n] if is(opt, "samples") => {
+            int(n)?;
+        }
+        _ => return Err(CommandError::Syntax),
+    }
+    Ok(with_entry(ctx, |e| {
+        Frame::Integer((e.mem_usage() + std::mem::size_of::<Entry>()) as i64)
+    }))
+}
+
+/// The data memory of every shard replica this node hosts, and its key count (the metadata
+/// group's records are not user data).
+pub fn dataset(node: &Node) -> (u64, u64) {
+    let shards = node
+        .replicas()
+        .into_iter()
+        .filter(|r| r.group != META_GROUP);
+    shards.fold((0, 0), |(bytes, keys), r| {
+        let ks = r.keyspace();
+        (bytes + ks.used_memory() as u64, keys + ks.len() as u64)
+    })
+}
+
+/// Data memory of the shards this node leads: what its `maxmemory` share is held against.
+pub fn led_dataset(node: &Node) -> u64 {
+    node.replicas()
+        .iter()
+        .filter(|r| r.group != META_GROUP && r.is_leader())
+        .map(|r| r.keyspace().used_memory() as u64)
+        .sum()
+}
+
+/// `MEMORY STATS`: a subset of Redis's fields, for the whole node.
+pub fn stats(ctx: &mut Ctx<'_>) -> CommandResult {
+    let (bytes, keys) = dataset(ctx.node);
+    let rss = super::info::process_rss_bytes();
+    let int = |n: u64| Frame::Integer(n as i64);
+    let fields = [
+        ("total.allocated", int(bytes)),
+        ("dataset.bytes", int(bytes)),
+        ("keys.count", int(keys)),
+        (
+            "keys.bytes-per-key",
+            int(bytes.checked_div(keys).unwrap_or(0)),
+        ),
+        ("rss.bytes", int(rss)),
+        (
+            "fragmentation",
+            Frame::Double(rss as f64 / bytes.max(1) as f64),
+        ),
+        ("fragmentation.bytes", int(rss.saturating_sub(bytes))),
+        ("maxmemory", int(ctx.node.memory.maxmemory())),
+    ];
+    Ok(Frame::Map(
+        fields
+            .into_iter()
+            .map(|(k, v)| (Frame::bulk(k), v))
+            .collect(),
+    ))
+}
+
+pub fn help(ctx: &mut Ctx<'_>) -> CommandResult {
+    Ok(help_reply(
+        ctx.spec.name,
+        &[
+            "STATS",
+            "    Return information about the memory usage of the server.",
+            "USAGE <key> [SAMPLES <count>]",
+            "    Return memory in bytes used by <key> and its value.",
+        ],
+    ))
+}
+
+/// `OBJECT FREQ key`: the LFU counter, after decay.
+pub fn freq(ctx: &mut Ctx<'_>) -> CommandResult {
+    let tracking = &ctx.node.memory.tracking;
+    if !tracking.is_lfu() {
+        return Err(CommandError::Err(NOT_LFU.into()));
+    }
+    let now = ctx.now_ms;
+    Ok(with_entry(ctx, |e| {
+        Frame::Integer(tracking.lfu_counter(e.access(), now) as i64)
+    }))
+}
+
+/// `OBJECT IDLETIME key`: seconds since the key was last accessed.
+pub fn idletime(ctx: &mut Ctx<'_>) -> CommandResult {
+    if ctx.node.memory.tracking.is_lfu() {
+        return Err(CommandError::Err(NOT_LRU.into()));
+    }
+    let now = ctx.now_ms;
+    Ok(with_entry(ctx, |e| {
+        Frame::Integer((lru_idle_ms(e.access(), now) / 1000) as i64)
+    }))
+}
+
+pub fn object_help(ctx: &mut Ctx<'_>) -> CommandResult {
+    Ok(help_reply(
+        ctx.spec.name,
+        &[
+            "FREQ <key>",
+            "    Return the access frequency index of the <key>. The returned integer is",
+            "    proportional to the logarithm of the recent access frequency of the key.",
+            "IDLETIME <key>",
+            "    Return the idle time of the <key>, that is the approximated number of",
+            "    seconds elapsed since the last access to the key.",
+        ],
+    ))
+}
