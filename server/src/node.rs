@@ -336,20 +336,16 @@ impl Node {
         }
         let dir = self.groups_dir().join(group.to_string());
         self.clear_removed(group);
-        let fsync = self.config.read().appendfsync;
-        let replica = Replica::open(
-            self.id,
-            group,
-            &dir,
-            fsync,
-            self.raft_config.clone(),
-            self.pool.clone(),
-            Some(crate::commands::transaction::tx_reader(Arc::downgrade(
+        let env = crate::shard::ReplicaEnv {
+            fsync: self.config.read().appendfsync,
+            config: self.raft_config.clone(),
+            pool: self.pool.clone(),
+            tx_reader: Some(crate::commands::transaction::tx_reader(Arc::downgrade(
                 self,
             ))),
-            self.memory.clone(),
-        )
-        .await?;
+            limits: self.memory.clone(),
+        };
+        let replica = Replica::open(self.id, group, &dir, env).await?;
         self.router.add(group, replica.raft.clone());
         self.groups.write().insert(group, replica.clone());
         self.count_hosted_shards();

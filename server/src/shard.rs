@@ -112,6 +112,16 @@ struct ReadGate {
     next_round: Vec<tokio::sync::oneshot::Sender<Result<(), NotServed>>>,
 }
 
+/// What a replica takes from the node hosting it.
+pub struct ReplicaEnv {
+    pub fsync: FsyncPolicy,
+    pub config: Arc<openraft::Config>,
+    pub pool: PeerPool,
+    /// Runs a transaction's reads inside `apply` (see `WriteOp::Exec`).
+    pub tx_reader: Option<TxReader>,
+    pub limits: Arc<MemoryLimits>,
+}
+
 impl Replica {
     /// Opens (or creates) the replica of `group` under `dir`: loads the newest snapshot, replays
     /// the log, and starts the Raft instance (uninitialized if the directory was empty).
@@ -119,12 +129,15 @@ impl Replica {
         node_id: NodeId,
         group: GroupId,
         dir: &Path,
-        fsync: FsyncPolicy,
-        config: Arc<openraft::Config>,
-        pool: PeerPool,
-        tx_reader: Option<TxReader>,
-        limits: Arc<MemoryLimits>,
+        env: ReplicaEnv,
     ) -> std::io::Result<Arc<Replica>> {
+        let ReplicaEnv {
+            fsync,
+            config,
+            pool,
+            tx_reader,
+            limits,
+        } = env;
         let dir = dir.to_path_buf();
         let d = dir.clone();
         let tracking = limits.tracking.clone();
