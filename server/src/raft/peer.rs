@@ -510,13 +510,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_silent_peer_is_reconnected_after_a_timeout() {
-        // A peer that accepts connections and never answers (as across a partition).
+        // A peer that accepts connections, completes the handshake, then never answers (as
+        // across a partition).
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (accepted_tx, mut accepted) = mpsc::unbounded_channel();
         tokio::spawn(async move {
+            let auth = PeerAuth::default();
             let mut held = Vec::new();
-            while let Ok((stream, _)) = listener.accept().await {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                auth.accept(&mut stream).await.unwrap();
                 held.push(stream);
                 let _ = accepted_tx.send(held.len());
             }
