@@ -283,6 +283,19 @@ fn dispatch(ctx: &mut Ctx<'_>) -> CommandResult {
         Expiretime => expire::ttl(ctx, false, true),
         Pexpiretime => expire::ttl(ctx, true, true),
         Persist => expire::persist(ctx),
+        Hset | Hsetnx | Hget | Hmget | Hmset | Hdel | Hlen | Hstrlen | Hexists | Hkeys | Hvals
+        | Hgetall | Hincrby | Hincrbyfloat | Hrandfield | Hscan | Lpush | Rpush | Lpushx
+        | Rpushx | Lpop | Rpop | Llen | Lrange | Lindex | Lset | Linsert | Lrem | Ltrim | Lpos
+        | Lmove | Rpoplpush | Lmpop | Sadd | Srem | Smembers | Sismember | Smismember | Scard
+        | Spop | Srandmember | Smove | Sinter | Sintercard | Sunion | Sdiff | Sinterstore
+        | Sunionstore | Sdiffstore | Sscan | Zadd | Zincrby | Zrem | Zcard | Zscore | Zmscore
+        | Zrank | Zrevrank | Zcount | Zlexcount | Zrange | Zrangestore | Zrevrange
+        | Zrangebyscore | Zrevrangebyscore | Zrangebylex | Zrevrangebylex | Zpopmin | Zpopmax
+        | Zrandmember | Zunionstore | Zinterstore | Zdiffstore | Zunion | Zinter | Zdiff
+        | Zremrangebyrank | Zremrangebyscore | Zremrangebylex | Zscan | Object | ObjectEncoding
+        | ObjectFreq | ObjectIdletime | ObjectRefcount | ObjectHelp | Copy => {
+            crate::types::run(ctx)
+        }
     }
 }
 

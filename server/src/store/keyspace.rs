@@ -71,7 +71,10 @@ impl Keyspace {
         for slot in 0..shoal_protocol::SLOT_COUNT {
             let table = self.read_slot(slot);
             for e in table.table().iter().filter(|e| !e.is_expired(now)) {
-                let h = (crc32fast::hash(e.key()) as u64) << 32 | crc32fast::hash(e.value()) as u64;
+                let value = e
+                    .collection()
+                    .map_or_else(|| crc32fast::hash(e.value()) as u64, |v| v.digest());
+                let h = (crc32fast::hash(e.key()) as u64) << 32 ^ value;
                 let h = crate::cluster::hash2(0x5e7d, h, e.expires_at().unwrap_or(0));
                 digest = digest.wrapping_add(h);
             }

@@ -5,12 +5,14 @@
 //! - `ops`: write operations as deterministic log entries.
 //! - `state_machine`: applies entries, producing replies.
 //! - `expiry`: finds expired keys for the leader to delete.
+//! - `value`: collection values (hash, list, set, sorted set) and their encodings.
 
 pub mod entry;
 pub mod expiry;
 pub mod keyspace;
 pub mod ops;
 pub mod state_machine;
+pub mod value;
 
 pub use entry::{Entry, UnixMillis};
 pub use keyspace::Keyspace;

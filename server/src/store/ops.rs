@@ -107,6 +107,17 @@ pub enum WriteOp {
     FlushAll,
     /// Active expiry: delete those of `keys` that are expired at `now_ms`. Reply: how many.
     DeleteExpired { keys: Vec<Bytes> },
+    /// A deterministic data-type command (`HSET`, `LPUSH`, `ZADD`, ...) carried as its
+    /// arguments, name first, and applied by `crate::types` (as Redis replicates commands).
+    /// Only commands whose effect depends on nothing but the data and `now_ms` travel this way.
+    Data { args: Vec<Bytes> },
+    /// `SPOP` with the members the leader chose: removes those still present. Reply: them as
+    /// an array, or with `single` the one member as a bulk string (nil if none).
+    PopMembers {
+        key: Bytes,
+        members: Vec<Bytes>,
+        single: bool,
+    },
 }
 
 impl WriteOp {
@@ -139,6 +150,11 @@ impl WriteOp {
             }
             WriteOp::Rename { from, to, .. } => smallvec![&from[..], &to[..]],
             WriteOp::FlushAll => SmallVec::new(),
+            WriteOp::PopMembers { key, .. } => smallvec![&key[..]],
+            WriteOp::Data { args } => match shoal_protocol::CommandSpec::lookup(args) {
+                Ok(spec) => spec.keys(args).map(|k| &k[..]).collect(),
+                Err(_) => SmallVec::new(),
+            },
         }
     }
 }

@@ -55,7 +55,11 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
         } => {
             let old = s.get(key, now);
             let exists = old.is_some();
-            let old_value = get.then(|| old.map(|e| Bytes::copy_from_slice(e.value())));
+            let old_value = match (get, old) {
+                (true, Some(e)) => Some(Some(Bytes::copy_from_slice(e.string()?))),
+                (true, None) => Some(None),
+                (false, _) => None,
+            };
             let old_deadline = old.and_then(Entry::expires_at);
             let allowed = match condition {
                 Condition::Always => true,
@@ -102,17 +106,19 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
             }
             Frame::Integer(deleted)
         }
-        WriteOp::GetDel { key } => match s.get(key, now).is_some() {
-            true => Frame::Bulk(Bytes::copy_from_slice(
-                s.remove(key).expect("present").value(),
-            )),
-            false => Frame::Null,
+        WriteOp::GetDel { key } => match s.get(key, now) {
+            Some(e) => {
+                let value = Bytes::copy_from_slice(e.string()?);
+                s.remove(key);
+                Frame::Bulk(value)
+            }
+            None => Frame::Null,
         },
         WriteOp::GetEx { key, expiry } => {
             let Some(entry) = s.get(key, now) else {
                 return Ok(Frame::Null);
             };
-            let value = Bytes::copy_from_slice(entry.value());
+            let value = Bytes::copy_from_slice(entry.string()?);
             match *expiry {
                 Expiry::Keep => {}
                 Expiry::Clear => {
@@ -129,7 +135,7 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
         }
         WriteOp::IncrBy { key, delta } => {
             let current = match s.get(key, now) {
-                Some(e) => parse_i64(e.value()).ok_or(CommandError::NotInteger)?,
+                Some(e) => parse_i64(e.string()?).ok_or(CommandError::NotInteger)?,
                 None => 0,
             };
             let next = current.checked_add(*delta).ok_or(CommandError::Overflow)?;
@@ -138,7 +144,7 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
         }
         WriteOp::IncrByFloat { key, delta } => {
             let current = match s.get(key, now) {
-                Some(e) => parse_f64(e.value()).ok_or(CommandError::NotFloat)?,
+                Some(e) => parse_f64(e.string()?).ok_or(CommandError::NotFloat)?,
                 None => 0.0,
             };
             let next = current + delta;
@@ -152,7 +158,7 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
         WriteOp::Append { key, value } => {
             let len = match s.get_mut(key, now) {
                 Some(e) => {
-                    let len = e.value().len() + value.len();
+                    let len = e.string()?.len() + value.len();
                     if len as u64 > MAX_STRING_LEN {
                         return Err(CommandError::StringTooLong);
                     }
@@ -168,7 +174,10 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
         }
         WriteOp::SetRange { key, offset, value } => {
             let end = offset + value.len() as u64;
-            let existing = s.get(key, now).map(|e| e.value().len());
+            let existing = match s.get(key, now) {
+                Some(e) => Some(e.string()?.len()),
+                None => None,
+            };
             if value.is_empty() {
                 return Ok(Frame::Integer(existing.unwrap_or(0) as i64));
             }
@@ -204,9 +213,7 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
             }
             if from != to {
                 let entry = s.remove(from).expect("present");
-                let mut moved = Entry::new(to, entry.value(), entry.expires_at().unwrap_or(0));
-                moved.access = entry.access;
-                s.insert(moved);
+                s.insert(entry.rekeyed(to));
             }
             if *only_if_absent {
                 Frame::Integer(1)
@@ -259,6 +266,12 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
             }
             Frame::Integer(deleted)
         }
+        WriteOp::Data { args } => crate::types::apply(s, args, now)?,
+        WriteOp::PopMembers {
+            key,
+            members,
+            single,
+        } => crate::types::set::pop_members(s, key, members, *single, now)?,
     })
 }
 
