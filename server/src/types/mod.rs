@@ -103,11 +103,15 @@ pub fn run(ctx: &mut Ctx<'_>) -> CommandResult {
 
 /// Redis's checks of a `numkeys` argument, made before routing needs the keys.
 fn check_numkeys(args: &[Bytes], at: usize, name: &str) -> Result<usize, CommandError> {
-    let n = parse_i64(&args[at]).ok_or(CommandError::NotInteger)?;
     let zset_family = matches!(
         name,
         "zunion" | "zinter" | "zdiff" | "zunionstore" | "zinterstore" | "zdiffstore"
     );
+    let n = match parse_i64(&args[at]) {
+        Some(n) => n,
+        None if zset_family => return Err(CommandError::NotInteger),
+        None => 0,
+    };
     if n <= 0 {
         return Err(if zset_family {
             CommandError::Err(format!(
@@ -118,7 +122,7 @@ fn check_numkeys(args: &[Bytes], at: usize, name: &str) -> Result<usize, Command
         });
     }
     if n as usize > args.len() - at - 1 {
-        return Err(if zset_family {
+        return Err(if zset_family || name == "lmpop" {
             CommandError::Syntax
         } else {
             CommandError::Err("Number of keys can't be greater than number of args".into())

@@ -239,9 +239,17 @@ impl Range {
                 .into_iter()
                 .filter(|(s, _)| min.above_min(*s) && max.below_max(*s))
                 .collect(),
+            // Redis walks from the first member past the start bound while members stay within
+            // the end bound (lex ranges assume equal scores; this keeps its answer otherwise).
+            By::Lex(min, max) if !self.rev => all
+                .into_iter()
+                .skip_while(|(_, m)| !min.above_min(m))
+                .take_while(|(_, m)| max.below_max(m))
+                .collect(),
             By::Lex(min, max) => all
                 .into_iter()
-                .filter(|(_, m)| min.above_min(m) && max.below_max(m))
+                .skip_while(|(_, m)| !max.below_max(m))
+                .take_while(|(_, m)| min.above_min(m))
                 .collect(),
         };
         match self.limit {
