@@ -48,6 +48,21 @@ pub fn encode(frame: &Frame, version: Version, out: &mut BytesMut) {
                 encode(v, version, out);
             }
         }
+        Frame::Pairs(pairs) if v3 => {
+            integer(out, b'*', pairs.len() as i128);
+            for (k, v) in pairs {
+                out.put_slice(b"*2\r\n");
+                encode(k, version, out);
+                encode(v, version, out);
+            }
+        }
+        Frame::Pairs(pairs) => {
+            integer(out, b'*', 2 * pairs.len() as i128);
+            for (k, v) in pairs {
+                encode(k, version, out);
+                encode(v, version, out);
+            }
+        }
         Frame::Double(d) => {
             let text = format_reply_double(*d);
             if v3 {
@@ -191,6 +206,15 @@ mod tests {
         assert_eq!(format_double(f64::NEG_INFINITY), "-inf");
         assert_eq!(format_double(f64::NAN), "nan");
         assert_eq!(format_double(5200.0), "5200");
+        let pairs = Frame::Pairs(vec![(Frame::bulk("m"), Frame::Double(1.5))]);
+        assert_eq!(
+            wire(&pairs, Version::Resp2),
+            "*2\r\n$1\r\nm\r\n$3\r\n1.5\r\n"
+        );
+        assert_eq!(
+            wire(&pairs, Version::Resp3),
+            "*1\r\n*2\r\n$1\r\nm\r\n,1.5\r\n"
+        );
         assert_eq!(format_reply_double(0.1), "0.10000000000000001");
         assert_eq!(format_reply_double(1.5), "1.5");
         assert_eq!(format_reply_double(1e20), "1e+20");

@@ -386,6 +386,72 @@ mod tests {
         assert_eq!(dump(&a), dump(&b_));
     }
 
+    fn data(args: &[&str]) -> WriteOp {
+        WriteOp::Data {
+            args: args.iter().map(|a| b(a)).collect(),
+        }
+    }
+
+    #[test]
+    fn collection_writes_replay_to_the_same_data_and_replies() {
+        let log: Vec<Proposal> = (0..300)
+            .map(|i| Proposal {
+                now_ms: 1000 + i,
+                op: match i % 6 {
+                    0 => data(&["HSET", "h", &format!("f{}", i % 7), &i.to_string()]),
+                    1 => data(&["ZADD", "z", &(i % 11).to_string(), &format!("m{}", i % 13)]),
+                    2 => data(&["RPUSH", "l", &i.to_string()]),
+                    3 => data(&["SADD", "s", &(i % 600).to_string()]),
+                    4 => data(&["LPOP", "l"]),
+                    _ => data(&["ZPOPMIN", "z", "2"]),
+                },
+            })
+            .collect();
+        let (a, b_) = (sm(), sm());
+        let ra: Vec<Frame> = log.iter().map(|p| a.apply(p)).collect();
+        let rb: Vec<Frame> = log.iter().map(|p| b_.apply(p)).collect();
+        assert_eq!(ra, rb);
+        assert_eq!(a.keyspace().digest(2000), b_.keyspace().digest(2000));
+        // A string command on a collection answers WRONGTYPE and changes nothing.
+        let before = a.keyspace().digest(2000);
+        assert_eq!(
+            apply(
+                &a,
+                2000,
+                WriteOp::Append {
+                    key: b("h"),
+                    value: b("x")
+                }
+            ),
+            Frame::from(CommandError::WrongType)
+        );
+        assert_eq!(
+            apply(&a, 2000, data(&["LPUSH", "h", "x"])),
+            Frame::from(CommandError::WrongType)
+        );
+        assert_eq!(a.keyspace().digest(2000), before);
+        // Emptied collections are deleted; SET replaces any type.
+        apply(&a, 2000, WriteOp::Delete { keys: vec![b("l")] });
+        assert_eq!(
+            apply(
+                &a,
+                2000,
+                data(&["HDEL", "h", "f0", "f1", "f2", "f3", "f4", "f5", "f6"])
+            ),
+            Frame::Integer(7)
+        );
+        assert!(a.keyspace().read_key_slot(b"h").get(b"h", 2000).is_none());
+        apply(&a, 2000, set("z", "v", Expiry::Clear));
+        assert_eq!(
+            a.keyspace()
+                .read_key_slot(b"z")
+                .get(b"z", 2000)
+                .unwrap()
+                .string(),
+            Ok(&b"v"[..])
+        );
+    }
+
     fn dump(m: &StateMachine) -> Vec<(Vec<u8>, Vec<u8>, Option<u64>)> {
         let mut all = Vec::new();
         for slot in 0..shoal_protocol::SLOT_COUNT {

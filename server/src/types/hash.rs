@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use shoal_protocol::{CommandId, Frame};
 
-use super::{bulk, pairs, rand_count, random_indexes, scan_args, Reader, ScanArgs, Writer};
+use super::{bulk, rand_count, random_indexes, scan_args, Reader, ScanArgs, Writer};
 use crate::error::{CommandError, CommandResult};
 use crate::numbers::{format_f64, parse_f64, parse_i64};
 
@@ -112,17 +112,13 @@ pub fn read(r: &Reader<'_>, id: CommandId, args: &[Bytes]) -> CommandResult {
             }
             ScanArgs::reply(items)
         }
-        CommandId::Hrandfield => return hrandfield(r, h, args),
+        CommandId::Hrandfield => return hrandfield(h, args),
         _ => return Err(CommandError::Syntax),
     })
 }
 
 /// `HRANDFIELD key [count [WITHVALUES]]`.
-fn hrandfield(
-    r: &Reader<'_>,
-    h: Option<&crate::store::value::Hash>,
-    args: &[Bytes],
-) -> CommandResult {
+fn hrandfield(h: Option<&crate::store::value::Hash>, args: &[Bytes]) -> CommandResult {
     if args.len() > 4 || (args.len() == 4 && !args[3].eq_ignore_ascii_case(b"withvalues")) {
         return Err(CommandError::Syntax);
     }
@@ -140,7 +136,7 @@ fn hrandfield(
             .iter()
             .map(|&i| (bulk(all[i].0), bulk(all[i].1)))
             .collect();
-        return Ok(pairs(items, r.resp3));
+        return Ok(Frame::Pairs(items));
     }
     Ok(Frame::Array(
         chosen.iter().map(|&i| bulk(all[i].0)).collect(),

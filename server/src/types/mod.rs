@@ -13,7 +13,7 @@ pub mod set;
 pub mod zset;
 
 use bytes::Bytes;
-use shoal_protocol::{CommandId, CommandSpec, Frame, Version};
+use shoal_protocol::{CommandId, CommandSpec, Frame};
 
 use crate::commands::Ctx;
 use crate::error::{CommandError, CommandResult};
@@ -71,22 +71,14 @@ pub fn run(ctx: &mut Ctx<'_>) -> CommandResult {
         _ => {}
     }
     if ctx.spec.flags.contains(shoal_protocol::Flags::WRITE) {
-        let op = WriteOp::Data {
+        return ctx.propose(WriteOp::Data {
             args: ctx.args.to_vec(),
-        };
-        // Sorted-set pops with a count answer pairs: nested in RESP3, flat in RESP2.
-        let nested = matches!(id, Zpopmin | Zpopmax) && ctx.args.len() > 2;
-        return if nested && ctx.session.resp == Version::Resp2 {
-            ctx.propose_then(op, flatten_pairs)
-        } else {
-            ctx.propose(op)
-        };
+        });
     }
     let keys: Vec<Bytes> = ctx.spec.keys(ctx.args).cloned().collect();
     let r = Reader {
         slots: ctx.read_keys(&keys),
         now: ctx.now_ms,
-        resp3: ctx.session.resp == Version::Resp3,
     };
     let args = ctx.args;
     match id {
@@ -131,36 +123,6 @@ fn check_numkeys(args: &[Bytes], at: usize, name: &str) -> Result<usize, Command
     Ok(n as usize)
 }
 
-/// `[m1, s1, m2, s2]` from `[[m1, s1], [m2, s2]]` (RESP2's shape of score pairs).
-pub fn flatten_pairs(reply: Frame) -> Frame {
-    match reply {
-        Frame::Array(items) => Frame::Array(
-            items
-                .into_iter()
-                .flat_map(|pair| match pair {
-                    Frame::Array(two) => two,
-                    other => vec![other],
-                })
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
-/// Score/value pairs as Redis 7.0 answers them: `[[m, s], ...]` in RESP3, flat in RESP2.
-pub fn pairs(items: Vec<(Frame, Frame)>, resp3: bool) -> Frame {
-    if resp3 {
-        Frame::Array(
-            items
-                .into_iter()
-                .map(|(a, b)| Frame::Array(vec![a, b]))
-                .collect(),
-        )
-    } else {
-        Frame::Array(items.into_iter().flat_map(|(a, b)| [a, b]).collect())
-    }
-}
-
 pub fn bulk(b: &[u8]) -> Frame {
     Frame::Bulk(Bytes::copy_from_slice(b))
 }
@@ -169,7 +131,6 @@ pub fn bulk(b: &[u8]) -> Frame {
 pub struct Reader<'a> {
     slots: SlotsRef<'a>,
     pub now: UnixMillis,
-    pub resp3: bool,
 }
 
 /// Write access to a command's keys inside `apply`.

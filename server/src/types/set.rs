@@ -1,7 +1,7 @@
 //! Set commands (`SADD` ... `SSCAN`).
 
 use bytes::Bytes;
-use shoal_protocol::{CommandId, Frame, Version};
+use shoal_protocol::{CommandId, Frame};
 
 use super::{
     bulk, positive_count, rand_count, random_indexes, scan_args, Reader, ScanArgs, Writer,
@@ -205,7 +205,6 @@ pub fn spop(ctx: &mut Ctx<'_>) -> CommandResult {
         let r = Reader {
             slots: ctx.read_keys(std::slice::from_ref(&key)),
             now: ctx.now_ms,
-            resp3: ctx.session.resp == Version::Resp3,
         };
         r.set(&key)?
             .map_or_else(Vec::new, |s| s.members().collect())

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use shoal_protocol::{format_reply_double, CommandId, Frame};
 
 use super::{
-    bulk, index_range, pairs, positive_count, rand_count, random_indexes, scan_args, Reader,
-    ScanArgs, Writer,
+    bulk, index_range, positive_count, rand_count, random_indexes, scan_args, Reader, ScanArgs,
+    Writer,
 };
 use crate::error::{CommandError, CommandResult};
 use crate::numbers::{parse_f64, parse_i64};
@@ -267,14 +267,13 @@ impl Range {
     }
 }
 
-fn members_reply(items: &[(f64, &[u8])], withscores: bool, resp3: bool) -> Frame {
+fn members_reply(items: &[(f64, &[u8])], withscores: bool) -> Frame {
     if withscores {
-        pairs(
+        Frame::Pairs(
             items
                 .iter()
                 .map(|(s, m)| (bulk(m), Frame::Double(*s)))
                 .collect(),
-            resp3,
         )
     } else {
         Frame::Array(items.iter().map(|(_, m)| bulk(m)).collect())
@@ -331,7 +330,7 @@ pub fn write(w: &mut Writer<'_, '_>, id: CommandId, args: &[Bytes]) -> CommandRe
             // command layer).
             Ok(match count {
                 None => Frame::Array(popped.into_iter().flat_map(|(m, s)| [m, s]).collect()),
-                Some(_) => pairs(popped, true),
+                Some(_) => Frame::Pairs(popped),
             })
         }
         Zremrangebyrank | Zremrangebyscore | Zremrangebylex => {
@@ -699,14 +698,14 @@ pub fn read(r: &Reader<'_>, id: CommandId, args: &[Bytes]) -> CommandResult {
             let Some(z) = r.zset(&args[1])? else {
                 return Ok(Frame::Array(Vec::new()));
             };
-            Ok(members_reply(&range.select(z), range.withscores, r.resp3))
+            Ok(members_reply(&range.select(z), range.withscores))
         }
         Zunion | Zinter | Zdiff => {
             let inputs = r_inputs(r, args, 1)?;
             let combined = combine(inputs, id, &args[2 + numkeys(args, 1)..], true)?;
             let items: Vec<(f64, &[u8])> =
                 combined.items.iter().map(|(s, m)| (*s, &m[..])).collect();
-            Ok(members_reply(&items, combined.withscores, r.resp3))
+            Ok(members_reply(&items, combined.withscores))
         }
         Zscan => {
             let scan = scan_args(args)?;
@@ -735,7 +734,7 @@ pub fn read(r: &Reader<'_>, id: CommandId, args: &[Bytes]) -> CommandResult {
                 .into_iter()
                 .map(|i| all[i])
                 .collect();
-            Ok(members_reply(&chosen, args.len() == 4, r.resp3))
+            Ok(members_reply(&chosen, args.len() == 4))
         }
         _ => Err(CommandError::Syntax),
     }
