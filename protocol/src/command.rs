@@ -546,7 +546,7 @@ impl CommandSpec {
             Some(n) if at > 0 => std::str::from_utf8(n)
                 .ok()
                 .and_then(|n| n.parse::<usize>().ok())
-                .filter(|&n| n <= args.len() - at - 1)
+                .filter(|&n| n < args.len() - at)
                 .unwrap_or(0),
             _ => 0,
         };

@@ -11,7 +11,7 @@ pub fn write(w: &mut Writer<'_, '_>, id: CommandId, args: &[Bytes]) -> CommandRe
     let key = &args[1];
     match id {
         CommandId::Hset | CommandId::Hmset => {
-            if args.len() % 2 != 0 {
+            if !args.len().is_multiple_of(2) {
                 return Err(CommandError::WrongArity(
                     if id == CommandId::Hset {
                         "hset"

@@ -406,7 +406,7 @@ fn zadd(w: &mut Writer<'_, '_>, args: &[Bytes]) -> CommandResult {
         i += 1;
     }
     let rest = &args[i..];
-    if rest.is_empty() || rest.len() % 2 != 0 {
+    if rest.is_empty() || !rest.len().is_multiple_of(2) {
         return Err(CommandError::Syntax);
     }
     if nx && xx {
