@@ -1104,6 +1104,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn collections_survive_a_snapshot_with_their_encoding() {
+        let (src_dir, dst_dir) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+        let mut src = open(src_dir.path());
+        let data = |args: &[&str]| WriteOp::Data {
+            args: args.iter().map(|a| b(a)).collect(),
+        };
+        let mut entries = vec![membership(1, &[1, 2, 3])];
+        let mut index = 2;
+        for i in 0..300 {
+            let ops = [
+                data(&["HSET", "h", &format!("f{i}"), "v"]),
+                data(&["ZADD", "z", &i.to_string(), &format!("m{}", i % 50)]),
+                data(&["RPUSH", "l", &i.to_string()]),
+                data(&["SADD", "s", &i.to_string()]),
+            ];
+            for op in ops {
+                entries.push(normal(index, 1000, op));
+                index += 1;
+            }
+        }
+        entries.push(normal(index, 1000, data(&["SADD", "small", "1", "2"])));
+        apply_all(&mut src, entries).await;
+        let digest = src.keyspace().digest(1000);
+        let snap = build(&mut src).await;
+        let mut dst = open(dst_dir.path());
+        dst.install_snapshot(&snap.meta, snap.snapshot)
+            .await
+            .unwrap();
+        assert_eq!(dst.keyspace().digest(1000), digest);
+        let encoding = |key: &[u8]| {
+            let slot = dst.keyspace().read_key_slot(key);
+            let entry = slot.get(key, 1000).expect("restored");
+            entry.collection().expect("a collection").encoding()
+        };
+        assert_eq!(encoding(b"h"), "hashtable");
+        assert_eq!(encoding(b"z"), "listpack");
+        assert_eq!(encoding(b"l"), "quicklist");
+        assert_eq!(encoding(b"s"), "intset");
+        assert_eq!(encoding(b"small"), "intset");
+    }
+
+    #[tokio::test]
     async fn get_current_snapshot_returns_the_built_snapshot() {
         let dir = TempDir::new().unwrap();
         let mut sm = open(dir.path());
