@@ -41,6 +41,7 @@ flags! {
     BLOCKING = 11, Some("blocking");
     PUBSUB = 12, Some("pubsub");
     NO_MULTI = 13, Some("no_multi");
+    MOVABLEKEYS = 14, Some("movablekeys");
     // Internal: adds the `@dangerous` ACL category without being a COMMAND flag.
     DANGEROUS = 20, None;
     // Internal routing tips (Redis shows them as `request_policy:all_shards|multi_shard`):
@@ -79,6 +80,10 @@ pub enum Group {
     Cluster,
     Transactions,
     Pubsub,
+    Hash,
+    List,
+    Set,
+    SortedSet,
 }
 
 impl Group {
@@ -91,6 +96,10 @@ impl Group {
             Group::Cluster => "cluster",
             Group::Transactions => "transactions",
             Group::Pubsub => "pubsub",
+            Group::Hash => "hash",
+            Group::List => "list",
+            Group::Set => "set",
+            Group::SortedSet => "sorted-set",
         }
     }
 
@@ -102,17 +111,23 @@ impl Group {
             Group::Transactions => Some("@transaction"),
             Group::Pubsub => Some("@pubsub"),
             Group::Server | Group::Cluster => None,
+            Group::Hash => Some("@hash"),
+            Group::List => Some("@list"),
+            Group::Set => Some("@set"),
+            Group::SortedSet => Some("@sortedset"),
         }
     }
 }
 
 /// Where a command's keys are: `first`, `last` (negative counts from the end), `step`, as in
-/// Redis's legacy key specification. `first == 0` means no keys.
+/// Redis's legacy key specification (`first == 0`: none there), plus `numkeys`: the index of
+/// an argument that counts the keys right after it (`ZUNIONSTORE dest 2 a b`), 0 if none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeySpec {
     pub first: i32,
     pub last: i32,
     pub step: i32,
+    pub numkeys: i32,
 }
 
 impl KeySpec {
@@ -120,32 +135,59 @@ impl KeySpec {
         first: 0,
         last: 0,
         step: 0,
+        numkeys: 0,
     };
     pub const ONE: KeySpec = KeySpec {
         first: 1,
         last: 1,
         step: 1,
+        numkeys: 0,
     };
     pub const ALL: KeySpec = KeySpec {
         first: 1,
         last: -1,
         step: 1,
+        numkeys: 0,
     };
     pub const PAIRS: KeySpec = KeySpec {
         first: 1,
         last: -1,
         step: 2,
+        numkeys: 0,
     };
     pub const TWO: KeySpec = KeySpec {
         first: 1,
         last: 2,
         step: 1,
+        numkeys: 0,
     };
-    /// The one key after a subcommand (`MEMORY USAGE key`, `OBJECT FREQ key`).
+    /// The one key after a subcommand (`OBJECT ENCODING key`, `MEMORY USAGE key`).
     pub const SECOND: KeySpec = KeySpec {
         first: 2,
         last: 2,
         step: 1,
+        numkeys: 0,
+    };
+    /// `BLPOP k1 k2 timeout`.
+    pub const ALL_BUT_LAST: KeySpec = KeySpec {
+        first: 1,
+        last: -2,
+        step: 1,
+        numkeys: 0,
+    };
+    /// `LMPOP numkeys k1 k2 ...`, `ZUNION`, `SINTERCARD`.
+    pub const NUMKEYS_1: KeySpec = KeySpec {
+        first: 0,
+        last: 0,
+        step: 0,
+        numkeys: 1,
+    };
+    /// `ZUNIONSTORE dest numkeys k1 k2 ...`.
+    pub const DEST_NUMKEYS_2: KeySpec = KeySpec {
+        first: 1,
+        last: 1,
+        step: 1,
+        numkeys: 2,
     };
 }
 
@@ -300,10 +342,6 @@ command_table! {
     Scan => "scan", -2, [READONLY], NONE, Generic, "2.8.0", "Iterates over the key names in the database.";
     Randomkey => "randomkey", 1, [READONLY ALL_SHARDS], NONE, Generic, "1.0.0", "Returns a random key name from the database.";
     Touch => "touch", -2, [READONLY FAST MULTI_SHARD], ALL, Generic, "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed.";
-    Object => "object", -2, [], NONE, Generic, "2.2.3", "A container for object introspection commands.";
-    ObjectFreq => "object|freq", 3, [READONLY], SECOND, Generic, "4.0.0", "Returns the logarithmic access frequency counter of a Redis object.";
-    ObjectIdletime => "object|idletime", 3, [READONLY], SECOND, Generic, "2.2.3", "Returns the time since the last access to a Redis object.";
-    ObjectHelp => "object|help", 2, [LOADING STALE], NONE, Generic, "6.2.0", "Returns helpful text about the different subcommands.";
 
     // expiry
     Expire => "expire", -3, [WRITE FAST], ONE, Generic, "1.0.0", "Sets the expiration time of a key in seconds.";
@@ -340,6 +378,102 @@ command_table! {
     Ssubscribe => "ssubscribe", -2, [PUBSUB NOSCRIPT LOADING STALE], ALL, Pubsub, "7.0.0", "Listens for messages published to shard channels.";
     Sunsubscribe => "sunsubscribe", -1, [PUBSUB NOSCRIPT LOADING STALE], ALL, Pubsub, "7.0.0", "Stops listening to messages posted to shard channels.";
     Spublish => "spublish", 3, [PUBSUB LOADING STALE FAST], ONE, Pubsub, "7.0.0", "Post a message to a shard channel";
+    // hashes
+    Hset => "hset", -4, [WRITE DENYOOM FAST], ONE, Hash, "2.0.0", "Creates or modifies the value of a field in a hash.";
+    Hsetnx => "hsetnx", 4, [WRITE DENYOOM FAST], ONE, Hash, "2.0.0", "Sets the value of a field in a hash only when the field doesn't exist.";
+    Hget => "hget", 3, [READONLY FAST], ONE, Hash, "2.0.0", "Returns the value of a field in a hash.";
+    Hmget => "hmget", -3, [READONLY FAST], ONE, Hash, "2.0.0", "Returns the values of all fields in a hash.";
+    Hmset => "hmset", -4, [WRITE DENYOOM FAST], ONE, Hash, "2.0.0", "Sets the values of multiple fields.";
+    Hdel => "hdel", -3, [WRITE FAST], ONE, Hash, "2.0.0", "Deletes one or more fields and their values from a hash. Deletes the hash if no fields remain.";
+    Hlen => "hlen", 2, [READONLY FAST], ONE, Hash, "2.0.0", "Returns the number of fields in a hash.";
+    Hstrlen => "hstrlen", 3, [READONLY FAST], ONE, Hash, "3.2.0", "Returns the length of the value of a field.";
+    Hexists => "hexists", 3, [READONLY FAST], ONE, Hash, "2.0.0", "Determines whether a field exists in a hash.";
+    Hkeys => "hkeys", 2, [READONLY], ONE, Hash, "2.0.0", "Returns all fields in a hash.";
+    Hvals => "hvals", 2, [READONLY], ONE, Hash, "2.0.0", "Returns all values in a hash.";
+    Hgetall => "hgetall", 2, [READONLY], ONE, Hash, "2.0.0", "Returns all fields and values in a hash.";
+    Hincrby => "hincrby", 4, [WRITE DENYOOM FAST], ONE, Hash, "2.0.0", "Increments the integer value of a field in a hash by a number. Uses 0 as initial value if the field doesn't exist.";
+    Hincrbyfloat => "hincrbyfloat", 4, [WRITE DENYOOM FAST], ONE, Hash, "2.6.0", "Increments the floating point value of a field by a number. Uses 0 as initial value if the field doesn't exist.";
+    Hrandfield => "hrandfield", -2, [READONLY], ONE, Hash, "6.2.0", "Returns one or more random fields from a hash.";
+    Hscan => "hscan", -3, [READONLY], ONE, Hash, "2.8.0", "Iterates over fields and values of a hash.";
+
+    // lists
+    Lpush => "lpush", -3, [WRITE DENYOOM FAST], ONE, List, "1.0.0", "Prepends one or more elements to a list. Creates the key if it doesn't exist.";
+    Rpush => "rpush", -3, [WRITE DENYOOM FAST], ONE, List, "1.0.0", "Appends one or more elements to a list. Creates the key if it doesn't exist.";
+    Lpushx => "lpushx", -3, [WRITE DENYOOM FAST], ONE, List, "2.2.0", "Prepends one or more elements to a list only when the list exists.";
+    Rpushx => "rpushx", -3, [WRITE DENYOOM FAST], ONE, List, "2.2.0", "Appends an element to a list only when the list exists.";
+    Lpop => "lpop", -2, [WRITE FAST], ONE, List, "1.0.0", "Returns the first elements in a list after removing it. Deletes the list if the last element was popped.";
+    Rpop => "rpop", -2, [WRITE FAST], ONE, List, "1.0.0", "Returns and removes the last elements of a list. Deletes the list if the last element was popped.";
+    Llen => "llen", 2, [READONLY FAST], ONE, List, "1.0.0", "Returns the length of a list.";
+    Lrange => "lrange", 4, [READONLY], ONE, List, "1.0.0", "Returns a range of elements from a list.";
+    Lindex => "lindex", 3, [READONLY], ONE, List, "1.0.0", "Returns an element from a list by its index.";
+    Lset => "lset", 4, [WRITE DENYOOM], ONE, List, "1.0.0", "Sets the value of an element in a list by its index.";
+    Linsert => "linsert", 5, [WRITE DENYOOM], ONE, List, "2.2.0", "Inserts an element before or after another element in a list.";
+    Lrem => "lrem", 4, [WRITE], ONE, List, "1.0.0", "Removes elements from a list. Deletes the list if the last element was removed.";
+    Ltrim => "ltrim", 4, [WRITE], ONE, List, "1.0.0", "Removes elements from both ends a list. Deletes the list if all elements were trimmed.";
+    Lpos => "lpos", -3, [READONLY], ONE, List, "6.0.6", "Returns the index of matching elements in a list.";
+    Lmove => "lmove", 5, [WRITE DENYOOM], TWO, List, "6.2.0", "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.";
+    Rpoplpush => "rpoplpush", 3, [WRITE DENYOOM], TWO, List, "1.2.0", "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.";
+    Lmpop => "lmpop", -4, [WRITE MOVABLEKEYS], NUMKEYS_1, List, "7.0.0", "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.";
+
+    // sets
+    Sadd => "sadd", -3, [WRITE DENYOOM FAST], ONE, Set, "1.0.0", "Adds one or more members to a set. Creates the key if it doesn't exist.";
+    Srem => "srem", -3, [WRITE FAST], ONE, Set, "1.0.0", "Removes one or more members from a set. Deletes the set if the last member was removed.";
+    Smembers => "smembers", 2, [READONLY], ONE, Set, "1.0.0", "Returns all members of a set.";
+    Sismember => "sismember", 3, [READONLY FAST], ONE, Set, "1.0.0", "Determines whether a member belongs to a set.";
+    Smismember => "smismember", -3, [READONLY FAST], ONE, Set, "6.2.0", "Determines whether multiple members belong to a set.";
+    Scard => "scard", 2, [READONLY FAST], ONE, Set, "1.0.0", "Returns the number of members in a set.";
+    Spop => "spop", -2, [WRITE FAST], ONE, Set, "1.0.0", "Returns one or more random members from a set after removing them. Deletes the set if the last member was popped.";
+    Srandmember => "srandmember", -2, [READONLY], ONE, Set, "1.0.0", "Get one or multiple random members from a set";
+    Smove => "smove", 4, [WRITE FAST], TWO, Set, "1.0.0", "Moves a member from one set to another.";
+    Sinter => "sinter", -2, [READONLY], ALL, Set, "1.0.0", "Returns the intersect of multiple sets.";
+    Sintercard => "sintercard", -3, [READONLY MOVABLEKEYS], NUMKEYS_1, Set, "7.0.0", "Returns the number of members of the intersect of multiple sets.";
+    Sunion => "sunion", -2, [READONLY], ALL, Set, "1.0.0", "Returns the union of multiple sets.";
+    Sdiff => "sdiff", -2, [READONLY], ALL, Set, "1.0.0", "Returns the difference of multiple sets.";
+    Sinterstore => "sinterstore", -3, [WRITE DENYOOM], ALL, Set, "1.0.0", "Stores the intersect of multiple sets in a key.";
+    Sunionstore => "sunionstore", -3, [WRITE DENYOOM], ALL, Set, "1.0.0", "Stores the union of multiple sets in a key.";
+    Sdiffstore => "sdiffstore", -3, [WRITE DENYOOM], ALL, Set, "1.0.0", "Stores the difference of multiple sets in a key.";
+    Sscan => "sscan", -3, [READONLY], ONE, Set, "2.8.0", "Iterates over members of a set.";
+
+    // sorted sets
+    Zadd => "zadd", -4, [WRITE DENYOOM FAST], ONE, SortedSet, "1.2.0", "Adds one or more members to a sorted set, or updates their scores. Creates the key if it doesn't exist.";
+    Zincrby => "zincrby", 4, [WRITE DENYOOM FAST], ONE, SortedSet, "1.2.0", "Increments the score of a member in a sorted set.";
+    Zrem => "zrem", -3, [WRITE FAST], ONE, SortedSet, "1.2.0", "Removes one or more members from a sorted set. Deletes the sorted set if all members were removed.";
+    Zcard => "zcard", 2, [READONLY FAST], ONE, SortedSet, "1.2.0", "Returns the number of members in a sorted set.";
+    Zscore => "zscore", 3, [READONLY FAST], ONE, SortedSet, "1.2.0", "Returns the score of a member in a sorted set.";
+    Zmscore => "zmscore", -3, [READONLY FAST], ONE, SortedSet, "6.2.0", "Returns the score of one or more members in a sorted set.";
+    Zrank => "zrank", 3, [READONLY FAST], ONE, SortedSet, "2.0.0", "Returns the index of a member in a sorted set ordered by ascending scores.";
+    Zrevrank => "zrevrank", 3, [READONLY FAST], ONE, SortedSet, "2.0.0", "Returns the index of a member in a sorted set ordered by descending scores.";
+    Zcount => "zcount", 4, [READONLY FAST], ONE, SortedSet, "2.0.0", "Returns the count of members in a sorted set that have scores within a range.";
+    Zlexcount => "zlexcount", 4, [READONLY FAST], ONE, SortedSet, "2.8.9", "Returns the number of members in a sorted set within a lexicographical range.";
+    Zrange => "zrange", -4, [READONLY], ONE, SortedSet, "1.2.0", "Returns members in a sorted set within a range of indexes.";
+    Zrangestore => "zrangestore", -5, [WRITE DENYOOM], TWO, SortedSet, "6.2.0", "Stores a range of members from sorted set in a key.";
+    Zrevrange => "zrevrange", -4, [READONLY], ONE, SortedSet, "1.2.0", "Returns members in a sorted set within a range of indexes in reverse order.";
+    Zrangebyscore => "zrangebyscore", -4, [READONLY], ONE, SortedSet, "1.0.5", "Returns members in a sorted set within a range of scores.";
+    Zrevrangebyscore => "zrevrangebyscore", -4, [READONLY], ONE, SortedSet, "2.2.0", "Returns members in a sorted set within a range of scores in reverse order.";
+    Zrangebylex => "zrangebylex", -4, [READONLY], ONE, SortedSet, "2.8.9", "Returns members in a sorted set within a lexicographical range.";
+    Zrevrangebylex => "zrevrangebylex", -4, [READONLY], ONE, SortedSet, "2.8.9", "Returns members in a sorted set within a lexicographical range in reverse order.";
+    Zpopmin => "zpopmin", -2, [WRITE FAST], ONE, SortedSet, "5.0.0", "Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.";
+    Zpopmax => "zpopmax", -2, [WRITE FAST], ONE, SortedSet, "5.0.0", "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.";
+    Zrandmember => "zrandmember", -2, [READONLY], ONE, SortedSet, "6.2.0", "Returns one or more random members from a sorted set.";
+    Zunionstore => "zunionstore", -4, [WRITE DENYOOM MOVABLEKEYS], DEST_NUMKEYS_2, SortedSet, "2.0.0", "Stores the union of multiple sorted sets in a key.";
+    Zinterstore => "zinterstore", -4, [WRITE DENYOOM MOVABLEKEYS], DEST_NUMKEYS_2, SortedSet, "2.0.0", "Stores the intersect of multiple sorted sets in a key.";
+    Zdiffstore => "zdiffstore", -4, [WRITE DENYOOM MOVABLEKEYS], DEST_NUMKEYS_2, SortedSet, "6.2.0", "Stores the difference of multiple sorted sets in a key.";
+    Zunion => "zunion", -3, [READONLY MOVABLEKEYS], NUMKEYS_1, SortedSet, "6.2.0", "Returns the union of multiple sorted sets.";
+    Zinter => "zinter", -3, [READONLY MOVABLEKEYS], NUMKEYS_1, SortedSet, "6.2.0", "Returns the intersect of multiple sorted sets.";
+    Zdiff => "zdiff", -3, [READONLY MOVABLEKEYS], NUMKEYS_1, SortedSet, "6.2.0", "Returns the difference between multiple sorted sets.";
+    Zremrangebyrank => "zremrangebyrank", 4, [WRITE], ONE, SortedSet, "2.0.0", "Removes members in a sorted set within a range of indexes. Deletes the sorted set if all members were removed.";
+    Zremrangebyscore => "zremrangebyscore", 4, [WRITE], ONE, SortedSet, "1.2.0", "Removes members in a sorted set within a range of scores. Deletes the sorted set if all members were removed.";
+    Zremrangebylex => "zremrangebylex", 4, [WRITE], ONE, SortedSet, "2.8.9", "Removes members in a sorted set within a lexicographical range. Deletes the sorted set if all members were removed.";
+    Zscan => "zscan", -3, [READONLY], ONE, SortedSet, "2.8.0", "Iterates over members and scores of a sorted set.";
+
+    // keys on all types
+    Object => "object", -2, [], NONE, Generic, "2.2.3", "A container for object introspection commands.";
+    ObjectEncoding => "object|encoding", 3, [READONLY], SECOND, Generic, "2.2.3", "Returns the internal encoding of a Redis object.";
+    ObjectFreq => "object|freq", 3, [READONLY], SECOND, Generic, "4.0.0", "Returns the logarithmic access frequency counter of a Redis object.";
+    ObjectIdletime => "object|idletime", 3, [READONLY], SECOND, Generic, "2.2.3", "Returns the time since the last access to a Redis object.";
+    ObjectRefcount => "object|refcount", 3, [READONLY], SECOND, Generic, "2.2.3", "Returns the reference count of a value of a key.";
+    ObjectHelp => "object|help", 2, [LOADING STALE], NONE, Generic, "6.2.0", "Returns helpful text about the different subcommands.";
+    Copy => "copy", -3, [WRITE DENYOOM], TWO, Generic, "6.2.0", "Copies the value of a key to a new key.";
 }
 
 /// Why a request does not name a command it can run.
@@ -440,7 +574,9 @@ impl CommandSpec {
 
     /// The arguments that are keys, by the table's key specification.
     pub fn key_indexes(&self, argc: usize) -> impl Iterator<Item = usize> {
-        let KeySpec { first, last, step } = self.keys;
+        let KeySpec {
+            first, last, step, ..
+        } = self.keys;
         let (first, step) = (first.max(0) as usize, step.max(1) as usize);
         let last = if last < 0 {
             argc as i64 + last as i64
@@ -456,9 +592,24 @@ impl CommandSpec {
         range.step_by(step)
     }
 
+    /// The positions of the keys in `args` (the whole request, name first): the table's
+    /// range, then the keys a `numkeys` argument counts (none if it is not a valid count).
+    pub fn key_positions(&self, args: &[Bytes]) -> impl Iterator<Item = usize> {
+        let at = self.keys.numkeys.max(0) as usize;
+        let counted = match args.get(at) {
+            Some(n) if at > 0 => std::str::from_utf8(n)
+                .ok()
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|&n| n < args.len() - at)
+                .unwrap_or(0),
+            _ => 0,
+        };
+        self.key_indexes(args.len()).chain(at + 1..at + 1 + counted)
+    }
+
     /// The keys among `args` (the whole request, name first).
     pub fn keys<'a>(&self, args: &'a [Bytes]) -> impl Iterator<Item = &'a Bytes> + 'a {
-        self.key_indexes(args.len()).map(move |i| &args[i])
+        self.key_positions(args).map(move |i| &args[i])
     }
 
     /// ACL categories as Redis shows them: derived from flags and the group.

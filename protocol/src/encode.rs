@@ -48,8 +48,23 @@ pub fn encode(frame: &Frame, version: Version, out: &mut BytesMut) {
                 encode(v, version, out);
             }
         }
+        Frame::Pairs(pairs) if v3 => {
+            integer(out, b'*', pairs.len() as i128);
+            for (k, v) in pairs {
+                out.put_slice(b"*2\r\n");
+                encode(k, version, out);
+                encode(v, version, out);
+            }
+        }
+        Frame::Pairs(pairs) => {
+            integer(out, b'*', 2 * pairs.len() as i128);
+            for (k, v) in pairs {
+                encode(k, version, out);
+                encode(v, version, out);
+            }
+        }
         Frame::Double(d) => {
-            let text = format_double(*d);
+            let text = format_reply_double(*d);
             if v3 {
                 line(out, b',', text.as_bytes());
             } else {
@@ -109,6 +124,33 @@ pub fn format_double(d: f64) -> String {
     }
 }
 
+/// Redis 7.0's text for a double in a reply (`ZSCORE`, `WITHSCORES`): C's `%.17g`
+/// (`0.1` is `0.10000000000000001`, `1e20` is `1e+20`), `inf`/`-inf`/`nan`.
+pub fn format_reply_double(d: f64) -> String {
+    if !d.is_finite() {
+        return format_double(d);
+    }
+    if d == 0.0 {
+        return if d.is_sign_negative() { "-0" } else { "0" }.to_owned();
+    }
+    let sci = format!("{d:.16e}");
+    let (mantissa, exp) = sci.split_once('e').expect("exponent form");
+    let exp: i32 = exp.parse().expect("an integer exponent");
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
+    if !(-4..17).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa), exp.abs())
+    } else {
+        trim(&format!("{d:.*}", (16 - exp) as usize))
+    }
+}
+
 fn line(out: &mut BytesMut, tag: u8, text: &[u8]) {
     out.reserve(text.len() + 3);
     out.put_u8(tag);
@@ -164,6 +206,24 @@ mod tests {
         assert_eq!(format_double(f64::NEG_INFINITY), "-inf");
         assert_eq!(format_double(f64::NAN), "nan");
         assert_eq!(format_double(5200.0), "5200");
+        let pairs = Frame::Pairs(vec![(Frame::bulk("m"), Frame::Double(1.5))]);
+        assert_eq!(
+            wire(&pairs, Version::Resp2),
+            "*2\r\n$1\r\nm\r\n$3\r\n1.5\r\n"
+        );
+        assert_eq!(
+            wire(&pairs, Version::Resp3),
+            "*1\r\n*2\r\n$1\r\nm\r\n,1.5\r\n"
+        );
+        assert_eq!(format_reply_double(0.1), "0.10000000000000001");
+        assert_eq!(format_reply_double(1.5), "1.5");
+        assert_eq!(format_reply_double(1e20), "1e+20");
+        assert_eq!(format_reply_double(1.5e-7), "1.4999999999999999e-07");
+        assert_eq!(
+            format_reply_double(123456789012345678.0),
+            "1.2345678901234568e+17"
+        );
+        assert_eq!(format_reply_double(-2.0), "-2");
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub enum Frame {
     Map(Vec<(Frame, Frame)>),
     /// RESP3 `~`. RESP2: an array.
     Set(Vec<Frame>),
+    /// Pairs as Redis 7 answers `WITHSCORES`/`WITHVALUES`: RESP3 an array of two-element
+    /// arrays, RESP2 one flat array. Only sent, never decoded.
+    Pairs(Vec<(Frame, Frame)>),
     /// RESP3 `,`. RESP2: a bulk string.
     Double(f64),
     /// RESP3 `#t` / `#f`. RESP2: the integer 1 / 0.

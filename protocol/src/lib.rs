@@ -13,7 +13,7 @@ pub mod request;
 pub mod slot;
 
 pub use command::{CommandId, CommandSpec, Flags, Group, KeySpec, LookupError, COMMANDS};
-pub use encode::{encode, encode_command, format_double, Version};
+pub use encode::{encode, encode_command, format_double, format_reply_double, Version};
 pub use frame::Frame;
 pub use limits::{Limits, ProtocolError, INLINE_MAX};
 pub use parse::{decode_frame, parse_int, FrameCodec};

@@ -5,6 +5,7 @@
 //! - `net`: the client listener and per-connection loop (pipelining, limits).
 //! - `commands`: one module per command family; `execute` is the single entry point.
 //! - `store`: keyspace, deterministic write entries, the state machine, active expiry.
+//! - `types`: the collection commands (hash, list, set, sorted set), reads and `apply`.
 //! - `route`, `pipeline`: the data path — where a request runs, and running a batch of them
 //!   on the shard leaders (here or forwarded) with replies in request order.
 //! - `shard`: a replica of one Raft group (log, state machine, openraft instance).
@@ -39,6 +40,7 @@ pub mod shard;
 pub mod slowlog;
 pub mod stats;
 pub mod store;
+pub mod types;
 
 use std::sync::Arc;
 

@@ -69,14 +69,14 @@ pub fn route(ring: &SlotRing, spec: &CommandSpec, args: &[Bytes], by_slot: bool)
                 .collect(),
         );
     }
-    let mut indexes = spec.key_indexes(args.len()).peekable();
+    let mut indexes = spec.key_positions(args).peekable();
     let Some(&first) = indexes.peek() else {
         return Route::Local;
     };
     let first_slot = key_slot(&args[first]);
     if by_slot {
         return if spec
-            .key_indexes(args.len())
+            .key_positions(args)
             .all(|i| key_slot(&args[i]) == first_slot)
         {
             Route::Group(shard_group(ring.shard_of(first_slot)))
@@ -123,11 +123,8 @@ pub fn route(ring: &SlotRing, spec: &CommandSpec, args: &[Bytes], by_slot: bool)
 /// The slot a request is about: its first key's, or the slot argument of
 /// `CLUSTER COUNTKEYSINSLOT|GETKEYSINSLOT` (`None` for keyless requests or a bad slot).
 pub fn request_slot(spec: &CommandSpec, args: &[Bytes]) -> Option<u16> {
-    slot_argument(spec, args).or_else(|| {
-        spec.key_indexes(args.len())
-            .next()
-            .map(|i| key_slot(&args[i]))
-    })
+    slot_argument(spec, args)
+        .or_else(|| spec.key_positions(args).next().map(|i| key_slot(&args[i])))
 }
 
 /// The slot named by the commands that take one instead of a key.

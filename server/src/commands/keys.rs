@@ -27,12 +27,12 @@ pub fn exists(ctx: &mut Ctx<'_>) -> CommandResult {
 
 pub fn key_type(ctx: &mut Ctx<'_>) -> CommandResult {
     let key = ctx.arg(1);
-    let exists = ctx
+    let kind = ctx
         .keyspace()
         .read_key_slot(key)
         .get(key, ctx.now_ms)
-        .is_some();
-    Ok(Frame::simple(if exists { "string" } else { "none" }))
+        .map(|e| e.kind().name());
+    Ok(Frame::simple(kind.unwrap_or("none")))
 }
 
 pub fn rename(ctx: &mut Ctx<'_>, only_if_absent: bool) -> CommandResult {
@@ -59,6 +59,7 @@ fn collect_slot(
     ctx: &Ctx<'_>,
     slot: u16,
     pattern: Option<&[u8]>,
+    kind: Option<&[u8]>,
     now: u64,
     out: &mut Vec<Frame>,
 ) -> usize {
@@ -67,7 +68,9 @@ fn collect_slot(
         if e.is_expired(now) {
             continue;
         }
-        if pattern.is_none_or(|p| glob_match(p, e.key(), false)) {
+        if pattern.is_none_or(|p| glob_match(p, e.key(), false))
+            && kind.is_none_or(|k| is(k, e.kind().name()))
+        {
             out.push(Frame::Bulk(Bytes::copy_from_slice(e.key())));
         }
     }
@@ -81,11 +84,11 @@ pub fn keys(ctx: &mut Ctx<'_>) -> CommandResult {
     let mut out = Vec::new();
     match pattern.and_then(pattern_slot) {
         Some(slot) => {
-            collect_slot(ctx, slot, pattern, now, &mut out);
+            collect_slot(ctx, slot, pattern, None, now, &mut out);
         }
         None => {
             for slot in 0..SLOT_COUNT {
-                collect_slot(ctx, slot, pattern, now, &mut out);
+                collect_slot(ctx, slot, pattern, None, now, &mut out);
             }
         }
     }
@@ -124,17 +127,18 @@ pub fn scan(ctx: &mut Ctx<'_>) -> CommandResult {
     let now = ctx.now_ms;
     let mut keys = Vec::new();
     let mut visited = 0usize;
-    // Only strings exist yet, so any other TYPE filter matches nothing: the scan is complete.
-    let type_matches = type_filter.as_ref().is_none_or(|t| is(t, "string"));
-    let mut slot = if type_matches {
-        cursor.min(SLOT_COUNT as u64) as u16
-    } else {
-        SLOT_COUNT
-    };
+    let mut slot = cursor.min(SLOT_COUNT as u64) as u16;
     while slot < SLOT_COUNT && visited < count as usize {
         // Count keys looked at (matched or not). Empty slots cost nothing: a replica holds only
         // its shard's slots, so most of its slots are empty.
-        visited += collect_slot(ctx, slot, pattern.as_deref(), now, &mut keys);
+        visited += collect_slot(
+            ctx,
+            slot,
+            pattern.as_deref(),
+            type_filter.as_deref(),
+            now,
+            &mut keys,
+        );
         slot += 1;
     }
     let next = if slot >= SLOT_COUNT { 0 } else { slot as i64 };

@@ -123,17 +123,3 @@ pub fn idletime(ctx: &mut Ctx<'_>) -> CommandResult {
         Frame::Integer((lru_idle_ms(e.access(), now) / 1000) as i64)
     }))
 }
-
-pub fn object_help(ctx: &mut Ctx<'_>) -> CommandResult {
-    Ok(help_reply(
-        ctx.spec.name,
-        &[
-            "FREQ <key>",
-            "    Return the access frequency index of the <key>. The returned integer is",
-            "    proportional to the logarithm of the recent access frequency of the key.",
-            "IDLETIME <key>",
-            "    Return the idle time of the <key>, that is the approximated number of",
-            "    seconds elapsed since the last access to the key.",
-        ],
-    ))
-}

@@ -404,7 +404,17 @@ fn dispatch(ctx: &mut Ctx<'_>) -> CommandResult {
         MemoryHelp => memory::help(ctx),
         ObjectFreq => memory::freq(ctx),
         ObjectIdletime => memory::idletime(ctx),
-        ObjectHelp => memory::object_help(ctx),
+        Hset | Hsetnx | Hget | Hmget | Hmset | Hdel | Hlen | Hstrlen | Hexists | Hkeys | Hvals
+        | Hgetall | Hincrby | Hincrbyfloat | Hrandfield | Hscan | Lpush | Rpush | Lpushx
+        | Rpushx | Lpop | Rpop | Llen | Lrange | Lindex | Lset | Linsert | Lrem | Ltrim | Lpos
+        | Lmove | Rpoplpush | Lmpop | Sadd | Srem | Smembers | Sismember | Smismember | Scard
+        | Spop | Srandmember | Smove | Sinter | Sintercard | Sunion | Sdiff | Sinterstore
+        | Sunionstore | Sdiffstore | Sscan | Zadd | Zincrby | Zrem | Zcard | Zscore | Zmscore
+        | Zrank | Zrevrank | Zcount | Zlexcount | Zrange | Zrangestore | Zrevrange
+        | Zrangebyscore | Zrevrangebyscore | Zrangebylex | Zrevrangebylex | Zpopmin | Zpopmax
+        | Zrandmember | Zunionstore | Zinterstore | Zdiffstore | Zunion | Zinter | Zdiff
+        | Zremrangebyrank | Zremrangebyscore | Zremrangebylex | Zscan | ObjectEncoding
+        | ObjectRefcount | ObjectHelp | Copy => crate::types::run(ctx),
     }
 }
 

@@ -12,9 +12,10 @@ use crate::store::{Condition, Expiry, WriteOp};
 pub fn get(ctx: &mut Ctx<'_>) -> CommandResult {
     let key = ctx.arg(1);
     let slot = ctx.keyspace().read_key_slot(key);
-    let value = slot
-        .get(key, ctx.now_ms)
-        .map(|e| Bytes::copy_from_slice(e.value()));
+    let value = match slot.get(key, ctx.now_ms) {
+        Some(e) => Some(Bytes::copy_from_slice(e.string()?)),
+        None => None,
+    };
     ctx.node.stats.lookup(value.is_some());
     Ok(Frame::bulk_or_null(value))
 }
@@ -128,7 +129,11 @@ pub fn mget(ctx: &mut Ctx<'_>) -> CommandResult {
     let values = keys
         .iter()
         .map(|k| {
-            let v = slots.get(k, now).map(|e| Bytes::copy_from_slice(e.value()));
+            // A key of another type reads as nil here, as in Redis.
+            let v = slots
+                .get(k, now)
+                .and_then(|e| e.string().ok())
+                .map(Bytes::copy_from_slice);
             ctx.node.stats.lookup(v.is_some());
             Frame::bulk_or_null(v)
         })
@@ -173,7 +178,10 @@ pub fn append(ctx: &mut Ctx<'_>) -> CommandResult {
 pub fn strlen(ctx: &mut Ctx<'_>) -> CommandResult {
     let key = ctx.arg(1);
     let slot = ctx.keyspace().read_key_slot(key);
-    let len = slot.get(key, ctx.now_ms).map_or(0, |e| e.value().len());
+    let len = match slot.get(key, ctx.now_ms) {
+        Some(e) => e.string()?.len(),
+        None => 0,
+    };
     Ok(Frame::Integer(len as i64))
 }
 
@@ -186,7 +194,7 @@ pub fn getrange(ctx: &mut Ctx<'_>) -> CommandResult {
         return Ok(Frame::bulk(Bytes::new()));
     };
     Ok(Frame::Bulk(Bytes::copy_from_slice(substring(
-        entry.value(),
+        entry.string()?,
         start,
         end,
     ))))

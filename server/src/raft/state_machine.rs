@@ -76,6 +76,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::types::{Entry as LogEntry, LogId, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::store::state_machine::MAX_STRING_LEN;
+use crate::store::value::Value;
 use crate::store::{Entry, Keyspace, StateMachine, WriteOp};
 
 #[cfg(doc)]
@@ -490,8 +491,13 @@ fn encode_slot(keyspace: &Keyspace, slot: u16, out: &mut SlotImage) {
     out.bytes.clear();
     out.records = 0;
     keyspace.export_slot(slot, &mut |entry: &Entry| {
+        // A collection travels as its serde form after an empty string value.
+        let collection = entry.collection().map(|v| {
+            bincode::serde::encode_to_vec(v, bincode::config::standard())
+                .expect("encoding a value into a Vec cannot fail")
+        });
         bincode::encode_into_std_write(
-            (entry.key(), entry.value(), entry.expires_at()),
+            (entry.key(), entry.value(), entry.expires_at(), collection),
             &mut out.bytes,
             bincode::config::standard(),
         )
@@ -758,7 +764,7 @@ fn decode(file: &mut File, records: u64) -> io::Result<Loaded> {
     // The count is checksummed, but allocate from it only modestly all the same.
     let mut entries = Vec::with_capacity(records.min(1 << 20) as usize);
     for _ in 0..records {
-        let (key, value, expires_at): (Vec<u8>, Vec<u8>, Option<u64>) =
+        let (key, value, expires_at, collection): (Vec<u8>, Vec<u8>, Option<u64>, Option<Vec<u8>>) =
             bincode::decode_from_std_read(
                 &mut reader,
                 bincode::config::standard().with_limit::<RECORD_LIMIT>(),
@@ -766,7 +772,18 @@ fn decode(file: &mut File, records: u64) -> io::Result<Loaded> {
             .map_err(|e| invalid_data(format!("snapshot record {}: {e}", entries.len())))?;
         // `Entry::new` takes 0 as "no deadline"; `apply` never stores a deadline of 0 (it
         // deletes a key whose deadline is not after the entry's clock).
-        entries.push(Entry::new(&key, &value, expires_at.unwrap_or(0)));
+        let entry = match collection {
+            None => Entry::new(&key, &value, expires_at.unwrap_or(0)),
+            Some(bytes) => {
+                let (v, _): (Value, _) =
+                    bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+                        .map_err(|e| {
+                            invalid_data(format!("snapshot record {}: {e}", entries.len()))
+                        })?;
+                Entry::new_collection(&key, v, expires_at.unwrap_or(0))
+            }
+        };
+        entries.push(entry);
     }
     if reader.read != len - TRAILER_LEN {
         return Err(invalid_data(format!(
@@ -1084,6 +1101,48 @@ mod tests {
             let current = reopened.get_current_snapshot().await.unwrap().unwrap();
             assert_eq!(current.meta.last_log_id, Some(log_id(1, 10_002)));
         }
+    }
+
+    #[tokio::test]
+    async fn collections_survive_a_snapshot_with_their_encoding() {
+        let (src_dir, dst_dir) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+        let mut src = open(src_dir.path());
+        let data = |args: &[&str]| WriteOp::Data {
+            args: args.iter().map(|a| b(a)).collect(),
+        };
+        let mut entries = vec![membership(1, &[1, 2, 3])];
+        let mut index = 2;
+        for i in 0..300 {
+            let ops = [
+                data(&["HSET", "h", &format!("f{i}"), "v"]),
+                data(&["ZADD", "z", &i.to_string(), &format!("m{}", i % 50)]),
+                data(&["RPUSH", "l", &i.to_string()]),
+                data(&["SADD", "s", &i.to_string()]),
+            ];
+            for op in ops {
+                entries.push(normal(index, 1000, op));
+                index += 1;
+            }
+        }
+        entries.push(normal(index, 1000, data(&["SADD", "small", "1", "2"])));
+        apply_all(&mut src, entries).await;
+        let digest = src.keyspace().digest(1000);
+        let snap = build(&mut src).await;
+        let mut dst = open(dst_dir.path());
+        dst.install_snapshot(&snap.meta, snap.snapshot)
+            .await
+            .unwrap();
+        assert_eq!(dst.keyspace().digest(1000), digest);
+        let encoding = |key: &[u8]| {
+            let slot = dst.keyspace().read_key_slot(key);
+            let entry = slot.get(key, 1000).expect("restored");
+            entry.collection().expect("a collection").encoding()
+        };
+        assert_eq!(encoding(b"h"), "hashtable");
+        assert_eq!(encoding(b"z"), "listpack");
+        assert_eq!(encoding(b"l"), "quicklist");
+        assert_eq!(encoding(b"s"), "intset");
+        assert_eq!(encoding(b"small"), "intset");
     }
 
     #[tokio::test]

@@ -222,6 +222,7 @@ impl Keyspace {
             guards,
             ks: self,
             now: 0,
+            in_place: Vec::new(),
         }
     }
 
@@ -297,7 +298,10 @@ impl Keyspace {
 /// A hash of an entry's key, value and deadline, the same on every replica (no per-process
 /// seed): the data digest adds them up, and `WATCH` compares a key's before and at `EXEC`.
 pub fn fingerprint(e: &Entry) -> u64 {
-    let h = (crc32fast::hash(e.key()) as u64) << 32 | crc32fast::hash(e.value()) as u64;
+    let value = e
+        .collection()
+        .map_or_else(|| crc32fast::hash(e.value()) as u64, |v| v.digest());
+    let h = (crc32fast::hash(e.key()) as u64) << 32 ^ value;
     crate::cluster::hash2(0x5e7d, h, e.expires_at().unwrap_or(0))
 }
 
@@ -356,9 +360,44 @@ pub struct SlotsMut<'a> {
     ks: &'a Keyspace,
     /// The clock access words are stamped with (the entry's `now_ms` in `apply`).
     now: UnixMillis,
+    /// Keys lent out for changes in place ([`SlotsMut::get_mut_in_place`]) with the size
+    /// they were accounted at; their new size is accounted when they are replaced or removed,
+    /// or when these slots are released.
+    in_place: Vec<(Vec<u8>, usize)>,
+}
+
+impl Drop for SlotsMut<'_> {
+    fn drop(&mut self) {
+        for (key, before) in std::mem::take(&mut self.in_place) {
+            let hash = self.ks.hash(&key);
+            let ks = self.ks;
+            let table = self.table(&key);
+            let after = find(table, hash, &key).map_or(before, Entry::mem_usage);
+            Self::account(ks, &mut table.bytes, before, after);
+        }
+    }
 }
 
 impl SlotsMut<'_> {
+    /// The live entry for `key` for a change in place that [`modify`](Self::modify) cannot
+    /// express (a collection command mutating its value through several calls); its size is
+    /// accounted afterwards (see `in_place`).
+    pub fn get_mut_in_place(&mut self, key: &[u8], now: UnixMillis) -> Option<&mut Entry> {
+        let size = self.get(key, now)?.mem_usage();
+        if !self.in_place.iter().any(|(k, _)| k == key) {
+            self.in_place.push((key.to_vec(), size));
+        }
+        self.get_mut(key, now)
+    }
+
+    /// The size `key`'s entry is accounted at: `current`, unless it was lent out in place.
+    fn accounted_size(&mut self, key: &[u8], current: usize) -> usize {
+        match self.in_place.iter().position(|(k, _)| k == key) {
+            Some(i) => self.in_place.swap_remove(i).1,
+            None => current,
+        }
+    }
+
     /// Stamps accesses made through these slots with `now` (`apply` passes its entry's clock).
     pub fn at(mut self, now: UnixMillis) -> Self {
         self.now = now;
@@ -469,8 +508,12 @@ impl SlotsMut<'_> {
                 None
             }
         };
-        let removed = old.as_ref().map_or(0, Entry::mem_usage);
         let table_after = table.entries.allocation_size();
+        let removed = match &old {
+            Some(e) => self.accounted_size(e.key(), e.mem_usage()),
+            None => 0,
+        };
+        let table = self.table_at(slot);
         Self::account(
             ks,
             &mut table.bytes,
@@ -506,7 +549,9 @@ impl SlotsMut<'_> {
             .ok()?
             .remove()
             .0;
-        Self::account(ks, &mut table.bytes, entry.mem_usage(), 0);
+        let size = self.accounted_size(key, entry.mem_usage());
+        let table = self.table(key);
+        Self::account(ks, &mut table.bytes, size, 0);
         ks.keys.fetch_sub(1, Ordering::Relaxed);
         if entry.expires_at().is_some() {
             table.volatile -= 1;

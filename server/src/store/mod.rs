@@ -6,6 +6,7 @@
 //! - `state_machine`: applies entries, producing replies.
 //! - `expiry`: finds expired keys for the leader to delete.
 //! - `access`, `eviction`: access words (LRU/LFU) and the choice of victims under `maxmemory`.
+//! - `value`: collection values (hash, list, set, sorted set) and their encodings.
 
 pub mod access;
 pub mod entry;
@@ -14,6 +15,7 @@ pub mod expiry;
 pub mod keyspace;
 pub mod ops;
 pub mod state_machine;
+pub mod value;
 
 pub use entry::{Entry, UnixMillis};
 pub use keyspace::Keyspace;

@@ -107,6 +107,17 @@ pub enum WriteOp {
     FlushAll,
     /// Active expiry: delete those of `keys` that are expired at `now_ms`. Reply: how many.
     DeleteExpired { keys: Vec<Bytes> },
+    /// A deterministic data-type command (`HSET`, `LPUSH`, `ZADD`, ...) carried as its
+    /// arguments, name first, and applied by `crate::types` (as Redis replicates commands).
+    /// Only commands whose effect depends on nothing but the data and `now_ms` travel this way.
+    Data { args: Vec<Bytes> },
+    /// `SPOP` with the members the leader chose: removes those still present. Reply: them as
+    /// an array, or with `single` the one member as a bulk string (nil if none).
+    PopMembers {
+        key: Bytes,
+        members: Vec<Bytes>,
+        single: bool,
+    },
     /// Eviction: delete `keys`, chosen by the leader under `maxmemory`. Reply: how many existed.
     Evict { keys: Vec<Bytes> },
     /// `EXEC`: a transaction's commands applied as one entry, under one lock of their slots.
@@ -177,6 +188,11 @@ impl WriteOp {
                     }
                 }))
                 .collect(),
+            WriteOp::PopMembers { key, .. } => smallvec![&key[..]],
+            WriteOp::Data { args } => match shoal_protocol::CommandSpec::lookup(args) {
+                Ok(spec) => spec.keys(args).map(|k| &k[..]).collect(),
+                Err(_) => SmallVec::new(),
+            },
         }
     }
 }

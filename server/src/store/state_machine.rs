@@ -118,7 +118,11 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
         } => {
             let old = s.get(key, now);
             let exists = old.is_some();
-            let old_value = get.then(|| old.map(|e| Bytes::copy_from_slice(e.value())));
+            let old_value = match (get, old) {
+                (true, Some(e)) => Some(Some(Bytes::copy_from_slice(e.string()?))),
+                (true, None) => Some(None),
+                (false, _) => None,
+            };
             let old_deadline = old.and_then(Entry::expires_at);
             let allowed = match condition {
                 Condition::Always => true,
@@ -165,17 +169,19 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
             }
             Frame::Integer(deleted)
         }
-        WriteOp::GetDel { key } => match s.get(key, now).is_some() {
-            true => Frame::Bulk(Bytes::copy_from_slice(
-                s.remove(key).expect("present").value(),
-            )),
-            false => Frame::Null,
+        WriteOp::GetDel { key } => match s.get(key, now) {
+            Some(e) => {
+                let value = Bytes::copy_from_slice(e.string()?);
+                s.remove(key);
+                Frame::Bulk(value)
+            }
+            None => Frame::Null,
         },
         WriteOp::GetEx { key, expiry } => {
             let Some(entry) = s.get(key, now) else {
                 return Ok(Frame::Null);
             };
-            let value = Bytes::copy_from_slice(entry.value());
+            let value = Bytes::copy_from_slice(entry.string()?);
             match *expiry {
                 Expiry::Keep => {}
                 Expiry::Clear => {
@@ -192,7 +198,7 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
         }
         WriteOp::IncrBy { key, delta } => {
             let current = match s.get(key, now) {
-                Some(e) => parse_i64(e.value()).ok_or(CommandError::NotInteger)?,
+                Some(e) => parse_i64(e.string()?).ok_or(CommandError::NotInteger)?,
                 None => 0,
             };
             let next = current.checked_add(*delta).ok_or(CommandError::Overflow)?;
@@ -201,7 +207,7 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
         }
         WriteOp::IncrByFloat { key, delta } => {
             let current = match s.get(key, now) {
-                Some(e) => parse_f64(e.value()).ok_or(CommandError::NotFloat)?,
+                Some(e) => parse_f64(e.string()?).ok_or(CommandError::NotFloat)?,
                 None => 0.0,
             };
             let next = current + delta;
@@ -213,7 +219,10 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
             Frame::bulk(text)
         }
         WriteOp::Append { key, value } => {
-            let current = s.get(key, now).map(|e| e.value().len());
+            let current = match s.get(key, now) {
+                Some(e) => Some(e.string()?.len()),
+                None => None,
+            };
             let len = match current {
                 Some(current) => {
                     let len = current + value.len();
@@ -232,7 +241,10 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
         }
         WriteOp::SetRange { key, offset, value } => {
             let end = offset + value.len() as u64;
-            let existing = s.get(key, now).map(|e| e.value().len());
+            let existing = match s.get(key, now) {
+                Some(e) => Some(e.string()?.len()),
+                None => None,
+            };
             if value.is_empty() {
                 return Ok(Frame::Integer(existing.unwrap_or(0) as i64));
             }
@@ -265,9 +277,7 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
             }
             if from != to {
                 let entry = s.remove(from).expect("present");
-                let moved = Entry::new(to, entry.value(), entry.expires_at().unwrap_or(0));
-                moved.set_access(entry.access());
-                s.insert(moved);
+                s.insert(entry.rekeyed(to));
             }
             if *only_if_absent {
                 Frame::Integer(1)
@@ -327,6 +337,12 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
             let evicted = keys.iter().filter(|k| s.remove(k).is_some()).count();
             Frame::Integer(evicted as i64)
         }
+        WriteOp::Data { args } => crate::types::apply(s, args, now)?,
+        WriteOp::PopMembers {
+            key,
+            members,
+            single,
+        } => crate::types::set::pop_members(s, key, members, *single, now)?,
     })
 }
 
@@ -436,6 +452,72 @@ mod tests {
         let rb: Vec<Frame> = log.iter().map(|p| b_.apply(p)).collect();
         assert_eq!(ra, rb);
         assert_eq!(dump(&a), dump(&b_));
+    }
+
+    fn data(args: &[&str]) -> WriteOp {
+        WriteOp::Data {
+            args: args.iter().map(|a| b(a)).collect(),
+        }
+    }
+
+    #[test]
+    fn collection_writes_replay_to_the_same_data_and_replies() {
+        let log: Vec<Proposal> = (0..300)
+            .map(|i| Proposal {
+                now_ms: 1000 + i,
+                op: match i % 6 {
+                    0 => data(&["HSET", "h", &format!("f{}", i % 7), &i.to_string()]),
+                    1 => data(&["ZADD", "z", &(i % 11).to_string(), &format!("m{}", i % 13)]),
+                    2 => data(&["RPUSH", "l", &i.to_string()]),
+                    3 => data(&["SADD", "s", &(i % 600).to_string()]),
+                    4 => data(&["LPOP", "l"]),
+                    _ => data(&["ZPOPMIN", "z", "2"]),
+                },
+            })
+            .collect();
+        let (a, b_) = (sm(), sm());
+        let ra: Vec<Frame> = log.iter().map(|p| a.apply(p)).collect();
+        let rb: Vec<Frame> = log.iter().map(|p| b_.apply(p)).collect();
+        assert_eq!(ra, rb);
+        assert_eq!(a.keyspace().digest(2000), b_.keyspace().digest(2000));
+        // A string command on a collection answers WRONGTYPE and changes nothing.
+        let before = a.keyspace().digest(2000);
+        assert_eq!(
+            apply(
+                &a,
+                2000,
+                WriteOp::Append {
+                    key: b("h"),
+                    value: b("x")
+                }
+            ),
+            Frame::from(CommandError::WrongType)
+        );
+        assert_eq!(
+            apply(&a, 2000, data(&["LPUSH", "h", "x"])),
+            Frame::from(CommandError::WrongType)
+        );
+        assert_eq!(a.keyspace().digest(2000), before);
+        // Emptied collections are deleted; SET replaces any type.
+        apply(&a, 2000, WriteOp::Delete { keys: vec![b("l")] });
+        assert_eq!(
+            apply(
+                &a,
+                2000,
+                data(&["HDEL", "h", "f0", "f1", "f2", "f3", "f4", "f5", "f6"])
+            ),
+            Frame::Integer(7)
+        );
+        assert!(a.keyspace().read_key_slot(b"h").get(b"h", 2000).is_none());
+        apply(&a, 2000, set("z", "v", Expiry::Clear));
+        assert_eq!(
+            a.keyspace()
+                .read_key_slot(b"z")
+                .get(b"z", 2000)
+                .unwrap()
+                .string(),
+            Ok(&b"v"[..])
+        );
     }
 
     fn dump(m: &StateMachine) -> Vec<(Vec<u8>, Vec<u8>, Option<u64>)> {
