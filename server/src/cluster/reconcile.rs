@@ -48,6 +48,8 @@ const MOVE_STEP_TIMEOUT: Duration = Duration::from_secs(120);
 /// A move step running in its own task.
 struct MoveTask {
     target: BTreeSet<NodeId>,
+    /// The term this node led the group in when the step began.
+    term: u64,
     task: tokio::task::AbortHandle,
 }
 
@@ -169,16 +171,19 @@ async fn reconcile_shard(
     publish(node, topology, replica, shard).await?;
     if let Some(mv) = topology.moves.get(&shard) {
         let target: BTreeSet<NodeId> = mv.target.iter().copied().collect();
+        let term = replica.metrics().current_term;
         if let Some(running) = state.moving.get(&replica.group) {
             if !running.task.is_finished() {
-                if running.target == target {
+                if running.target == target && running.term == term {
                     return Ok(());
                 }
-                // The rebalancer retargeted the move (say its target node went down): the
-                // old step may be waiting on that node, so it gives way at once.
+                // The rebalancer retargeted the move (say its target node went down), or this
+                // node lost the group's leadership and won it back meanwhile: the old step may
+                // wait on a node that is gone, or on a membership change its old term never
+                // saw committed, so it gives way at once.
                 tracing::info!(
                     group = replica.group,
-                    "move retargeted; restarting its step"
+                    "move retargeted or leadership changed; restarting its step"
                 );
                 running.task.abort();
             }
@@ -202,6 +207,7 @@ async fn reconcile_shard(
             replica.group,
             MoveTask {
                 target,
+                term,
                 task: task.abort_handle(),
             },
         );
@@ -323,6 +329,9 @@ async fn converge(
     voters: &BTreeSet<NodeId>,
     members: &BTreeMap<NodeId, NodeInfo>,
 ) -> Result<(), String> {
+    if finish_interrupted_change(replica).await? {
+        return Ok(());
+    }
     let Some((current_members, current)) = settled_membership(replica) else {
         return Ok(()); // a change is under way
     };
@@ -378,6 +387,7 @@ async fn carry_out_move(
     target: &BTreeSet<NodeId>,
     infos: &BTreeMap<NodeId, NodeInfo>,
 ) -> Result<(), String> {
+    finish_interrupted_change(replica).await?;
     let Some((members, voters)) = settled_membership(replica) else {
         return Ok(()); // a change is under way
     };
@@ -409,6 +419,32 @@ async fn carry_out_move(
         .filter(|id| !target.contains(id))
         .collect();
     remove_members(replica, leftover, "move: removing learners").await
+}
+
+/// Finishes a membership change that was interrupted halfway, if the group is stuck in one.
+/// openraft's `change_membership` commits a joint config and then, in the same call, the new
+/// one; a leader change (or an aborted step) between the two leaves the joint config in
+/// place, and nothing else would ever leave it. Its second half is what the change meant, so
+/// that becomes the voters (the others stay as learners, for the caller's later steps to
+/// remove). Only the one step running for a group calls this, so a joint config it sees is
+/// never a change still in progress. True if there was one to finish.
+async fn finish_interrupted_change(replica: &Replica) -> Result<bool, String> {
+    let m = replica.metrics();
+    let joint = m.membership_config.membership().get_joint_config();
+    let Some(goal) = joint.last().filter(|_| joint.len() > 1).cloned() else {
+        return Ok(false);
+    };
+    tracing::info!(
+        group = replica.group,
+        ?goal,
+        "finishing an interrupted membership change"
+    );
+    replica
+        .raft
+        .change_membership(ChangeMembers::ReplaceAllVoters(goal), true)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(true)
 }
 
 /// Removes `ids` from the group's membership (nothing to do when empty).
