@@ -80,11 +80,15 @@ pub async fn run(
         let node = node.clone();
         move |group, request| cluster::service::handle(node.clone(), group, request)
     };
+    // Peers are served until this function returns, past `node.shutdown`: a stopping node's
+    // leaders hand over first, and need to hear their successors (see below).
+    let peers_stop = tokio_util::sync::CancellationToken::new();
+    let _stop_serving_peers = peers_stop.clone().drop_guard();
     tokio::spawn(raft::peer::serve_peers(
         peer,
         node.pool.auth(),
         handler,
-        node.shutdown.clone(),
+        peers_stop,
     ));
     tokio::spawn(cluster::reconcile::run(node.clone()));
     tokio::spawn(refresh_topology(node.clone()));
@@ -115,6 +119,9 @@ pub async fn run(
         ));
     }
     net::listener::accept_loop(node.clone(), client, None).await;
+    // Leaders hand over while this node's clients are still connected: their requests in
+    // flight finish, later ones are forwarded to the new leaders.
+    node.hand_over_leadership(HANDOVER_TIMEOUT).await;
     node.clients.kill_all();
     node.stop_groups().await;
     if node.left.load(std::sync::atomic::Ordering::SeqCst) {
@@ -124,6 +131,9 @@ pub async fn run(
     }
     Ok(())
 }
+
+/// The longest a stopping node waits for its groups to take new leaders.
+const HANDOVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Keeps [`Node::topology`] close to group 0's contents.
 async fn refresh_topology(node: Arc<Node>) {

@@ -470,6 +470,46 @@ impl Node {
     }
 
     /// Stops every group (flushing their logs).
+    /// Before stopping (SIGTERM): hands the leadership of every group this node leads to its
+    /// most caught-up other voter, so that the groups do not wait out an election timeout and
+    /// clients see at most a redirection. Bounded by `within`; groups that could not hand over
+    /// in time (no other voter, none reachable) elect a leader the usual way.
+    pub async fn hand_over_leadership(&self, within: Duration) {
+        let led: Vec<Arc<Replica>> = self
+            .replicas()
+            .into_iter()
+            .filter(|r| r.is_leader())
+            .collect();
+        for replica in &led {
+            let m = replica.metrics();
+            let matched = |id: &NodeId| {
+                m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(id))
+                    .and_then(|log_id| log_id.as_ref().map(|l| l.index))
+            };
+            let heir = m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .filter(|&id| id != self.id)
+                .filter(|id| matched(id).is_some())
+                .max_by_key(|id| matched(id));
+            if let Some(heir) = heir {
+                tracing::info!(
+                    group = replica.group,
+                    to = heir,
+                    "shutting down: handing over leadership"
+                );
+                let _ = replica.raft.trigger().transfer_leader(heir).await;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        while led.iter().any(|r| r.is_leader()) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn stop_groups(&self) {
         for replica in self.replicas() {
             replica.shutdown().await;

@@ -106,7 +106,13 @@ fn metrics_health_and_cluster_json_describe_the_node() {
         .count();
     assert_eq!(leading, 17, "one node leads group 0 and its 16 shards");
     assert!(sample(&metrics, "shoal_connected_clients").unwrap() >= 1.0);
-    assert_eq!(sample(&metrics, "shoal_nodes{state=\"up\"}"), Some(1.0));
+    // Group 0's view of the nodes reaches the node's topology on its next refresh.
+    let nodes_up = || sample(&http_get(port, "/metrics").1, "shoal_nodes{state=\"up\"}");
+    assert!(
+        eventually(Duration::from_secs(10), || nodes_up() == Some(1.0)),
+        "{:?}",
+        nodes_up()
+    );
 
     let (status, json) = http_get(port, "/cluster.json");
     assert_eq!(status, 200);
