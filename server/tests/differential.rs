@@ -10,8 +10,6 @@
 mod common;
 use common::*;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -25,45 +23,6 @@ const CLUSTER_COMMANDS: usize = 600;
 /// Commands sent per pipelined batch: 1, because a pipelined read in shoal may observe writes
 /// pipelined after it (see the issue note), which Redis never shows.
 const BATCH: usize = 1;
-
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("redis-server must be installed (scripts/test.sh installs it)");
-        let redis = Redis { child, port };
-        let addr = format!("127.0.0.1:{port}");
-        let ready = eventually(Duration::from_secs(10), || {
-            std::net::TcpStream::connect(&addr).is_ok()
-        });
-        assert!(ready, "redis-server did not listen on {addr} within 10 s");
-        redis
-    }
-
-    fn client(&self) -> Client {
-        Client::connect(format!("127.0.0.1:{}", self.port).parse().unwrap())
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 // ------------------------------------------------------------------ generators
 
@@ -515,7 +474,7 @@ fn seed() -> u64 {
         .unwrap_or(0x5EED)
 }
 
-fn run_families(redis: &Redis, shoal_client: impl Fn() -> Client, count: usize, label: &str) {
+fn run_families(redis: &RedisServer, shoal_client: impl Fn() -> Client, count: usize, label: &str) {
     let seed = seed();
     for (i, family) in ["hash", "list", "set", "zset"].iter().enumerate() {
         let commands = family_commands(seed + i as u64, family, count);
@@ -545,7 +504,7 @@ fn run_families(redis: &Redis, shoal_client: impl Fn() -> Client, count: usize, 
 
 #[test]
 fn data_types_reply_as_redis_does_on_a_single_node() {
-    let redis = Redis::start();
+    let redis = RedisServer::start();
     // Durability is not under test here: skip the fsync per write.
     let shoal = Server::start_with(&["--appendfsync", "no"]);
     let started = Instant::now();
@@ -555,7 +514,7 @@ fn data_types_reply_as_redis_does_on_a_single_node() {
 
 #[test]
 fn data_types_reply_as_redis_does_on_a_cluster_and_replicas_agree() {
-    let redis = Redis::start();
+    let redis = RedisServer::start();
     let mut cluster = Cluster::start(3, &["--appendfsync", "no", "--shards", "4"]);
     cluster.wait_balanced(3, Duration::from_secs(90));
     let started = Instant::now();

@@ -846,3 +846,42 @@ pub fn assert_all(client: &mut Client, pairs: &[(String, String)], through: &str
         }
     }
 }
+
+/// A real redis-server (Debian's) on a free loopback port, for side-by-side tests; killed when
+/// dropped.
+pub struct RedisServer {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test.sh installs it)");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+        let redis = RedisServer { child, addr };
+        let ready = eventually(Duration::from_secs(10), || TcpStream::connect(addr).is_ok());
+        assert!(ready, "redis-server did not listen on {addr} within 10 s");
+        redis
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(self.addr)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
