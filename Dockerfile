@@ -19,4 +19,7 @@ FROM debian:bookworm-slim
 COPY --from=build /shoal-server /usr/local/bin/shoal-server
 VOLUME /data
 EXPOSE 6379 16379 26379
-ENTRYPOINT ["/usr/local/bin/shoal-server", "--bind", "0.0.0.0", "--data-dir", "/data", "--port", "6379", "--http-port", "26379"]
+# Clients of a container never come from its loopback, so protected mode (on by default, as
+# in Redis) would refuse them all; as the official Redis image does, it is off here: set
+# requirepass or ACL users (and --cluster-secret) for a real deployment.
+ENTRYPOINT ["/usr/local/bin/shoal-server", "--bind", "0.0.0.0", "--data-dir", "/data", "--port", "6379", "--http-port", "26379", "--protected-mode", "no"]
