@@ -21,7 +21,8 @@
 #                                      other nodes, then it exits; wait for both. Its index is
 #                                      then retired (node-I.removed), and `up` skips it
 #   scripts/cluster.sh rolling-restart restart the nodes one at a time (SIGTERM, start, wait for
-#                                      cluster_state:ok and no move pending) before the next
+#                                      cluster_state:ok, no move pending and every node's
+#                                      /readyz) before the next
 #
 # Layout: node I listens for clients on 127.0.0.1:BASE+I-1, for peers on that port + 10000 and
 # for HTTP (/metrics, /readyz, the status page at /) on that port + 20000,
@@ -604,13 +605,33 @@ cmd_remove() {
     echo "removed node $i: drained, exited and left the cluster"
 }
 
+# wait_readyz I...: every node's /readyz answers 200 (each shard it replicates has a leader and
+# its replica has applied what it knows is committed), so stopping the next node costs clients
+# no more than a leadership hand-over.
+wait_readyz() {
+    local deadline=$((SECONDS + UP_TIMEOUT)) i waiting
+    while :; do
+        waiting=()
+        for i in "$@"; do
+            curl -fsS -m 2 -o /dev/null "http://$HOST:$(http_port_of "$i")/readyz" 2>/dev/null ||
+                waiting+=("$i")
+        done
+        ((${#waiting[@]} == 0)) && return 0
+        ((SECONDS < deadline)) || die "nodes ${waiting[*]} not ready (/readyz) after ${UP_TIMEOUT}s"
+        sleep 0.2
+    done
+}
+
 cmd_rolling_restart() {
     (($# == 0)) || usage
     load_state
+    require_cmds curl
     local i
     for i in "${ALL[@]}"; do
         cmd_restart "$i"
         wait_balanced "${ALL[@]}"
+        wait_readyz "${ALL[@]}"
+        log "node $i restarted; every node is ready"
     done
     log "rolling restart done: ${#ALL[@]} nodes"
 }

@@ -141,3 +141,15 @@ awk -v r="${PER_KEY[redis]}" -v s="${PER_KEY[shoal]}" 'BEGIN {
     if (r > 0) printf "ratio shoal/redis (RSS bytes per key): %.2f\n", s / r
     else print "ratio shoal/redis (RSS bytes per key): - (redis RSS did not grow)"
 }'
+# How honest is used_memory? Its growth against RSS growth (the issue's bar: within 15% at
+# 1 M keys of 100 bytes).
+for name in redis shoal; do
+    [[ ${USED[$name]} != - && ${USED_BEFORE[$name]} != - ]] || continue
+    awk -v n="$name" -v u=$((USED[$name] - USED_BEFORE[$name])) \
+        -v r=$((AFTER[$name] - BEFORE[$name])) 'BEGIN {
+        if (r <= 0) { printf "%s: RSS did not grow\n", n; exit }
+        d = (u - r) / r
+        printf "%s: used_memory growth is %.1f%% of RSS growth (%s the 15%% bar)\n", n, 100 * u / r,
+            (d >= -0.15 && d <= 0.15) ? "within" : "outside"
+    }'
+done

@@ -48,6 +48,9 @@ flags! {
     // run on every shard and combine the replies; or split the keys by shard and combine.
     ALL_SHARDS = 21, None;
     MULTI_SHARD = 22, None;
+    // Internal: a write whose log entry the leader builds from the data as it is (SPOP's random
+    // choice), so it must see the writes pipelined before it applied.
+    BUILT_FROM_DATA = 23, None;
 }
 
 impl Flags {
@@ -182,6 +185,13 @@ impl KeySpec {
         step: 0,
         numkeys: 1,
     };
+    /// `BLMPOP timeout numkeys k1 k2 ...`, `BZMPOP`.
+    pub const NUMKEYS_2: KeySpec = KeySpec {
+        first: 0,
+        last: 0,
+        step: 0,
+        numkeys: 2,
+    };
     /// `ZUNIONSTORE dest numkeys k1 k2 ...`.
     pub const DEST_NUMKEYS_2: KeySpec = KeySpec {
         first: 1,
@@ -245,6 +255,7 @@ command_table! {
     ClientInfo => "client|info", 2, [NOSCRIPT LOADING STALE], NONE, Connection, "6.2.0", "Returns information about the connection.";
     ClientSetinfo => "client|setinfo", 4, [NOSCRIPT LOADING STALE], NONE, Connection, "7.2.0", "Sets information specific to the client or connection.";
     ClientKill => "client|kill", -3, [ADMIN NOSCRIPT LOADING STALE DANGEROUS], NONE, Connection, "2.4.0", "Terminates open connections.";
+    ClientUnblock => "client|unblock", -3, [ADMIN NOSCRIPT LOADING STALE DANGEROUS], NONE, Connection, "5.0.0", "Unblocks a client blocked by a blocking command from a different connection.";
     ClientHelp => "client|help", 2, [LOADING STALE], NONE, Connection, "5.0.0", "Returns helpful text about the different subcommands.";
 
     // server
@@ -414,6 +425,12 @@ command_table! {
     Lmove => "lmove", 5, [WRITE DENYOOM], TWO, List, "6.2.0", "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.";
     Rpoplpush => "rpoplpush", 3, [WRITE DENYOOM], TWO, List, "1.2.0", "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.";
     Lmpop => "lmpop", -4, [WRITE MOVABLEKEYS], NUMKEYS_1, List, "7.0.0", "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.";
+    // blocking (they wait on the shard's leader: see the server's `blocking`)
+    Blpop => "blpop", -3, [WRITE NOSCRIPT BLOCKING], ALL_BUT_LAST, List, "2.0.0", "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.";
+    Brpop => "brpop", -3, [WRITE NOSCRIPT BLOCKING], ALL_BUT_LAST, List, "2.0.0", "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.";
+    Brpoplpush => "brpoplpush", 4, [WRITE DENYOOM NOSCRIPT BLOCKING], TWO, List, "2.2.0", "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped.";
+    Blmove => "blmove", 6, [WRITE DENYOOM NOSCRIPT BLOCKING], TWO, List, "6.2.0", "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.";
+    Blmpop => "blmpop", -5, [WRITE BLOCKING MOVABLEKEYS], NUMKEYS_2, List, "7.0.0", "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.";
 
     // sets
     Sadd => "sadd", -3, [WRITE DENYOOM FAST], ONE, Set, "1.0.0", "Adds one or more members to a set. Creates the key if it doesn't exist.";
@@ -422,7 +439,7 @@ command_table! {
     Sismember => "sismember", 3, [READONLY FAST], ONE, Set, "1.0.0", "Determines whether a member belongs to a set.";
     Smismember => "smismember", -3, [READONLY FAST], ONE, Set, "6.2.0", "Determines whether multiple members belong to a set.";
     Scard => "scard", 2, [READONLY FAST], ONE, Set, "1.0.0", "Returns the number of members in a set.";
-    Spop => "spop", -2, [WRITE FAST], ONE, Set, "1.0.0", "Returns one or more random members from a set after removing them. Deletes the set if the last member was popped.";
+    Spop => "spop", -2, [WRITE FAST BUILT_FROM_DATA], ONE, Set, "1.0.0", "Returns one or more random members from a set after removing them. Deletes the set if the last member was popped.";
     Srandmember => "srandmember", -2, [READONLY], ONE, Set, "1.0.0", "Get one or multiple random members from a set";
     Smove => "smove", 4, [WRITE FAST], TWO, Set, "1.0.0", "Moves a member from one set to another.";
     Sinter => "sinter", -2, [READONLY], ALL, Set, "1.0.0", "Returns the intersect of multiple sets.";
@@ -454,6 +471,10 @@ command_table! {
     Zrevrangebylex => "zrevrangebylex", -4, [READONLY], ONE, SortedSet, "2.8.9", "Returns members in a sorted set within a lexicographical range in reverse order.";
     Zpopmin => "zpopmin", -2, [WRITE FAST], ONE, SortedSet, "5.0.0", "Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.";
     Zpopmax => "zpopmax", -2, [WRITE FAST], ONE, SortedSet, "5.0.0", "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.";
+    Zmpop => "zmpop", -4, [WRITE MOVABLEKEYS], NUMKEYS_1, SortedSet, "7.0.0", "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped.";
+    Bzpopmin => "bzpopmin", -3, [WRITE NOSCRIPT FAST BLOCKING], ALL_BUT_LAST, SortedSet, "5.0.0", "Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.";
+    Bzpopmax => "bzpopmax", -3, [WRITE NOSCRIPT FAST BLOCKING], ALL_BUT_LAST, SortedSet, "5.0.0", "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member available otherwise.  Deletes the sorted set if the last element was popped.";
+    Bzmpop => "bzmpop", -5, [WRITE BLOCKING MOVABLEKEYS], NUMKEYS_2, SortedSet, "7.0.0", "Removes and returns a member by score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.";
     Zrandmember => "zrandmember", -2, [READONLY], ONE, SortedSet, "6.2.0", "Returns one or more random members from a sorted set.";
     Zunionstore => "zunionstore", -4, [WRITE DENYOOM MOVABLEKEYS], DEST_NUMKEYS_2, SortedSet, "2.0.0", "Stores the union of multiple sorted sets in a key.";
     Zinterstore => "zinterstore", -4, [WRITE DENYOOM MOVABLEKEYS], DEST_NUMKEYS_2, SortedSet, "2.0.0", "Stores the intersect of multiple sorted sets in a key.";
@@ -474,6 +495,10 @@ command_table! {
     ObjectRefcount => "object|refcount", 3, [READONLY], SECOND, Generic, "2.2.3", "Returns the reference count of a value of a key.";
     ObjectHelp => "object|help", 2, [LOADING STALE], NONE, Generic, "6.2.0", "Returns helpful text about the different subcommands.";
     Copy => "copy", -3, [WRITE DENYOOM], TWO, Generic, "6.2.0", "Copies the value of a key to a new key.";
+    Dump => "dump", 2, [READONLY], ONE, Generic, "2.6.0", "Returns a serialized representation of the value stored at a key.";
+    Restore => "restore", -4, [WRITE DENYOOM DANGEROUS], ONE, Generic, "2.6.0", "Creates a key from the serialized representation of a value.";
+    Sort => "sort", -2, [WRITE DENYOOM MOVABLEKEYS DANGEROUS], ONE, Generic, "1.0.0", "Sorts the elements in a list, a set, or a sorted set, optionally storing the result.";
+    SortRo => "sort_ro", -2, [READONLY MOVABLEKEYS DANGEROUS], ONE, Generic, "7.0.0", "Returns the sorted elements of a list, a set, or a sorted set.";
 }
 
 /// Why a request does not name a command it can run.
@@ -629,6 +654,9 @@ impl CommandSpec {
         }
         if self.flags.contains(Flags::DANGEROUS) || self.flags.contains(Flags::ADMIN) {
             cats.push("@dangerous");
+        }
+        if self.flags.contains(Flags::BLOCKING) {
+            cats.push("@blocking");
         }
         cats.push(if self.flags.contains(Flags::FAST) {
             "@fast"

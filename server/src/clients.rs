@@ -4,7 +4,7 @@
 //! (addresses, name, last command) and a token to ask the connection to close.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,6 +26,17 @@ pub struct ClientHandle {
     pub meta: Mutex<ClientMeta>,
     /// Cancelled to ask the connection to close (`CLIENT KILL`, shutdown).
     pub kill: CancellationToken,
+    /// Unprocessed input bytes buffered (`qbuf`), as the connection last saw them.
+    pub query_bytes: AtomicUsize,
+    /// Reply bytes waiting to be sent (`omem`), as the connection last saw them.
+    pub output_bytes: AtomicUsize,
+    /// Bytes the connection's buffers hold (allocated), with its queued pub/sub messages.
+    pub mem_bytes: AtomicUsize,
+    /// Set when the connection is closed for passing an output buffer limit.
+    output_limit_hit: AtomicBool,
+    /// Set while the client waits in a blocking command: `CLIENT UNBLOCK` sends on it
+    /// (`true`: with an error, `false`: as a timeout).
+    blocked: Mutex<Option<tokio::sync::oneshot::Sender<bool>>>,
 }
 
 /// Settable attributes of a client.
@@ -57,7 +68,56 @@ impl ClientHandle {
                 ..ClientMeta::default()
             }),
             kill: CancellationToken::new(),
+            query_bytes: AtomicUsize::new(0),
+            output_bytes: AtomicUsize::new(0),
+            mem_bytes: AtomicUsize::new(0),
+            output_limit_hit: AtomicBool::new(false),
+            blocked: Mutex::new(None),
         }
+    }
+
+    /// Marks the client blocked (`flags=b`, `blocked_clients`) until the guard is dropped;
+    /// the guard's receiver hears `CLIENT UNBLOCK`.
+    pub fn block(&self) -> BlockedGuard<'_> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        *self.blocked.lock() = Some(tx);
+        BlockedGuard {
+            handle: self,
+            unblock: rx,
+        }
+    }
+
+    pub fn is_blocked(&self) -> bool {
+        self.blocked.lock().is_some()
+    }
+
+    /// `CLIENT UNBLOCK`: ends the client's wait (with an error, or as a timeout); false if it
+    /// was not blocked.
+    pub fn unblock(&self, error: bool) -> bool {
+        match self.blocked.lock().take() {
+            Some(tx) => tx.send(error).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Closes the connection because its pending output passed `class`'s `which` (hard or
+    /// soft) `client-output-buffer-limit`; logged once, and counted by the connection.
+    pub fn close_for_output_limit(&self, class: &str, which: &str) {
+        if !self.output_limit_hit.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                client = self.id,
+                addr = %self.addr,
+                class,
+                limit = which,
+                "closing client that reached its {which} {class} client-output-buffer-limit"
+            );
+            self.kill.cancel();
+        }
+    }
+
+    /// Whether the connection was closed by [`Self::close_for_output_limit`].
+    pub fn output_limit_hit(&self) -> bool {
+        self.output_limit_hit.load(Ordering::Acquire)
     }
 
     /// Records a command starting at `now`. Only this connection writes these, so plain
@@ -75,27 +135,46 @@ impl ClientHandle {
     }
 
     /// One `CLIENT LIST` line (without the newline), Redis's field order.
-    pub fn info_line(&self, query_buffer: usize) -> String {
+    pub fn info_line(&self) -> String {
         let meta = self.meta.lock().clone();
+        let qbuf = self.query_bytes.load(Ordering::Relaxed);
+        let omem = self.output_bytes.load(Ordering::Relaxed);
+        let tot_mem = self.mem_bytes.load(Ordering::Relaxed).max(qbuf + omem);
         let cmd = match self.last_command.load(Ordering::Relaxed) {
             0 => "NULL",
             n => COMMANDS[n - 1].name,
         };
         format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
             meta.name.as_deref().unwrap_or(""),
             self.created.elapsed().as_secs(),
             self.idle_secs(),
-            query_buffer,
+            if self.is_blocked() { "b" } else { "N" },
+            qbuf,
+            omem,
+            tot_mem,
             cmd,
             meta.user,
             meta.resp.number(),
             meta.lib_name.as_deref().unwrap_or(""),
             meta.lib_ver.as_deref().unwrap_or(""),
         )
+    }
+}
+
+/// A client's blocked state; unblocked when dropped.
+pub struct BlockedGuard<'a> {
+    handle: &'a ClientHandle,
+    /// Resolves with `CLIENT UNBLOCK`'s choice (`true`: error).
+    pub unblock: tokio::sync::oneshot::Receiver<bool>,
+}
+
+impl Drop for BlockedGuard<'_> {
+    fn drop(&mut self) {
+        self.handle.blocked.lock().take();
     }
 }
 
@@ -132,6 +211,11 @@ impl ClientRegistry {
 
     pub fn connected(&self) -> usize {
         self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Clients waiting in a blocking command (INFO's `blocked_clients`).
+    pub fn blocked(&self) -> usize {
+        self.clients.iter().filter(|c| c.is_blocked()).count()
     }
 
     /// Every client, by id.

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::net::output_limit::OutputLimits;
 use crate::raft::log_store::FsyncPolicy;
 use crate::store::eviction::Policy;
 use shoal_protocol::split_inline_args;
@@ -53,6 +54,17 @@ pub struct Config {
     /// `optional` (checked if presented).
     #[arg(long, default_value = "yes", value_parser = ["yes", "no", "optional"])]
     pub tls_auth_clients: String,
+    /// `yes`: the peer port (Raft, forwarded commands, pub/sub) speaks mutual TLS with the
+    /// certificate, key and CA above; every node of a cluster needs the same setting.
+    #[arg(long, default_value = "no", value_parser = ["yes", "no"])]
+    pub tls_cluster: String,
+    /// PEM certificate this node presents when it connects to a peer (default:
+    /// `--tls-cert-file`).
+    #[arg(long, requires = "tls_client_key_file")]
+    pub tls_client_cert_file: Option<PathBuf>,
+    /// PEM private key of `--tls-client-cert-file`.
+    #[arg(long, requires = "tls_client_cert_file")]
+    pub tls_client_key_file: Option<PathBuf>,
     /// A redis.conf-style file of `name value` lines; flags on the command line override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -65,9 +77,20 @@ pub struct Config {
     /// Largest unprocessed input buffered for one client before it is disconnected.
     #[arg(long, default_value = "1gb", value_parser = parse_memory)]
     pub client_query_buffer_limit: u64,
-    /// Close a client idle for this many seconds (0: never).
+    /// Close a client idle for this many seconds (0: never); subscribers are exempt, as in
+    /// Redis.
     #[arg(long, default_value_t = 0)]
     pub timeout: u64,
+    /// Redis's `client-output-buffer-limit <class> <hard> <soft> <soft-seconds>` (classes
+    /// `normal`, `pubsub`, `replica`; repeatable, several classes per occurrence): a client
+    /// whose unsent replies reach the hard limit, or stay at the soft limit for longer than
+    /// its seconds, is disconnected. Default `normal 0 0 0 replica 256mb 64mb 60 pubsub 32mb
+    /// 8mb 60`. Read into `output_limits`.
+    #[arg(long, num_args = 1.., action = clap::ArgAction::Append, value_name = "CLASS HARD SOFT SECONDS")]
+    pub client_output_buffer_limit: Vec<String>,
+    /// The output buffer limits in force (`--client-output-buffer-limit` over the defaults).
+    #[arg(skip)]
+    pub output_limits: OutputLimits,
     /// Log level or filter (RUST_LOG syntax, or Redis's `debug verbose notice warning
     /// nothing`; RUST_LOG itself takes precedence at start). Also `loglevel` in a config file.
     #[arg(long, default_value = "info", alias = "loglevel")]
@@ -195,14 +218,32 @@ impl Config {
     pub fn load_from(args: Vec<String>) -> Result<Config, String> {
         let first = Config::try_parse_from(&args).map_err(|e| e.to_string())?;
         let Some(path) = first.config.clone() else {
-            return Ok(first);
+            return first.resolved();
         };
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
         let mut merged = vec![args[0].clone()];
         merged.extend(file_to_flags(&text).map_err(|e| format!("{}: {e}", path.display()))?);
         merged.extend(args.into_iter().skip(1));
-        Config::try_parse_from(merged).map_err(|e| e.to_string())
+        Config::try_parse_from(merged)
+            .map_err(|e| e.to_string())?
+            .resolved()
+    }
+
+    /// Settings parsed from several flag values into one (the output buffer limits).
+    fn resolved(mut self) -> Result<Config, String> {
+        if !self.client_output_buffer_limit.is_empty() {
+            // A value may hold several words (a quoted config line, as CONFIG REWRITE writes).
+            let words: Vec<&str> = self
+                .client_output_buffer_limit
+                .iter()
+                .flat_map(|v| v.split_whitespace())
+                .collect();
+            self.output_limits = OutputLimits::default()
+                .with(&words)
+                .map_err(|e| format!("client-output-buffer-limit: {e}"))?;
+        }
+        Ok(self)
     }
 }
 
@@ -303,6 +344,15 @@ mod tests {
         assert_eq!(c.requirepass.as_deref(), Some("s3cret pass"));
         let c = Config::load_from(args(&["--port", "7002"])).unwrap();
         assert_eq!(c.port, 7002);
+        std::fs::write(
+            &path,
+            "client-output-buffer-limit normal 1mb 0 0\nclient-output-buffer-limit pubsub 2mb 1mb 5\ntls-cluster yes\n",
+        )
+        .unwrap();
+        let c = Config::load_from(args(&[])).unwrap();
+        assert_eq!(c.output_limits.normal.hard, 1 << 20);
+        assert_eq!(c.output_limits.pubsub.soft_secs, 5);
+        assert_eq!(c.tls_cluster, "yes");
         std::fs::write(&path, "bogus-directive 1\n").unwrap();
         assert!(Config::load_from(args(&[])).is_err());
         std::fs::remove_dir_all(&dir).unwrap();

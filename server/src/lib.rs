@@ -17,6 +17,8 @@
 //! - `http`: metrics, health and the status page; `logging`: the log subscriber.
 
 pub mod acl;
+pub mod alloc;
+pub mod blocking;
 pub mod clients;
 pub mod cluster;
 pub mod commands;

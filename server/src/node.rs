@@ -56,6 +56,8 @@ pub struct Node {
     pub clients: ClientRegistry,
     /// This node's pub/sub subscribers.
     pub pubsub: Arc<crate::pubsub::Hub>,
+    /// Blocking commands forwarded here, and the ids of those this node forwards.
+    pub forwarded_waits: crate::blocking::forwarded::ForwardedWaits,
     pub stats: Stats,
     pub latency: crate::latency::LatencyStats,
     pub slowlog: crate::slowlog::SlowLog,
@@ -119,8 +121,10 @@ impl Node {
             peer_addr: format!("{ip}:{}", listeners.peer.local_addr()?.port()),
         };
         let secret = config.cluster_secret().map_err(std::io::Error::other)?;
-        let auth = PeerAuth::new(secret.as_deref().map(str::as_bytes));
-        if auth.is_open() && !is_loopback(&config.bind) {
+        let tls =
+            crate::raft::peer_tls::PeerTls::from_config(&config).map_err(std::io::Error::other)?;
+        let auth = PeerAuth::new(secret.as_deref().map(str::as_bytes)).with_tls(tls);
+        if auth.is_open() && auth.tls().is_none() && !is_loopback(&config.bind) {
             tracing::warn!(
                 bind = %config.bind,
                 "no --cluster-secret: any shoal node that reaches the cluster port can join \
@@ -195,6 +199,7 @@ impl Node {
             topology: RwLock::default(),
             clients: ClientRegistry::default(),
             pubsub: Arc::default(),
+            forwarded_waits: Default::default(),
             stats: Stats::default(),
             latency: Default::default(),
             errors: Default::default(),
@@ -208,6 +213,8 @@ impl Node {
             shutdown: CancellationToken::new(),
             left: std::sync::atomic::AtomicBool::new(false),
         });
+        node.pubsub
+            .set_limit(node.config.read().output_limits.pubsub.hard);
         for group in node.groups_on_disk()? {
             node.ensure_group(group).await?;
         }

@@ -4,10 +4,11 @@
 //! delivered to this node's subscribers and sent once to every other node
 //! (`PeerRequest::Publish`), which delivers it to its own; a node that is down misses it.
 //!
-//! Each connection has one bounded [`Mailbox`] (at most [`QUEUE_CAPACITY`] messages and
-//! [`QUEUE_BYTES`] of payload). A subscriber whose queue is full cannot keep up: [`on_queue_full`] decides what happens to it (today it
-//! is disconnected, as Redis's default `client-output-buffer-limit pubsub` does), so its
-//! memory never grows without bound.
+//! Each connection has one [`Mailbox`], bounded in bytes by the hard
+//! `client-output-buffer-limit` of the pubsub class ([`Hub::set_limit`]): a subscriber whose
+//! queue would pass it cannot keep up and is disconnected (as Redis does), so its memory never
+//! grows without bound. The connection enforces the soft limit, counting these queued bytes
+//! with its own unsent ones.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,11 +22,9 @@ use tokio::sync::mpsc;
 use crate::clients::ClientHandle;
 use crate::glob::glob_match;
 
-/// Messages queued for one connection before it counts as unable to keep up.
-pub const QUEUE_CAPACITY: usize = 4096;
-/// Payload bytes queued for one connection before it counts as unable to keep up (Redis's
-/// default hard `client-output-buffer-limit` for pub/sub clients).
-pub const QUEUE_BYTES: usize = 32 << 20;
+/// What a queued message costs beyond its channel and payload bytes (the push frame's words,
+/// its RESP framing, the queue slot), so many tiny messages count too.
+pub const MESSAGE_OVERHEAD: usize = 64;
 
 /// The three namespaces: channels, patterns, shard channels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -51,7 +50,7 @@ pub type Delivery = Frame;
 
 /// The receiving end a connection reads its messages from.
 pub struct Mailbox {
-    queue: mpsc::Receiver<(Delivery, usize)>,
+    queue: mpsc::UnboundedReceiver<(Delivery, usize)>,
     queued_bytes: Arc<AtomicUsize>,
 }
 
@@ -69,25 +68,35 @@ impl Mailbox {
         self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
         Some(frame)
     }
+
+    /// Bytes queued and not yet taken by the connection.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Relaxed)
+    }
+
+    /// The counter of [`Self::queued_bytes`], for checks made while the mailbox is borrowed.
+    pub fn queued_counter(&self) -> Arc<AtomicUsize> {
+        self.queued_bytes.clone()
+    }
 }
 
 #[derive(Clone)]
 struct Subscriber {
-    queue: mpsc::Sender<(Delivery, usize)>,
+    queue: mpsc::UnboundedSender<(Delivery, usize)>,
     queued_bytes: Arc<AtomicUsize>,
     handle: Arc<ClientHandle>,
 }
 
 impl Subscriber {
-    /// Queues a message of `size` payload bytes; false if the subscriber is over its limits.
-    fn offer(&self, frame: Frame, size: usize) -> bool {
-        if self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size > QUEUE_BYTES {
+    /// Queues a message of `size` bytes; false if that would reach `limit` (0: no limit).
+    fn offer(&self, frame: Frame, size: usize, limit: usize) -> bool {
+        let queued = self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size;
+        if limit > 0 && queued >= limit {
             self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
             return false;
         }
-        if self.queue.try_send((frame, size)).is_err() {
+        if self.queue.send((frame, size)).is_err() {
             self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-            return false;
         }
         true
     }
@@ -97,17 +106,40 @@ impl Subscriber {
 type Subscribers = HashMap<u64, Subscriber>;
 
 /// A node's subscriptions.
-#[derive(Default)]
 pub struct Hub {
     /// Per kind: name → its subscribers.
     subs: RwLock<HashMap<Kind, HashMap<Bytes, Subscribers>>>,
+    /// Bytes one subscriber's queue may hold (the pubsub class's hard output buffer limit).
+    limit: AtomicUsize,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            subs: RwLock::default(),
+            limit: AtomicUsize::new(
+                crate::net::output_limit::OutputLimits::default()
+                    .pubsub
+                    .hard as usize,
+            ),
+        }
+    }
 }
 
 impl Hub {
+    /// Sets the bytes a subscriber's queue may hold (0: no limit).
+    pub fn set_limit(&self, bytes: u64) {
+        self.limit.store(
+            usize::try_from(bytes).unwrap_or(usize::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
     /// Delivers a message published to `channel` (`shard`: by `SPUBLISH`) to this node's
     /// subscribers; returns how many received it.
     pub fn deliver(&self, channel: &Bytes, message: &Bytes, shard: bool) -> usize {
         let subs = self.subs.read();
+        let limit = self.limit.load(Ordering::Relaxed);
         let mut receivers = 0;
         let kinds: &[Kind] = if shard {
             &[Kind::Shard]
@@ -128,11 +160,12 @@ impl Hub {
                     Kind::Shard => push(&["smessage"], &[channel, message]),
                     Kind::Pattern => push(&["pmessage"], &[name, channel, message]),
                 };
-                let size = channel.len() + message.len();
+                let pattern = if kind == Kind::Pattern { name.len() } else { 0 };
+                let size = pattern + channel.len() + message.len() + MESSAGE_OVERHEAD;
                 for subscriber in clients.values() {
                     receivers += 1;
-                    if !subscriber.offer(frame.clone(), size) {
-                        on_queue_full(&subscriber.handle);
+                    if !subscriber.offer(frame.clone(), size, limit) {
+                        subscriber.handle.close_for_output_limit("pubsub", "hard");
                     }
                 }
             }
@@ -183,19 +216,6 @@ impl Hub {
     }
 }
 
-/// A subscriber whose queue is full. The hook for output-buffer limits
-/// (`client-output-buffer-limit pubsub`): today the client is disconnected, as Redis does when
-/// a subscriber passes its hard limit; the messages it missed are dropped.
-pub fn on_queue_full(handle: &ClientHandle) {
-    if !handle.kill.is_cancelled() {
-        tracing::warn!(
-            client = handle.id,
-            "closing subscriber that cannot keep up with its messages"
-        );
-        handle.kill.cancel();
-    }
-}
-
 /// A push frame of words and binary-safe values (`message`, channel, payload).
 pub fn push(words: &[&'static str], values: &[&Bytes]) -> Frame {
     Frame::Push(
@@ -218,7 +238,7 @@ pub struct Subscriptions {
 impl Subscriptions {
     /// Connects a client connection to the hub; returns where its messages arrive.
     pub fn attach(&mut self, hub: Arc<Hub>, handle: Arc<ClientHandle>) -> Mailbox {
-        let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let (queue, receiver) = mpsc::unbounded_channel();
         let queued_bytes = Arc::new(AtomicUsize::new(0));
         let subscriber = Subscriber {
             queue,

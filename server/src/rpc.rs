@@ -34,6 +34,11 @@ pub enum PeerRequest {
         /// By `SPUBLISH` (for shard-channel subscribers).
         shard: bool,
     },
+    /// The client of a blocking command forwarded by `origin` has left: drop its wait.
+    CancelWait {
+        origin: NodeId,
+        wait: u64,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -45,6 +50,8 @@ pub enum PeerResponse {
     Tx(ForwardReply),
     /// How many subscribers on the receiver got the message.
     Published(usize),
+    /// `CancelWait` was taken.
+    WaitCancelled,
 }
 
 /// One client command to run against one group on the node that leads it.
@@ -55,6 +62,8 @@ pub struct ForwardItem {
     pub args: Vec<Bytes>,
     /// Whether it counts in the leader's command statistics (not for nodes' own requests).
     pub counted: bool,
+    /// A blocking command's wait id, for `PeerRequest::CancelWait`.
+    pub wait: Option<crate::blocking::forwarded::WaitId>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

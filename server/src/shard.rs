@@ -100,6 +100,12 @@ pub struct Replica {
     cannot_evict: AtomicBool,
     /// Reads waiting for the next leadership confirmation.
     read_gate: parking_lot::Mutex<ReadGate>,
+    /// Clients blocked on this group's keys (while it leads), woken by `apply`.
+    pub waiters: Arc<crate::blocking::Waiters>,
+    /// The log store's in-memory entries (see [`Replica::log_memory`]).
+    log_memory: crate::raft::log_store::LogReader,
+    /// Bytes held by a running snapshot build's copy-on-write images.
+    snapshot_memory: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Linearizable reads waiting for a leadership confirmation. One confirmation round runs at
@@ -140,16 +146,24 @@ impl Replica {
         } = env;
         let dir = dir.to_path_buf();
         let d = dir.clone();
-        let tracking = limits.tracking.clone();
+        let keyspace = Arc::new(Keyspace::with_tracking(limits.tracking.clone()));
+        let waiters = Arc::new(crate::blocking::Waiters::new(keyspace.clone()));
+        let woken = waiters.clone();
         let (log, sm, keyspace) = tokio::task::spawn_blocking(move || {
             let log = LogStore::open(&d.join("log"), fsync).map_err(std::io::Error::from)?;
-            let keyspace = Arc::new(Keyspace::with_tracking(tracking));
-            let sm = StateMachine::with_tx_reader(keyspace.clone(), tx_reader);
-            let sm = ShardStateMachine::open(&d.join("snapshots"), sm)?;
+            let mut sm = StateMachine::with_tx_reader(keyspace.clone(), tx_reader);
+            sm.set_on_written(Arc::new(move |keys, now| woken.written(keys, now)));
+            let ids = crate::cluster::events::GroupIds {
+                node: node_id,
+                group,
+            };
+            let sm = ShardStateMachine::open(&d.join("snapshots"), sm, ids)?;
             Ok::<_, std::io::Error>((log, sm, keyspace))
         })
         .await
         .map_err(std::io::Error::other)??;
+        let log_memory = log.reader();
+        let snapshot_memory = sm.capture_memory();
         let network = GroupNetworkFactory::<tokio::fs::File>::new(group, pool);
         let raft = GroupRaft::new(node_id, config, network, log, sm)
             .await
@@ -165,12 +179,27 @@ impl Replica {
             evict_wake: tokio::sync::Notify::new(),
             cannot_evict: AtomicBool::new(false),
             read_gate: parking_lot::Mutex::default(),
+            waiters,
+            log_memory,
+            snapshot_memory,
         }))
     }
 
     /// The replica's data, for reads. Readers judge expiry with their own clock, never delete.
     pub fn keyspace(&self) -> &Keyspace {
         &self.keyspace
+    }
+
+    /// Bytes the unpurged Raft log holds in memory (encoded entries and their map): what this
+    /// replica keeps for followers and for recovery beyond its data, like Redis's replication
+    /// backlog.
+    pub fn log_memory(&self) -> usize {
+        self.log_memory.memory()
+    }
+
+    /// Bytes a running snapshot build holds in copies of slots written since it began.
+    pub fn snapshot_memory(&self) -> usize {
+        self.snapshot_memory.load(Ordering::Relaxed)
     }
 
     pub fn dir(&self) -> &Path {

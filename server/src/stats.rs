@@ -42,6 +42,10 @@ pub struct Stats {
     pub net_input_bytes: AtomicU64,
     pub net_output_bytes: AtomicU64,
     pub protocol_errors: AtomicU64,
+    /// Clients closed for passing `client-query-buffer-limit`.
+    pub query_buffer_limit_disconnections: AtomicU64,
+    /// Clients closed for passing `client-output-buffer-limit`.
+    pub output_buffer_limit_disconnections: AtomicU64,
     /// Requests this node forwarded to the shard's leader on another node.
     pub forwarded: AtomicU64,
 }
@@ -61,6 +65,8 @@ impl Default for Stats {
             net_input_bytes: AtomicU64::new(0),
             net_output_bytes: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
+            query_buffer_limit_disconnections: AtomicU64::new(0),
+            output_buffer_limit_disconnections: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
         }
     }
@@ -177,6 +183,8 @@ impl Stats {
             &self.net_input_bytes,
             &self.net_output_bytes,
             &self.protocol_errors,
+            &self.query_buffer_limit_disconnections,
+            &self.output_buffer_limit_disconnections,
             &self.forwarded,
         ] {
             zero(c);

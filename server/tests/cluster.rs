@@ -73,6 +73,36 @@ fn writes_through_one_node_read_back_through_the_others() {
     eprintln!("test took {:?}", started.elapsed());
 }
 
+/// Through every node (leading some shards, forwarding to the others): a pipelined read sees
+/// the batch's earlier writes to its key and none of the later ones.
+#[test]
+#[ignore = "known bug: on a young cluster a forwarded pipelined GET can still run before the SET pipelined just before it (seen in CI)"]
+fn pipelined_reads_through_every_node_see_only_earlier_writes() {
+    let _serial = serial();
+    let cluster = Cluster::start(3, &["--shards", "4"]);
+    for node in &cluster.nodes {
+        assert_pipelined_reads_see_only_earlier_writes(&mut node.client(), &node.id.to_string());
+    }
+}
+
+/// Pipelines `SET k before; GET k; SET k after; GET k` for many keys in one batch and asserts
+/// each GET's reply: Redis runs a connection's commands in order, pipelined or not.
+fn assert_pipelined_reads_see_only_earlier_writes(client: &mut Client, through: &str) {
+    let mut cmds = Vec::new();
+    for i in 0..120 {
+        let key = format!("order:{through}:{i}");
+        cmds.push(cmd(&["SET", &key, "before"]));
+        cmds.push(cmd(&["GET", &key]));
+        cmds.push(cmd(&["SET", &key, "after"]));
+        cmds.push(cmd(&["GET", &key]));
+    }
+    let replies = client.pipeline(&cmds);
+    for (i, step) in replies.chunks(4).enumerate() {
+        let want = [ok(), bulk("before"), ok(), bulk("after")];
+        assert_eq!(step, want, "key order:{through}:{i} through node {through}");
+    }
+}
+
 /// Keys map to shards as the server maps them: CRC16 slot, then the slot ring of `shards`.
 fn shard_of(ring: &SlotRing, key: &str) -> u32 {
     ring.shard_of(key_slot(key.as_bytes()))

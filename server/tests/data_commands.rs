@@ -385,6 +385,46 @@ fn pipelined_commands_are_answered_in_order() {
     assert_eq!(c.cmd(&["DBSIZE"]), int(10_001));
 }
 
+/// A pipelined read sees the writes pipelined before it and none of those after it, and so
+/// does a write the leader builds from the data (SPOP).
+#[test]
+fn pipelined_reads_see_only_earlier_writes() {
+    let server = Server::start();
+    let mut c = server.client();
+    let mut batch = bytes::BytesMut::new();
+    for i in 0..60 {
+        let key = format!("k:{}", i % 50);
+        let set = format!("s:{}", i % 50);
+        for args in [
+            ["SET", key.as_str(), "before"].as_slice(),
+            &["GET", &key],
+            &["SET", &key, "after"],
+            &["GET", &key],
+            &["DEL", &key],
+            &["EXISTS", &key],
+            &["SADD", &set, "m"],
+            &["SPOP", &set],
+        ] {
+            shoal_protocol::encode_command(args, &mut batch);
+        }
+    }
+    c.send_raw(&batch).unwrap();
+    for i in 0..60 {
+        let replies: Vec<Frame> = (0..8).map(|_| c.read()).collect();
+        let want = [
+            ok(),
+            bulk("before"),
+            ok(),
+            bulk("after"),
+            int(1),
+            int(0),
+            int(1),
+            bulk("m"),
+        ];
+        assert_eq!(replies, want, "round {i}");
+    }
+}
+
 #[test]
 fn inline_commands_work_like_telnet() {
     let server = Server::start();

@@ -20,9 +20,9 @@ use shoal_protocol::Frame;
 /// round over the network: fewer, to keep CI's cost near a minute).
 const COMMANDS: usize = 1500;
 const CLUSTER_COMMANDS: usize = 600;
-/// Commands sent per pipelined batch: 1, because a pipelined read in shoal may observe writes
-/// pipelined after it (see the issue note), which Redis never shows.
-const BATCH: usize = 1;
+/// Commands sent per pipelined batch: pipelining must not change any reply (a read sees the
+/// writes pipelined before it and none after it, as in Redis).
+const BATCH: usize = 16;
 
 // ------------------------------------------------------------------ generators
 
@@ -78,18 +78,77 @@ fn setup(tag: &str) -> Vec<Vec<String>> {
         "s" => cmd(&["ZADD", "{s}o", "1", "x"]),
         _ => cmd(&["HSET", "{z}o", "f", "v"]),
     };
-    vec![cmd(&["SET", &format!("{{{tag}}}str"), "v"]), other]
+    // Weights and hash fields for `SORT ... BY {T}w_* GET {T}h_*->f`.
+    let mut commands = vec![cmd(&["SET", &format!("{{{tag}}}str"), "v"]), other];
+    for (e, w) in [
+        ("a", "3"),
+        ("b", "1.5"),
+        ("1", "-2"),
+        ("alpha", "10"),
+        ("7", "x"),
+    ] {
+        commands.push(cmd(&["SET", &format!("{{{tag}}}w_{e}"), w]));
+        commands.push(cmd(&[
+            "HSET",
+            &format!("{{{tag}}}h_{e}"),
+            "f",
+            &format!("F{e}"),
+        ]));
+    }
+    commands
+}
+
+/// `SORT`/`SORT_RO` with a random choice of options. Avoided: what Redis leaves unspecified
+/// (a set's own order with `BY nosort` and no `STORE`; `ALPHA` with `BY`, whose ties Redis's
+/// unstable sort orders arbitrarily).
+fn sort_cmd(rng: &mut StdRng, tag: &str) -> Vec<String> {
+    let k = key(rng, tag);
+    let mut c = cmd(&[pick(rng, &["SORT", "SORT", "SORT_RO"]), &k]);
+    let store = rng.gen_range(0..5) == 0;
+    let by = rng.gen_range(0..4);
+    if by == 1 {
+        c.extend(["BY".into(), format!("{{{tag}}}w_*")]);
+    } else if by == 2 && (tag != "s" || store) {
+        c.extend(["BY".into(), "nosort".into()]);
+    }
+    if rng.gen_range(0..3) == 0 {
+        c.push("DESC".into());
+    }
+    if by != 1 && rng.gen_range(0..2) == 0 {
+        c.push("ALPHA".into());
+    }
+    if rng.gen_range(0..3) == 0 {
+        c.extend([
+            "LIMIT".into(),
+            index(rng),
+            pick(rng, &["2", "-1", "0", "10"]).into(),
+        ]);
+    }
+    for _ in 0..rng.gen_range(0..3) {
+        let pattern = pick(rng, &["#", "w_*", "h_*->f", "h_*->g"]);
+        let pattern = match pattern {
+            "#" => "#".to_string(),
+            p => format!("{{{tag}}}{p}"),
+        };
+        c.extend(["GET".into(), pattern]);
+    }
+    if store {
+        c.extend(["STORE".into(), format!("{{{tag}}}c")]);
+    }
+    c
 }
 
 fn common_cmd(rng: &mut StdRng, tag: &str) -> Vec<String> {
     let k = key(rng, tag);
-    match rng.gen_range(0..6) {
+    match rng.gen_range(0..9) {
         0 => cmd(&["TYPE", &k]),
         1 => cmd(&["OBJECT", "ENCODING", &k]),
         2 => cmd(&["EXISTS", &k]),
         3 => cmd(&["GET", &k]),
         4 => cmd(&["DEL", &format!("{{{tag}}}c")]),
-        _ => cmd(&["COPY", &k, &format!("{{{tag}}}c"), "REPLACE"]),
+        5 => cmd(&["COPY", &k, &format!("{{{tag}}}c"), "REPLACE"]),
+        6 => cmd(&[DUMP_RESTORE, &k, &format!("{{{tag}}}c")]),
+        _ => sort_cmd(rng, tag),
     }
 }
 
@@ -136,7 +195,9 @@ fn list_cmd(rng: &mut StdRng) -> Vec<String> {
     let k2 = key(rng, "l");
     let e = elem(rng);
     let side = || ["LEFT", "RIGHT"];
-    match rng.gen_range(0..26) {
+    // Blocking pops get data or a tiny timeout (never 0: an empty key would wait forever).
+    let tiny = |rng: &mut StdRng| pick(rng, &["0.01", "0.02"]).to_string();
+    match rng.gen_range(0..33) {
         0..=2 => cmd(&["RPUSH", &k, &e, &elem(rng)]),
         3..=4 => cmd(&["LPUSH", &k, &e]),
         5 => cmd(&["LPUSHX", &k, &e]),
@@ -179,6 +240,34 @@ fn list_cmd(rng: &mut StdRng) -> Vec<String> {
             pick(rng, &["1", "3", "0"]),
         ]),
         23 => cmd(&["LMPOP", pick(rng, &["0", "x", "5"]), &k, "LEFT"]),
+        24 | 25 => cmd(&[pick(rng, &["BLPOP", "BRPOP"]), &k, &k2, &tiny(rng)]),
+        26 => cmd(&[
+            "BLMOVE",
+            &k,
+            &k2,
+            pick(rng, &["LEFT", "RIGHT", "UP"]),
+            pick(rng, &side()),
+            &tiny(rng),
+        ]),
+        27 => cmd(&["BRPOPLPUSH", &k, &k2, &tiny(rng)]),
+        28 => cmd(&[
+            "BLMPOP",
+            &tiny(rng),
+            "2",
+            &k,
+            &k2,
+            pick(rng, &side()),
+            "COUNT",
+            pick(rng, &["1", "3", "0"]),
+        ]),
+        29 => cmd(&["BLPOP", &k, pick(rng, &["-1", "x", "inf", "1e30"])]),
+        30 => cmd(&[
+            "BLMPOP",
+            pick(rng, &["-1", "x", "0.01"]),
+            pick(rng, &["0", "x", "5", "1"]),
+            &k,
+            pick(rng, &["LEFT", "UP"]),
+        ]),
         _ => common_cmd(rng, "l"),
     }
 }
@@ -231,7 +320,8 @@ fn zset_cmd(rng: &mut StdRng) -> Vec<String> {
     // Lex ranges assume equal scores (Redis's answer is unspecified otherwise): they run on
     // `{z}lex`, whose members all score 0.
     let lk = "{z}lex";
-    match rng.gen_range(0..35) {
+    let tiny = |rng: &mut StdRng| pick(rng, &["0.01", "0.02"]).to_string();
+    match rng.gen_range(0..41) {
         0..=3 => cmd(&["ZADD", &k, &score(rng), &m, &score(rng), &elem(rng)]),
         34 => cmd(&["ZADD", "{z}lex", "0", &m, "0", &elem(rng)]),
         4 => {
@@ -328,6 +418,37 @@ fn zset_cmd(rng: &mut StdRng) -> Vec<String> {
         29 => cmd(&["ZREMRANGEBYSCORE", &k, &bound(rng), &bound(rng)]),
         30 => cmd(&["ZREMRANGEBYLEX", lk, &lex(rng), &lex(rng)]),
         31 => cmd(&["ZSCAN", &k, "0"]),
+        35 | 36 => cmd(&[
+            "ZMPOP",
+            "2",
+            &k,
+            &k2,
+            pick(rng, &["MIN", "MAX", "MID"]),
+            "COUNT",
+            pick(rng, &["1", "3", "0"]),
+        ]),
+        37 => cmd(&[pick(rng, &["BZPOPMIN", "BZPOPMAX"]), &k, &k2, &tiny(rng)]),
+        38 => cmd(&[
+            "BZMPOP",
+            &tiny(rng),
+            "2",
+            &k,
+            &k2,
+            pick(rng, &["MIN", "MAX"]),
+            "COUNT",
+            pick(rng, &["1", "2"]),
+        ]),
+        39 => cmd(&[
+            pick(rng, &["ZMPOP", "BZMPOP"]),
+            pick(rng, &["0", "x", "5", "1"]),
+            &k,
+            pick(rng, &["MIN", "-1"]),
+        ]),
+        40 => cmd(&[
+            pick(rng, &["BZPOPMIN", "BZPOPMAX"]),
+            &k,
+            pick(rng, &["-1", "x", "inf"]),
+        ]),
         _ => common_cmd(rng, "z"),
     }
 }
@@ -410,11 +531,31 @@ fn full_scan(c: &mut Client, args: &[String]) -> Frame {
     }
 }
 
+/// A pseudo-command: `DUMP` its first key and `RESTORE` the payload into its second
+/// (`REPLACE`) on the same server; the reply is `RESTORE`'s, or `DUMP`'s when that is not a
+/// payload. Later commands of the run read the restored key on both servers.
+const DUMP_RESTORE: &str = "DUMP-RESTORE";
+
+fn dump_restore(c: &mut Client, args: &[String]) -> Frame {
+    match c.cmd(&["DUMP", &args[1]]) {
+        Frame::Bulk(payload) => {
+            let mut out = bytes::BytesMut::new();
+            let restore: [&[u8]; 5] = [b"RESTORE", args[2].as_bytes(), b"0", &payload, b"REPLACE"];
+            shoal_protocol::encode_command(&restore, &mut out);
+            c.send_raw(&out).expect("write");
+            c.read()
+        }
+        other => other,
+    }
+}
+
 /// Sends `commands` to both servers and asserts identical (normalised) replies.
 fn compare(redis: &mut Client, shoal: &mut Client, commands: &[Vec<String>], label: &str) {
     for (n, batch) in commands.chunks(BATCH).enumerate() {
-        let (scans, plain): (Vec<Vec<String>>, Vec<Vec<String>>) =
-            batch.iter().cloned().partition(|c| c[0].ends_with("SCAN"));
+        let (scans, plain): (Vec<Vec<String>>, Vec<Vec<String>>) = batch
+            .iter()
+            .cloned()
+            .partition(|c| c[0].ends_with("SCAN") || c[0] == DUMP_RESTORE);
         let want = redis.pipeline(&plain);
         let mut got = shoal.pipeline(&plain);
         // TRYAGAIN: no leader took the request (nothing applied) while leadership moved; a
@@ -439,7 +580,11 @@ fn compare(redis: &mut Client, shoal: &mut Client, commands: &[Vec<String>], lab
             );
         }
         for args in &scans {
-            let (w, g) = (full_scan(redis, args), full_scan(shoal, args));
+            let (w, g) = if args[0] == DUMP_RESTORE {
+                (dump_restore(redis, args), dump_restore(shoal, args))
+            } else {
+                (full_scan(redis, args), full_scan(shoal, args))
+            };
             let (w, g) = (normalise(args, w), normalise(args, g));
             assert_eq!(g, w, "{label}: batch {n}: {args:?}");
         }

@@ -100,6 +100,49 @@ fn metrics_health_and_cluster_json_describe_the_node() {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert_eq!(keys, 10.0, "{metrics}");
+
+    // Memory per shard, next to its keys: the shards' sum is INFO memory's used_memory_dataset
+    // (used_memory is the allocator's count), and writing a 10 kB value grows one shard's
+    // figure by at least that.
+    let shard_memory = || -> std::collections::BTreeMap<String, f64> {
+        http_get(port, "/metrics")
+            .1
+            .lines()
+            .filter(|l| l.starts_with("shoal_shard_memory_bytes{"))
+            .filter(|l| !l.contains("shard=\"meta\""))
+            .filter_map(|l| {
+                let shard = l.split("shard=\"").nth(1)?.split('"').next()?.to_owned();
+                Some((shard, l.rsplit(' ').next()?.parse::<f64>().ok()?))
+            })
+            .collect()
+    };
+    let used = |c: &mut Client| -> f64 {
+        info_fields(&c.text(&["INFO", "memory"]))["used_memory_dataset"]
+            .parse()
+            .unwrap()
+    };
+    let before = shard_memory();
+    assert_eq!(before.len(), 16, "{before:?}");
+    assert_eq!(before.values().sum::<f64>(), used(&mut c));
+    assert_eq!(c.cmd(&["SET", "big", &"x".repeat(10_000)]), ok());
+    let after = shard_memory();
+    assert_eq!(after.values().sum::<f64>(), used(&mut c));
+    let grown: Vec<(&String, f64)> = after
+        .iter()
+        .map(|(shard, bytes)| (shard, bytes - before[shard]))
+        .filter(|(_, delta)| *delta != 0.0)
+        .collect();
+    assert!(
+        grown.len() == 1 && grown[0].1 >= 10_000.0,
+        "one shard grows by the value: {grown:?}"
+    );
+    assert_eq!(c.cmd(&["DEL", "big"]), int(1));
+    let shard = grown[0].0;
+    let freed = shard_memory()[shard];
+    assert!(
+        freed < before[shard] + 1_000.0,
+        "DEL gives the value's memory back (the slot's table may stay): {freed}"
+    );
     let leading = metrics
         .lines()
         .filter(|l| l.starts_with("shoal_raft_is_leader{") && l.ends_with(" 1.0"))
@@ -410,4 +453,82 @@ fn monitor_streams_the_commands_other_clients_send() {
     assert!(set.ends_with("] \"SET\" \"watched\" \"a b\""), "{set}");
     let auth = line(watcher.read());
     assert!(auth.ends_with("\"AUTH\" \"(redacted)\""), "{auth}");
+}
+
+/// A snapshot built (every `--snapshot-entries`) and one installed (on a node that was down
+/// while its log was compacted away) each log one JSON line with the node, group and shard ids,
+/// under the events target that `--log-level warn,shoal_server::cluster::events=info` selects.
+#[test]
+fn snapshots_built_and_installed_log_one_line_with_node_and_group() {
+    let mut cluster = Cluster::start(
+        3,
+        &[
+            "--shards",
+            "2",
+            "--snapshot-entries",
+            "200",
+            "--log-format",
+            "json",
+            "--log-level",
+            "warn,shoal_server::cluster::events=info",
+        ],
+    );
+    let down = cluster.nodes[2].id;
+    let status = cluster.nodes[2].terminate(Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+    // Far more than the 1000 entries a log keeps behind its snapshot, in each shard.
+    let pairs: Vec<(String, String)> = (0..5_000)
+        .map(|i| (format!("snap:{i}"), format!("v{i}")))
+        .collect();
+    common::set_all(&mut cluster.nodes[0].client(), &pairs);
+    cluster.nodes[2].restart();
+
+    let events = |node: &common::ClusterNode, message: &str| -> Vec<serde_json::Value> {
+        node.stderr()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["fields"]["message"] == message)
+            .collect()
+    };
+    let has_ids = |v: &serde_json::Value, node: u64| {
+        let f = &v["fields"];
+        f["node"].as_u64() == Some(node)
+            && f["group"].as_u64().is_some_and(|g| g >= 1)
+            && f["shard"].as_u64() == f["group"].as_u64().map(|g| g - 1)
+            && f["index"].as_u64().is_some_and(|i| i > 0)
+    };
+    let leader = &cluster.nodes[0];
+    assert!(
+        eventually(Duration::from_secs(30), || events(
+            leader,
+            "raft: snapshot built"
+        )
+        .iter()
+        .any(
+            |v| has_ids(v, leader.id) && v["fields"]["records"].as_u64() > Some(0)
+        )),
+        "no snapshot-built line with ids on node {}: {:?}",
+        leader.id,
+        events(leader, "raft: snapshot built")
+    );
+    let restarted = &cluster.nodes[2];
+    let installed = || {
+        events(restarted, "raft: snapshot installed")
+            .into_iter()
+            .filter(|v| has_ids(v, down) && v["fields"]["keys"].as_u64() > Some(0))
+            .filter_map(|v| v["fields"]["shard"].as_u64())
+            .collect::<std::collections::BTreeSet<u64>>()
+    };
+    assert!(
+        eventually(Duration::from_secs(60), || installed().len() == 2),
+        "node {down} logged installs for shards {:?}; its lines: {:?}",
+        installed(),
+        restarted
+            .stderr()
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+    );
+    common::assert_all(&mut cluster.nodes[2].client(), &pairs, "the restarted node");
 }

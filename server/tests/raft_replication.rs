@@ -68,8 +68,16 @@ async fn start(id: NodeId, dir: &Path, addr: &str, snapshot_every: u64) -> TestN
     ));
     let log = LogStore::open(&dir.join("log"), FsyncPolicy::Always).expect("open log");
     let keyspace = Arc::new(Keyspace::new());
-    let sm = ShardStateMachine::open(&dir.join("snapshots"), StateMachine::new(keyspace.clone()))
-        .expect("open state machine");
+    let ids = shoal_server::cluster::events::GroupIds {
+        node: id,
+        group: GROUP,
+    };
+    let sm = ShardStateMachine::open(
+        &dir.join("snapshots"),
+        StateMachine::new(keyspace.clone()),
+        ids,
+    )
+    .expect("open state machine");
     let network = GroupNetworkFactory::<tokio::fs::File>::new(GROUP, PeerPool::default());
     let raft = Raft::new(id, config(snapshot_every), network, log, sm)
         .await

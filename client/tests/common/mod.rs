@@ -90,6 +90,9 @@ pub fn fields(text: &str) -> HashMap<String, String> {
 pub struct Node {
     pub addr: SocketAddr,
     pub peer_port: u16,
+    /// The HTTP endpoint (`/readyz`, `/metrics`) when the flags include `--http-port`; with
+    /// `--http-port 0` it changes on every start.
+    pub http_addr: Option<SocketAddr>,
     data_dir: PathBuf,
     log_path: PathBuf,
     flags: Vec<String>,
@@ -118,9 +121,60 @@ impl Node {
             self.peer_port.to_string(),
         ];
         args.extend(self.flags.iter().cloned());
-        let (child, addr) = spawn(&self.data_dir, &self.log_path, &args);
+        let (child, addr, http_addr) = spawn(&self.data_dir, &self.log_path, &args);
         assert_eq!(addr, self.addr, "restarted node listens elsewhere");
         self.child = Some(child);
+        self.http_addr = http_addr;
+    }
+
+    /// SIGTERM (a graceful stop: the node hands its leaderships over first), then waits up to
+    /// `timeout` for the process to exit; panics (after a SIGKILL) if it does not.
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("node is running");
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {} failed", child.id());
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "node {} did not exit within {timeout:?} of SIGTERM",
+                    self.addr
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `GET path` on the node's HTTP endpoint: status code and body, `None` if unreachable.
+    pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        let addr = self.http_addr?;
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let status = response.split(' ').nth(1)?.parse().ok()?;
+        let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        Some((status, body.to_owned()))
+    }
+
+    /// `/readyz` answers 200: every shard replicated here has a leader and this replica has
+    /// applied what it knows is committed.
+    pub fn is_ready(&self) -> bool {
+        self.http_get("/readyz")
+            .is_some_and(|(status, _)| status == 200)
     }
 
     fn stderr_tail(&self) -> String {
@@ -136,9 +190,13 @@ impl Drop for Node {
     }
 }
 
-/// Starts `shoal-server` and waits (30 s at most) for its ready line; returns the process and
-/// its client address.
-fn spawn(data_dir: &Path, log_path: &Path, args: &[String]) -> (Child, SocketAddr) {
+/// Starts `shoal-server` and waits (30 s at most) for its ready line; returns the process, its
+/// client address and its HTTP address (if it serves HTTP).
+fn spawn(
+    data_dir: &Path,
+    log_path: &Path,
+    args: &[String],
+) -> (Child, SocketAddr, Option<SocketAddr>) {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -157,14 +215,23 @@ fn spawn(data_dir: &Path, log_path: &Path, args: &[String]) -> (Child, SocketAdd
     let (tx, rx) = mpsc::channel();
     // Keeps draining stdout after the ready line, so the node never blocks on it.
     std::thread::spawn(move || {
+        // The HTTP line comes before the ready line.
+        let mut http = None;
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("shoal http on ") {
+                http = rest.trim().parse::<SocketAddr>().ok();
+            }
             if let Some(rest) = line.strip_prefix("shoal ready on ") {
-                let _ = tx.send(rest.split(';').next().unwrap_or_default().to_owned());
+                let _ = tx.send((rest.split(';').next().unwrap_or_default().to_owned(), http));
             }
         }
     });
     match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(addr) => (child, addr.parse().expect("address in the ready line")),
+        Ok((addr, http)) => (
+            child,
+            addr.parse().expect("address in the ready line"),
+            http,
+        ),
         Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
@@ -204,11 +271,12 @@ impl Cluster {
                 args.extend(["--join".into(), format!("127.0.0.1:{}", first.peer_port)]);
             }
             args.extend(flags.iter().map(|s| s.to_string()));
-            let (child, addr) = spawn(&data_dir, &log_path, &args);
+            let (child, addr, http_addr) = spawn(&data_dir, &log_path, &args);
             let peer_port = peer_port_of(addr);
             cluster.nodes.push(Node {
                 addr,
                 peer_port,
+                http_addr,
                 data_dir,
                 log_path,
                 flags: flags.iter().map(|s| s.to_string()).collect(),

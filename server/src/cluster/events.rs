@@ -1,19 +1,26 @@
 //! One log line per Raft event of a hosted group that operators care about: an election won,
-//! leadership lost or moved, a membership change (voters/learners). Every line carries the
-//! `node`, `group` and `shard` fields (`shard` is absent for group 0, the metadata group), so
-//! `--log-format json` output can be filtered by them.
+//! leadership lost or moved, a membership change (voters/learners), a snapshot built, installed
+//! (received from the leader) or loaded at start. Every line carries the `node`, `group` and
+//! `shard` fields (`shard` is absent for group 0, the metadata group), so `--log-format json`
+//! output can be filtered by them, and all come from this module's target
+//! (`shoal_server::cluster::events`), so `--log-level warn,shoal_server::cluster::events=info`
+//! shows exactly them.
 //!
-//! It watches openraft's *server* metrics, which change only with the vote, the role, the
-//! leader or the membership, never per entry: the data path does not wake this task.
+//! Elections and membership: [`log_raft_events`] watches openraft's *server* metrics, which
+//! change only with the vote, the role, the leader or the membership, never per entry: the data
+//! path does not wake it. Snapshots: the state machine calls [`snapshot_built`],
+//! [`snapshot_installed`] and [`snapshot_loaded`] where they happen.
 
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::ServerState;
 use tokio_util::sync::CancellationToken;
 
 use crate::node::group_shard;
-use crate::raft::types::NodeId;
+use crate::raft::types::{NodeId, SnapshotMeta};
 use crate::rpc::META_GROUP;
 use crate::shard::Replica;
 
@@ -94,4 +101,66 @@ fn log_changes(node: NodeId, group: u64, shard: Option<u32>, before: &Seen, now:
             "raft: membership changed"
         );
     }
+}
+
+/// Which node and group a replica's events are about (its state machine keeps one).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupIds {
+    pub node: NodeId,
+    pub group: u64,
+}
+
+impl GroupIds {
+    fn shard(self) -> Option<u32> {
+        (self.group != META_GROUP).then(|| group_shard(self.group))
+    }
+}
+
+/// The replica wrote a snapshot of its state (after which its log can be compacted).
+pub fn snapshot_built(
+    ids: GroupIds,
+    meta: &SnapshotMeta,
+    path: &Path,
+    records: u64,
+    took: Duration,
+) {
+    tracing::info!(
+        node = ids.node,
+        group = ids.group,
+        shard = ids.shard(),
+        index = meta.last_log_id.as_ref().map(|l| l.index),
+        records,
+        took_ms = took.as_millis() as u64,
+        path = %path.display(),
+        "raft: snapshot built"
+    );
+}
+
+/// The replica replaced its state with a snapshot its leader sent (it was too far behind for
+/// the log).
+pub fn snapshot_installed(ids: GroupIds, meta: &SnapshotMeta, id: &str, path: &Path, keys: usize) {
+    tracing::info!(
+        node = ids.node,
+        group = ids.group,
+        shard = ids.shard(),
+        index = meta.last_log_id.as_ref().map(|l| l.index),
+        id,
+        keys,
+        path = %path.display(),
+        "raft: snapshot installed"
+    );
+}
+
+/// The replica started from its newest valid snapshot on disk.
+pub fn snapshot_loaded(ids: GroupIds, meta: &SnapshotMeta, id: &str, path: &Path, keys: usize) {
+    tracing::info!(
+        node = ids.node,
+        group = ids.group,
+        shard = ids.shard(),
+        index = meta.last_log_id.as_ref().map(|l| l.index),
+        id,
+        keys,
+        path = %path.display(),
+        "raft: snapshot loaded"
+    );
 }

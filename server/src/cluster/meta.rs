@@ -135,7 +135,7 @@ pub fn encode<T: Serialize>(value: &T) -> Bytes {
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+    crate::raft::bounded_decode::decode_bounded(bytes)
         .ok()
         .map(|(v, _)| v)
 }

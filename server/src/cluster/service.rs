@@ -48,6 +48,10 @@ pub async fn handle(node: Arc<Node>, group: GroupId, request: PeerRequest) -> Pe
             message,
             shard,
         } => PeerResponse::Published(node.pubsub.deliver(&channel, &message, shard)),
+        PeerRequest::CancelWait { origin, wait } => {
+            node.forwarded_waits.cancel((origin, wait));
+            PeerResponse::WaitCancelled
+        }
     }
 }
 
@@ -84,6 +88,7 @@ pub async fn run_on(node: &Arc<Node>, group: GroupId, args: Vec<Bytes>) -> Frame
                 group,
                 args,
                 counted: false,
+                wait: None,
             },
         )
         .await;

@@ -60,7 +60,7 @@ pub fn authorize(
                 ),
             };
             node.acl_log
-                .record(reason, &object, name, session.handle.info_line(0));
+                .record(reason, &object, name, session.handle.info_line());
             node.stats.reject(spec.id);
             Err(CommandError::Raw(error).into())
         }
@@ -77,7 +77,7 @@ pub fn check_password(ctx: &Ctx<'_>, user: &[u8], password: &[u8]) -> bool {
     if !ok {
         ctx.node
             .acl_log
-            .record("auth", "AUTH", &name, ctx.session.handle.info_line(0));
+            .record("auth", "AUTH", &name, ctx.session.handle.info_line());
     }
     ok
 }

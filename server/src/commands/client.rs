@@ -82,7 +82,7 @@ pub fn list(ctx: &mut Ctx<'_>) -> CommandResult {
     if only_normal {
         for c in ctx.node.clients.all() {
             if ids.as_ref().is_none_or(|ids| ids.contains(&c.id)) {
-                out.push_str(&c.info_line(0));
+                out.push_str(&c.info_line());
                 out.push('\n');
             }
         }
@@ -91,7 +91,7 @@ pub fn list(ctx: &mut Ctx<'_>) -> CommandResult {
 }
 
 pub fn info(ctx: &mut Ctx<'_>) -> CommandResult {
-    let line = ctx.session.handle.info_line(0) + "\n";
+    let line = ctx.session.handle.info_line() + "\n";
     Ok(text_reply(ctx, line))
 }
 
@@ -190,6 +190,35 @@ pub fn kill(ctx: &mut Ctx<'_>) -> CommandResult {
     Ok(Frame::Integer(victims.len() as i64))
 }
 
+/// `CLIENT UNBLOCK client-id [TIMEOUT|ERROR]`: 1 if that client was blocked here.
+pub fn unblock(ctx: &mut Ctx<'_>) -> CommandResult {
+    if ctx.args.len() > 4 {
+        return Err(CommandError::Err(
+            "unknown subcommand or wrong number of arguments for 'unblock'. Try CLIENT HELP."
+                .into(),
+        ));
+    }
+    let error = match ctx.args.get(3) {
+        None => false,
+        Some(r) if is(r, "timeout") => false,
+        Some(r) if is(r, "error") => true,
+        Some(_) => {
+            return Err(CommandError::Err(
+                "CLIENT UNBLOCK reason should be TIMEOUT or ERROR".into(),
+            ))
+        }
+    };
+    let id = int(&ctx.args[2])?;
+    let unblocked = ctx
+        .node
+        .clients
+        .all()
+        .into_iter()
+        .find(|c| c.id as i64 == id)
+        .is_some_and(|c| c.unblock(error));
+    Ok(Frame::Integer(unblocked as i64))
+}
+
 fn kill_client(ctx: &mut Ctx<'_>, victim: &ClientHandle) {
     if victim.id == ctx.session.handle.id {
         // Killing yourself: the reply still goes out, then the connection closes.
@@ -219,6 +248,8 @@ pub fn help(ctx: &mut Ctx<'_>) -> CommandResult {
             "    Assign the name <name> to the current connection.",
             "SETINFO <LIB-NAME|LIB-VER> <value>",
             "    Set client library name or version.",
+            "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+            "    Unblock the specified blocked client.",
         ],
     ))
 }

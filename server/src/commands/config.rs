@@ -95,6 +95,20 @@ const PARAMS: &[Param] = &[
         }),
     },
     Param {
+        name: "client-output-buffer-limit",
+        get: |c| c.output_limits.to_string(),
+        set: Some(|c, v| {
+            let words: Vec<&str> = v.split_whitespace().collect();
+            c.output_limits = c.output_limits.with(&words)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "tls-cluster",
+        get: |c| c.tls_cluster.clone(),
+        set: None,
+    },
+    Param {
         name: "save",
         get: |_| String::new(),
         set: None,
@@ -235,6 +249,7 @@ pub fn set(ctx: &mut Ctx<'_>) -> CommandResult {
 
 /// Makes the parameters that live outside `Config` follow it (after `CONFIG SET`).
 fn apply_at_run_time(node: &crate::node::Node, config: &Config) {
+    node.pubsub.set_limit(config.output_limits.pubsub.hard);
     node.slowlog.configure(
         config.slowlog_log_slower_than,
         config.slowlog_max_len as usize,

@@ -127,19 +127,32 @@ fn section(node: &Node, name: &str, out: &mut String) {
         "clients" => {
             field("connected_clients", &node.clients.connected());
             field("maxclients", &node.config.read().maxclients);
-            field("blocked_clients", &0);
+            field("blocked_clients", &node.clients.blocked());
+            // Blocking commands waiting in the shards this node leads, wherever their clients
+            // are connected (forwarded ones included).
+            let waiting: usize = node.replicas().iter().map(|r| r.waiters.len()).sum();
+            field("shoal_blocked_waiters", &waiting);
         }
         "memory" => {
-            // `used_memory` is the data of every hosted replica as accounted (keys, values,
-            // per-key overhead, tables), not the allocator's total as in Redis.
+            // `used_memory` is the allocator's count of bytes handed out, as in Redis (see
+            // `crate::alloc`); `used_memory_dataset` is the data of every hosted replica as
+            // accounted (keys, values, per-key overhead, tables), the figure eviction holds
+            // against `maxmemory`; the overhead named here is what grows with the write load
+            // (the in-memory Raft logs, snapshot builds' copy-on-write images). Without the
+            // counting allocator (tests), `used_memory` is dataset plus that overhead.
             let rss = process_rss_bytes();
-            let (used, _) = super::memory::dataset(node);
+            let report = super::memory::report(node);
+            let used = crate::alloc::allocated().map_or(report.total(), |n| n as u64);
             let max = node.memory.maxmemory();
             field("used_memory", &used);
             field("used_memory_human", &human_bytes(used));
             field("used_memory_rss", &rss);
             field("used_memory_rss_human", &human_bytes(rss));
-            field("used_memory_dataset", &used);
+            field("allocator_allocated", &used);
+            field("used_memory_overhead", &report.overhead());
+            field("used_memory_dataset", &report.dataset);
+            field("mem_replication_backlog", &report.raft_log);
+            field("shoal_snapshot_build_memory", &report.snapshot_builds);
             field("maxmemory", &max);
             field("maxmemory_human", &human_bytes(max));
             field("maxmemory_policy", &node.memory.policy());
@@ -175,6 +188,14 @@ fn section(node: &Node, name: &str, out: &mut String) {
             field("keyspace_misses", &stats.keyspace_misses());
             field("total_error_replies", &stats.error_replies());
             field("protocol_errors", &load(&stats.protocol_errors));
+            field(
+                "client_query_buffer_limit_disconnections",
+                &load(&stats.query_buffer_limit_disconnections),
+            );
+            field(
+                "client_output_buffer_limit_disconnections",
+                &load(&stats.output_buffer_limit_disconnections),
+            );
         }
         "replication" => {
             // Per shard, this node is a master where it leads and a replica elsewhere; the

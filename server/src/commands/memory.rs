@@ -38,17 +38,45 @@ pub fn usage(ctx: &mut Ctx<'_>) -> CommandResult {
     }))
 }
 
-/// The data memory of every shard replica this node hosts, and its key count (the metadata
-/// group's records are not user data).
-pub fn dataset(node: &Node) -> (u64, u64) {
-    let shards = node
-        .replicas()
-        .into_iter()
-        .filter(|r| r.group != META_GROUP);
-    shards.fold((0, 0), |(bytes, keys), r| {
-        let ks = r.keyspace();
-        (bytes + ks.used_memory() as u64, keys + ks.len() as u64)
-    })
+/// What the node's memory holds, as accounted.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MemoryReport {
+    /// Keys, values and tables of every shard replica hosted here (the metadata group's records
+    /// are not user data).
+    pub dataset: u64,
+    pub keys: u64,
+    /// Every hosted group's unpurged Raft log, kept in memory (the analogue of Redis's
+    /// replication backlog).
+    pub raft_log: u64,
+    /// Copy-on-write images held by snapshot builds in progress.
+    pub snapshot_builds: u64,
+}
+
+impl MemoryReport {
+    /// Everything accounted outside the dataset.
+    pub fn overhead(&self) -> u64 {
+        self.raft_log + self.snapshot_builds
+    }
+
+    /// `used_memory`: dataset and overhead.
+    pub fn total(&self) -> u64 {
+        self.dataset + self.overhead()
+    }
+}
+
+/// The node's accounted memory: see [`MemoryReport`].
+pub fn report(node: &Node) -> MemoryReport {
+    let mut report = MemoryReport::default();
+    for r in node.replicas() {
+        report.raft_log += r.log_memory() as u64;
+        report.snapshot_builds += r.snapshot_memory() as u64;
+        if r.group != META_GROUP {
+            let ks = r.keyspace();
+            report.dataset += ks.used_memory() as u64;
+            report.keys += ks.len() as u64;
+        }
+    }
+    report
 }
 
 /// Data memory of the shards this node leads: what its `maxmemory` share is held against.
@@ -62,23 +90,30 @@ pub fn led_dataset(node: &Node) -> u64 {
 
 /// `MEMORY STATS`: a subset of Redis's fields, for the whole node.
 pub fn stats(ctx: &mut Ctx<'_>) -> CommandResult {
-    let (bytes, keys) = dataset(ctx.node);
+    let report = report(ctx.node);
+    let total = crate::alloc::allocated().map_or(report.total(), |n| n as u64);
+    let keys = report.keys;
     let rss = super::info::process_rss_bytes();
     let int = |n: u64| Frame::Integer(n as i64);
     let fields = [
-        ("total.allocated", int(bytes)),
-        ("dataset.bytes", int(bytes)),
+        ("total.allocated", int(total)),
+        ("replication.backlog", int(report.raft_log)),
+        ("snapshot.builds", int(report.snapshot_builds)),
+        ("overhead.total", int(report.overhead())),
         ("keys.count", int(keys)),
         (
             "keys.bytes-per-key",
-            int(bytes.checked_div(keys).unwrap_or(0)),
+            // What the data and its overhead cost per key (the process's fixed start-up
+            // allocations left out, as Redis leaves out `startup.allocated`).
+            int(report.total().checked_div(keys).unwrap_or(0)),
         ),
+        ("dataset.bytes", int(report.dataset)),
         ("rss.bytes", int(rss)),
         (
             "fragmentation",
-            Frame::Double(rss as f64 / bytes.max(1) as f64),
+            Frame::Double(rss as f64 / total.max(1) as f64),
         ),
-        ("fragmentation.bytes", int(rss.saturating_sub(bytes))),
+        ("fragmentation.bytes", int(rss.saturating_sub(total))),
         ("maxmemory", int(ctx.node.memory.maxmemory())),
     ];
     Ok(Frame::Map(

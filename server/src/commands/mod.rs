@@ -13,6 +13,7 @@ mod command;
 mod config;
 mod connection;
 mod diagnostics;
+mod dump;
 mod expire;
 mod info;
 mod keys;
@@ -300,6 +301,7 @@ fn dispatch(ctx: &mut Ctx<'_>) -> CommandResult {
         ClientInfo => client::info(ctx),
         ClientSetinfo => client::setinfo(ctx),
         ClientKill => client::kill(ctx),
+        ClientUnblock => client::unblock(ctx),
         ClientHelp => client::help(ctx),
         CommandCount => command::count(ctx),
         CommandInfo => command::info(ctx),
@@ -403,6 +405,8 @@ fn dispatch(ctx: &mut Ctx<'_>) -> CommandResult {
         MemoryStats => memory::stats(ctx),
         MemoryHelp => memory::help(ctx),
         ObjectFreq => memory::freq(ctx),
+        Dump => dump::dump(ctx),
+        Restore => dump::restore(ctx),
         ObjectIdletime => memory::idletime(ctx),
         Hset | Hsetnx | Hget | Hmget | Hmset | Hdel | Hlen | Hstrlen | Hexists | Hkeys | Hvals
         | Hgetall | Hincrby | Hincrbyfloat | Hrandfield | Hscan | Lpush | Rpush | Lpushx
@@ -412,9 +416,14 @@ fn dispatch(ctx: &mut Ctx<'_>) -> CommandResult {
         | Sunionstore | Sdiffstore | Sscan | Zadd | Zincrby | Zrem | Zcard | Zscore | Zmscore
         | Zrank | Zrevrank | Zcount | Zlexcount | Zrange | Zrangestore | Zrevrange
         | Zrangebyscore | Zrevrangebyscore | Zrangebylex | Zrevrangebylex | Zpopmin | Zpopmax
-        | Zrandmember | Zunionstore | Zinterstore | Zdiffstore | Zunion | Zinter | Zdiff
-        | Zremrangebyrank | Zremrangebyscore | Zremrangebylex | Zscan | ObjectEncoding
-        | ObjectRefcount | ObjectHelp | Copy => crate::types::run(ctx),
+        | Zmpop | Zrandmember | Zunionstore | Zinterstore | Zdiffstore | Zunion | Zinter
+        | Zdiff | Zremrangebyrank | Zremrangebyscore | Zremrangebylex | Zscan | ObjectEncoding
+        | ObjectRefcount | ObjectHelp | Copy | Sort | SortRo => crate::types::run(ctx),
+        // Outside a transaction the data path waits for them (`crate::blocking`); inside one
+        // (here) they are their non-blocking pop, as in Redis.
+        Blpop | Brpop | Brpoplpush | Blmove | Blmpop | Bzpopmin | Bzpopmax | Bzmpop => {
+            crate::types::run(ctx)
+        }
     }
 }
 

@@ -14,15 +14,13 @@
 //! - `connected_clients`, `connections_received_total`, `rejected_connections_total`,
 //!   `net_input_bytes_total`, `net_output_bytes_total`, `process_resident_memory_bytes`;
 //! - per hosted group (`group`, `shard`; shard is "meta" for group 0): `shard_keys`,
-//!   `raft_term`, `raft_is_leader`, `raft_leader_id`, `raft_last_log_index`,
+//!   `shard_memory_bytes` (the replica's keyspace as `INFO memory`'s `used_memory` accounts it,
+//!   the figure `maxmemory` eviction compares), `raft_term`, `raft_is_leader`, `raft_leader_id`, `raft_last_log_index`,
 //!   `raft_commit_index`, `raft_applied_index`, `raft_snapshot_index`, `raft_log_entries`
 //!   (entries after the snapshot), `raft_snapshot_age_seconds`,
 //!   `raft_proposals_in_flight` (appended, not yet applied, on a leader), `raft_voters`;
 //! - cluster: `nodes{state}`, `moves_in_flight`, `moves_pending`, `moves_done_total`,
 //!   `snapshot_received_bytes_total`, `shards_without_leader`.
-//!
-//! Memory per shard is not here yet: it comes with per-shard memory accounting (the
-//! `maxmemory` work); add `shard_memory_bytes` in [`encode_groups`] next to `shard_keys`.
 
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -247,6 +245,7 @@ struct GroupRow {
     labels: Labels,
     status: GroupStatus,
     keys: usize,
+    memory: usize,
     snapshot_age: Option<f64>,
     is_leader: bool,
 }
@@ -265,6 +264,7 @@ fn encode_groups(node: &Node, enc: &mut DescriptorEncoder) -> fmt::Result {
                 labels: vec![("group", r.group.to_string()), ("shard", shard)],
                 status: GroupStatus::of(r),
                 keys: r.keyspace().len(),
+                memory: r.keyspace().used_memory(),
                 snapshot_age: newest_snapshot_age(&r.dir().join("snapshots")),
                 is_leader: r.is_leader(),
             }
@@ -284,7 +284,12 @@ fn encode_groups(node: &Node, enc: &mut DescriptorEncoder) -> fmt::Result {
         "Keys in this node's replica of the group (expired keys not yet removed included).",
         &|r| Some(r.keys as f64),
     )?;
-    // Per-shard memory goes here once the keyspace accounts it (maxmemory work).
+    per(
+        "shoal_shard_memory_bytes",
+        "Bytes of data in this node's replica of the group (keys, values, tables), as \
+         INFO memory's used_memory and maxmemory eviction account them.",
+        &|r| Some(r.memory as f64),
+    )?;
     per("shoal_raft_term", "Current Raft term.", &|r| {
         Some(r.status.term as f64)
     })?;

@@ -2,4 +2,5 @@
 
 pub mod connection;
 pub mod listener;
+pub mod output_limit;
 pub mod tls;

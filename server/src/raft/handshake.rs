@@ -17,11 +17,15 @@
 //!
 //! With no secret configured the key is empty: nodes without a secret still run the exchange
 //! (and so only talk to each other), which is "open", like Redis without `requirepass`. The
-//! handshake is generic over the stream, so under `--tls-cluster` it would run inside TLS.
+//! handshake is generic over the stream: under `--tls-cluster yes` it runs inside TLS (the
+//! certificates say a peer belongs to the cluster's CA, the secret that it belongs to this
+//! cluster; either alone refuses a stranger).
 //!
-//! What it does not give: per-frame integrity after the handshake (the frames keep their CRC
-//! only). An attacker able to rewrite TCP segments in flight needs TLS on the peer port.
+//! What it does not give on its own: confidentiality and per-frame integrity after the
+//! handshake (the frames keep their CRC only). Against an attacker who can read or rewrite TCP
+//! segments in flight, `--tls-cluster yes` adds both.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -29,6 +33,8 @@ use rand::RngCore;
 use sha2::Sha256;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::peer_tls::PeerTls;
 
 /// Opens every handshake: protocol name and version, so a stray client fails fast.
 const MAGIC: &[u8; 8] = b"SHOALPA1";
@@ -40,10 +46,12 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// The cluster secret this node proves, and expects peers to prove.
+/// How this node and its peers prove themselves to each other: the cluster secret, and with
+/// `--tls-cluster yes` the certificates of mutual TLS, inside which the secret's exchange runs.
 #[derive(Clone, Default)]
 pub struct PeerAuth {
     key: Vec<u8>,
+    tls: Option<Arc<PeerTls>>,
 }
 
 impl std::fmt::Debug for PeerAuth {
@@ -51,6 +59,7 @@ impl std::fmt::Debug for PeerAuth {
         // Never print the secret.
         f.debug_struct("PeerAuth")
             .field("open", &self.is_open())
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -65,6 +74,8 @@ pub enum HandshakeError {
     Refused,
     #[error("the peer handshake did not finish within {0:?}")]
     Timeout(Duration),
+    #[error("peer TLS handshake failed: {0}")]
+    Tls(std::io::Error),
     #[error("peer handshake: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -74,7 +85,19 @@ impl PeerAuth {
     pub fn new(secret: Option<&[u8]>) -> PeerAuth {
         PeerAuth {
             key: secret.unwrap_or_default().to_vec(),
+            tls: None,
         }
+    }
+
+    /// The same, with peer connections wrapped in mutual TLS first (`--tls-cluster yes`).
+    pub fn with_tls(mut self, tls: Option<PeerTls>) -> PeerAuth {
+        self.tls = tls.map(Arc::new);
+        self
+    }
+
+    /// The peer TLS, when the peer port speaks it.
+    pub fn tls(&self) -> Option<&PeerTls> {
+        self.tls.as_deref()
     }
 
     /// True when no secret is configured: any shoal node without one may join.
@@ -101,6 +124,7 @@ impl PeerAuth {
             hello[..8].copy_from_slice(MAGIC);
             hello[8..].copy_from_slice(&nonce_c);
             stream.write_all(&hello).await?;
+            stream.flush().await?;
             let mut challenge = [0u8; 8 + NONCE + MAC];
             stream.read_exact(&mut challenge).await?;
             if &challenge[..8] != MAGIC {
@@ -115,6 +139,7 @@ impl PeerAuth {
                 .finalize()
                 .into_bytes();
             stream.write_all(&proof).await?;
+            stream.flush().await?;
             let mut verdict = [0u8; 1];
             match stream.read_exact(&mut verdict).await {
                 Ok(_) if verdict[0] == ACCEPTED => Ok(()),
@@ -151,12 +176,14 @@ impl PeerAuth {
                     .into_bytes(),
             );
             stream.write_all(&challenge).await?;
+            stream.flush().await?;
             let mut proof = [0u8; MAC];
             stream.read_exact(&mut proof).await?;
             self.prove(b"connector", &nonce_a, nonce_c)
                 .verify_slice(&proof)
                 .map_err(|_| HandshakeError::WrongSecret)?;
             stream.write_all(&[ACCEPTED]).await?;
+            stream.flush().await?;
             Ok(())
         })
         .await

@@ -21,7 +21,12 @@
 //!   checksum-failing `committed` as `None`.
 //!
 //! Unpurged entries are also kept in memory (a `BTreeMap` shared with the readers): reads never
-//! touch the files, which are there for durability and recovery. The writer remembers each
+//! touch the files, which are there for durability and recovery. They are kept *encoded*, as the
+//! very record bytes the writer puts in the segment (one allocation per entry, shared with the
+//! writer's queue) and decoded when read: an entry as openraft hands it over holds `Bytes` that
+//! point into the connection's read buffer, and keeping those alive pinned whole read buffers
+//! for as long as the entry stayed in the log. [`LogReader::memory`] is what they cost, for
+//! `INFO memory`. The writer remembers each
 //! record's byte offset in its segment, so truncation cuts a file exactly at a record boundary.
 //!
 //! # Writes
@@ -116,10 +121,12 @@ use std::io::{self, Write};
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Weak};
 use std::thread;
 use std::time::Duration;
 
+use bytes::Bytes;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::OptionalSend;
 use parking_lot::{Mutex, RwLock};
@@ -127,6 +134,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use super::bounded_decode::decode_bounded;
 use super::types::{Entry, LogId, TypeConfig, Vote};
 
 /// Default size at which a new segment file starts.
@@ -343,13 +351,23 @@ impl LogStore {
             "raft log opened"
         );
 
+        let mut state = MemState {
+            entries: BTreeMap::new(),
+            memory: Arc::default(),
+            last_purged,
+            vote,
+            committed,
+        };
+        for (_, entry) in entries {
+            let record = encode_record(&entry).map_err(io_error("re-encode an entry of", dir))?;
+            state.insert(Stored {
+                log_id: entry.log_id,
+                record: Bytes::from(record),
+            });
+        }
         let shared = Arc::new(Shared {
-            state: RwLock::new(MemState {
-                entries,
-                last_purged,
-                vote,
-                committed,
-            }),
+            memory: state.memory.clone(),
+            state: RwLock::new(state),
             failure: Mutex::new(None),
         });
         let flush = Arc::new(FlushState {
@@ -404,6 +422,11 @@ impl LogStore {
         !self.flush.is_clean()
     }
 
+    /// Bytes the in-memory log holds (see [`LogReader::memory`]).
+    pub fn memory(&self) -> usize {
+        self.reader().memory()
+    }
+
     /// A reader sharing this store's state (what `get_log_reader` returns, without `async`).
     pub fn reader(&self) -> LogReader {
         LogReader {
@@ -456,6 +479,14 @@ impl fmt::Debug for LogStore {
     }
 }
 
+impl LogReader {
+    /// Bytes the in-memory copy of the unpurged log holds: every entry's encoded record (as
+    /// the allocator sizes it) and its place in the map. Read without taking the lock.
+    pub fn memory(&self) -> usize {
+        self.shared.memory.load(Ordering::Relaxed)
+    }
+}
+
 impl fmt::Debug for LogReader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LogReader").finish_non_exhaustive()
@@ -471,7 +502,11 @@ impl RaftLogReader<TypeConfig> for LogReader {
             return Ok(Vec::new());
         }
         let state = self.shared.state.read();
-        Ok(state.entries.range(range).map(|(_, e)| e.clone()).collect())
+        state
+            .entries
+            .range(range)
+            .map(|(_, e)| e.decode())
+            .collect()
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
@@ -571,7 +606,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map(|e| {
                 Ok(Record {
                     log_id: e.log_id,
-                    bytes: encode_record(e)?,
+                    // An exact-size copy: the encoder's buffer has grown by doubling.
+                    bytes: Bytes::copy_from_slice(&encode_record(e)?),
                 })
             })
             .collect::<io::Result<Vec<_>>>()?;
@@ -594,10 +630,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             next = index.checked_add(1);
         }
+        let stored: Vec<Stored> = records
+            .iter()
+            .map(|r| Stored {
+                log_id: r.log_id,
+                record: r.bytes.clone(),
+            })
+            .collect();
+        drop(entries);
         // Queued under the lock, so the map and the queue see appends in the same order.
         self.send(Command::Append { records, callback })?;
-        for e in entries {
-            state.entries.insert(e.log_id.index, e);
+        for e in stored {
+            state.insert(e);
         }
         Ok(())
     }
@@ -605,7 +649,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         if let Some(cut) = first_removed(last_log_id.map(|l| l.index)) {
             let mut state = self.shared.state.write();
-            drop(state.entries.split_off(&cut));
+            let removed = state.entries.split_off(&cut);
+            state.forget(removed);
         }
         self.request(|done| Command::TruncateAfter {
             after: last_log_id,
@@ -628,10 +673,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         })
         .await?;
         let mut state = self.shared.state.write();
-        state.entries = match log_id.index.checked_add(1) {
+        let kept = match log_id.index.checked_add(1) {
             Some(first_kept) => state.entries.split_off(&first_kept),
             None => BTreeMap::new(),
         };
+        let removed = std::mem::replace(&mut state.entries, kept);
+        state.forget(removed);
         state.last_purged = Some(log_id);
         Ok(())
     }
@@ -640,19 +687,64 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 /// What the store and its readers share.
 struct Shared {
     state: RwLock<MemState>,
+    /// `MemState::memory`, reachable without the lock.
+    memory: Arc<AtomicUsize>,
     /// Set by the first failed write; from then on every write is refused.
     failure: Mutex<Option<String>>,
 }
 
 struct MemState {
     /// Every entry after `last_purged`, by index.
-    entries: BTreeMap<u64, Entry>,
+    entries: BTreeMap<u64, Stored>,
+    /// What `entries` costs in memory (the sum of [`Stored::mem_usage`]), readable without the
+    /// lock.
+    memory: Arc<AtomicUsize>,
     last_purged: Option<LogId>,
     vote: Option<Vote>,
     committed: Option<LogId>,
 }
 
+/// An entry as the in-memory log keeps it: its id and its encoded record.
+struct Stored {
+    log_id: LogId,
+    /// `[u32 len][u32 crc32][bincode(entry)]`, exactly as in the segment file.
+    record: Bytes,
+}
+
+/// The map's own cost per entry: key and value in a B-tree leaf, with leaves about half full
+/// (appends always go to the rightmost leaf, which splits in the middle).
+const STORED_MAP_OVERHEAD: usize = 2 * (std::mem::size_of::<u64>() + std::mem::size_of::<Stored>());
+
+impl Stored {
+    fn decode(&self) -> io::Result<Entry> {
+        decode(&self.record[RECORD_HEADER_LEN..]).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("raft log: entry {} does not decode: {e}", self.log_id),
+            )
+        })
+    }
+
+    /// Bytes this entry holds: its record's allocation and its place in the map.
+    fn mem_usage(&self) -> usize {
+        crate::store::entry::allocation_size(self.record.len()) + STORED_MAP_OVERHEAD
+    }
+}
+
 impl MemState {
+    fn insert(&mut self, e: Stored) {
+        self.memory.fetch_add(e.mem_usage(), Ordering::Relaxed);
+        if let Some(old) = self.entries.insert(e.log_id.index, e) {
+            self.memory.fetch_sub(old.mem_usage(), Ordering::Relaxed);
+        }
+    }
+
+    /// Accounts for `removed` having left `entries` (and drops it).
+    fn forget(&mut self, removed: BTreeMap<u64, Stored>) {
+        let bytes: usize = removed.values().map(Stored::mem_usage).sum();
+        self.memory.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
     /// The index the next appended entry must have; `None` for an empty log that never purged
     /// (it may start anywhere).
     fn next_index(&self) -> Option<u64> {
@@ -682,10 +774,10 @@ impl Shared {
     }
 }
 
-/// One entry, ready to be written: header and payload.
+/// One entry, ready to be written: header and payload (shared with the in-memory log).
 struct Record {
     log_id: LogId,
-    bytes: Vec<u8>,
+    bytes: Bytes,
 }
 
 enum Command {
@@ -1309,8 +1401,10 @@ fn encode_record(entry: &Entry) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Decodes a record or meta file payload; a corrupt length prefix cannot make it allocate more
+/// than the payload justifies (see [`decode_bounded`]).
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    match bincode::serde::decode_from_slice(bytes, bincode::config::standard()) {
+    match decode_bounded(bytes) {
         Ok((value, used)) if used == bytes.len() => Ok(value),
         Ok((_, used)) => Err(format!("{} trailing bytes", bytes.len() - used)),
         Err(e) => Err(e.to_string()),
@@ -1505,16 +1599,23 @@ fn recover_segments(dir: &Path, purged: Option<u64>) -> Result<Recovered, LogSto
     Ok((entries, segments))
 }
 
-struct Scan {
+/// What [`scan_segment`] found in one segment file.
+#[derive(Debug)]
+pub struct Scan {
     /// Byte offset and entry of every good record.
-    records: Vec<(u64, Entry)>,
+    pub records: Vec<(u64, Entry)>,
     /// Bytes of good records; the file is cut to this if `torn`.
-    valid_len: u64,
+    pub valid_len: u64,
     /// Offset and description of a torn final record.
-    torn: Option<(u64, String)>,
+    pub torn: Option<(u64, String)>,
 }
 
-fn scan_segment(
+/// Parses the bytes of the segment `path` (named for its first index `first`; `is_last` if no
+/// segment follows it) into records, telling a torn tail from corruption (see the module
+/// documentation). Pure (`path` only names the file in errors), so the log-segment fuzz target
+/// can feed it arbitrary bytes: a corrupt segment must give an error, never a panic or an
+/// allocation the bytes do not justify.
+pub fn scan_segment(
     path: &Path,
     data: &[u8],
     first: u64,
@@ -1851,6 +1952,37 @@ mod tests {
         assert_eq!(indexes(&mut store).await, vec![5, 6, 7, 8]);
     }
 
+    /// The in-memory log's byte count follows appends, truncations and purges, and is
+    /// rebuilt on reopen: `INFO memory` reports it and it must not drift.
+    #[tokio::test]
+    async fn memory_follows_appends_truncations_and_purges() {
+        let dir = TempDir::new().expect("tempdir");
+        let per_entry = Stored {
+            log_id: log_id(1, 1),
+            record: Bytes::from(encode_record(&entry(1, 1)).expect("encode")),
+        }
+        .mem_usage();
+        assert!(per_entry > RECORD_HEADER_LEN);
+        {
+            let mut store = open(&dir, tiny(FsyncPolicy::Always));
+            assert_eq!(store.memory(), 0);
+            append(&mut store, entries(1, 1..=10))
+                .await
+                .expect("append");
+            assert_eq!(store.memory(), 10 * per_entry);
+            store
+                .truncate_after(Some(log_id(1, 8)))
+                .await
+                .expect("truncate");
+            assert_eq!(store.memory(), 8 * per_entry);
+            store.purge(log_id(1, 3)).await.expect("purge");
+            assert_eq!(store.memory(), 5 * per_entry);
+            assert_eq!(store.reader().memory(), 5 * per_entry);
+        }
+        let store = open(&dir, tiny(FsyncPolicy::Always));
+        assert_eq!(store.memory(), 5 * per_entry);
+    }
+
     #[tokio::test]
     async fn reopen_keeps_entries_vote_committed_and_purged() {
         let dir = TempDir::new().expect("tempdir");
@@ -2081,13 +2213,16 @@ mod tests {
         );
 
         let dir = TempDir::new().expect("tempdir");
+        let memory = Arc::new(AtomicUsize::new(0));
         let shared = Arc::new(Shared {
             state: RwLock::new(MemState {
                 entries: BTreeMap::new(),
+                memory: memory.clone(),
                 last_purged: None,
                 vote: None,
                 committed: None,
             }),
+            memory,
             failure: Mutex::new(None),
         });
         let flush = FlushState {

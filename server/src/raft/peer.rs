@@ -19,8 +19,8 @@
 //! [`serve_peers`] accepts peer connections and runs each request on its own task, writing the
 //! response whenever it is ready; responses may therefore return out of order.
 //!
-//! Both ends authenticate each new connection ([`PeerAuth`], the cluster secret) before any
-//! frame is read or written on it.
+//! Both ends authenticate each new connection ([`PeerAuth`]: mutual TLS with
+//! `--tls-cluster yes`, then the cluster secret) before any frame is read or written on it.
 //!
 //! Message bodies are generic (any serde type), so this module knows nothing of Raft; the Raft
 //! network adapter decides what the bodies are.
@@ -39,6 +39,7 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
@@ -197,7 +198,7 @@ where
                 *backoff = Some((Instant::now(), wait));
                 PeerError::Unreachable(addr.clone(), why)
             };
-            let mut stream =
+            let stream =
                 match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => return Err(failed(e.to_string())),
@@ -210,13 +211,19 @@ where
             let _ = stream.set_zero_linger();
             // Bounded like the connect itself: a peer that stalls mid-handshake (a partition)
             // must not hold this peer's slot for longer than a dead peer would.
-            let handshake = tokio::time::timeout(CONNECT_TIMEOUT, auth.connect(&mut stream))
-                .await
-                .unwrap_or(Err(HandshakeError::Timeout(CONNECT_TIMEOUT)));
-            if let Err(e) = handshake {
-                tracing::warn!(peer = %addr, error = %e, "peer authentication failed; not talking to it");
-                return Err(failed(format!("authentication failed: {e}")));
-            }
+            let secured = tokio::time::timeout(CONNECT_TIMEOUT, secure(&auth, stream)).await;
+            let stream = match secured {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::warn!(peer = %addr, error = %e, "peer authentication failed; not talking to it");
+                    return Err(failed(format!("authentication failed: {e}")));
+                }
+                Err(_) => {
+                    let e = HandshakeError::Timeout(CONNECT_TIMEOUT);
+                    tracing::warn!(peer = %addr, error = %e, "peer authentication failed; not talking to it");
+                    return Err(failed(format!("authentication failed: {e}")));
+                }
+            };
             *backoff.lock() = None;
             let conn = Arc::new(spawn_connection(stream, addr));
             *slot = Some(conn.clone());
@@ -234,8 +241,43 @@ where
     }
 }
 
+/// A peer connection's byte stream: plain TCP, or TLS over it (`--tls-cluster yes`).
+pub trait PeerStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> PeerStream for S {}
+type BoxedStream = Box<dyn PeerStream>;
+
+/// The connecting side's security: the TLS handshake (if the peer port speaks TLS), then the
+/// cluster secret's exchange inside it.
+async fn secure(auth: &PeerAuth, stream: TcpStream) -> Result<BoxedStream, HandshakeError> {
+    let mut stream: BoxedStream = match auth.tls() {
+        Some(tls) => Box::new(tls.connect(stream).await.map_err(HandshakeError::Tls)?),
+        None => Box::new(stream),
+    };
+    auth.connect(&mut stream).await?;
+    Ok(stream)
+}
+
+/// The accepting side's security, as [`secure`]; bounded as the secret's exchange is.
+async fn secure_accepted(
+    auth: &PeerAuth,
+    stream: TcpStream,
+) -> Result<BoxedStream, HandshakeError> {
+    let mut stream: BoxedStream = match auth.tls() {
+        Some(tls) => {
+            let timeout = super::handshake::HANDSHAKE_TIMEOUT;
+            let tls = tokio::time::timeout(timeout, tls.accept(stream))
+                .await
+                .map_err(|_| HandshakeError::Timeout(timeout))?;
+            Box::new(tls.map_err(HandshakeError::Tls)?)
+        }
+        None => Box::new(stream),
+    };
+    auth.accept(&mut stream).await?;
+    Ok(stream)
+}
+
 /// Starts the reader and writer tasks of a fresh client connection.
-fn spawn_connection(stream: TcpStream, addr: String) -> Conn {
+fn spawn_connection(stream: BoxedStream, addr: String) -> Conn {
     let (mut sink, mut source) = Framed::new(stream, PeerCodec::default()).split::<Vec<u8>>();
     let (outbox, mut queue) = mpsc::unbounded_channel::<(Vec<u8>, Instant)>();
     let pending: Pending = Arc::default();
@@ -346,7 +388,7 @@ pub async fn serve_peers<Req, Resp, H, F>(
 }
 
 async fn serve_peer_connection<Req, Resp, H, F>(
-    mut stream: TcpStream,
+    stream: TcpStream,
     addr: SocketAddr,
     auth: Arc<PeerAuth>,
     handler: H,
@@ -359,12 +401,15 @@ async fn serve_peer_connection<Req, Resp, H, F>(
 {
     let authenticated = tokio::select! {
         _ = shutdown.cancelled() => return,
-        r = auth.accept(&mut stream) => r,
+        r = secure_accepted(&auth, stream) => r,
     };
-    if let Err(e) = authenticated {
-        tracing::warn!(peer = %addr, error = %e, "refused a peer connection: authentication failed");
-        return;
-    }
+    let stream = match authenticated {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::warn!(peer = %addr, error = %e, "refused a peer connection: authentication failed");
+            return;
+        }
+    };
     let (mut sink, mut source) = Framed::new(stream, PeerCodec::default()).split::<Vec<u8>>();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let writer = tokio::spawn(async move {

@@ -65,6 +65,7 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use futures::{Stream, StreamExt};
@@ -75,6 +76,7 @@ use shoal_protocol::{key_slot, Frame, SLOT_COUNT};
 use tokio::io::AsyncWriteExt;
 
 use super::types::{Entry as LogEntry, LogId, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::cluster::events::{self, GroupIds};
 use crate::store::state_machine::MAX_STRING_LEN;
 use crate::store::value::Value;
 use crate::store::{Entry, Keyspace, StateMachine, WriteOp};
@@ -137,9 +139,15 @@ impl ShardStateMachine {
     /// this state machine alone.
     ///
     /// Blocking: it reads the snapshot. An async caller runs it in `spawn_blocking`.
-    pub fn open(snapshot_dir: &Path, sm: StateMachine) -> io::Result<ShardStateMachine> {
+    ///
+    /// `ids` name the node and group in the snapshot event lines (`cluster::events`).
+    pub fn open(
+        snapshot_dir: &Path,
+        sm: StateMachine,
+        ids: GroupIds,
+    ) -> io::Result<ShardStateMachine> {
         fs::create_dir_all(snapshot_dir)?;
-        let dir = SnapshotDir::new(fs::canonicalize(snapshot_dir)?);
+        let dir = SnapshotDir::new(fs::canonicalize(snapshot_dir)?, ids);
         dir.remove_temp_files()?;
         let mut this = ShardStateMachine {
             sm,
@@ -152,11 +160,12 @@ impl ShardStateMachine {
         for (_, path) in &candidates {
             match load_file(path) {
                 Ok(loaded) => {
-                    tracing::info!(
-                        path = %path.display(),
-                        id = %loaded.id,
-                        keys = loaded.entries.len(),
-                        "loaded snapshot"
+                    events::snapshot_loaded(
+                        ids,
+                        &loaded.meta,
+                        &loaded.id,
+                        path,
+                        loaded.entries.len(),
                     );
                     this.sm.keyspace().replace_all(loaded.entries);
                     this.last_applied = loaded.meta.last_log_id;
@@ -248,8 +257,15 @@ impl ShardStateMachine {
         reply
     }
 
+    /// Bytes held by the copy-on-write images of a snapshot being built (0 when none is):
+    /// under a steady stream of writes a build can end up holding a copy of most of the shard.
+    /// Shared with the builders, so it can be read once the state machine belongs to openraft.
+    pub fn capture_memory(&self) -> Arc<AtomicUsize> {
+        self.dir.inner.capture_memory.clone()
+    }
+
     fn new_builder(&mut self, permit: tokio::sync::OwnedMutexGuard<()>) -> ShardSnapshotBuilder {
-        let capture = Arc::new(Capture::new());
+        let capture = Arc::new(Capture::new(self.dir.inner.capture_memory.clone()));
         self.building = Arc::downgrade(&capture);
         ShardSnapshotBuilder {
             job: Some(BuildJob {
@@ -377,6 +393,7 @@ struct BuildJob {
 
 impl BuildJob {
     fn run(self) -> io::Result<(SnapshotMeta, File)> {
+        let started = std::time::Instant::now();
         let dir = &self.dir.inner.path;
         let name = snapshot_file_name(self.meta.last_log_id.as_ref());
         let path = dir.join(&name);
@@ -395,7 +412,13 @@ impl BuildJob {
         };
         // Opened before the permit is released: nothing can prune it first.
         let file = File::open(&path)?;
-        tracing::info!(path = %path.display(), records, "built snapshot");
+        events::snapshot_built(
+            self.dir.inner.ids,
+            &self.meta,
+            &path,
+            records,
+            started.elapsed(),
+        );
         self.dir.set_current_if_newer(&self.meta, &path);
         self.dir.prune();
         Ok((self.meta, file))
@@ -434,6 +457,8 @@ impl BuildJob {
 /// when the build began, whether the builder copies the slot itself or `apply` saved it first.
 struct Capture {
     state: Mutex<CaptureState>,
+    /// The group's count of bytes the saved images hold (`DirInner::capture_memory`).
+    memory: Arc<AtomicUsize>,
 }
 
 struct CaptureState {
@@ -450,9 +475,30 @@ struct SlotImage {
     records: u64,
 }
 
+impl SlotImage {
+    fn mem_usage(&self) -> usize {
+        crate::store::entry::allocation_size(self.bytes.capacity())
+    }
+}
+
+impl Drop for Capture {
+    /// A build that stops early leaves images nobody took.
+    fn drop(&mut self) {
+        let left: usize = self
+            .state
+            .lock()
+            .saved
+            .values()
+            .map(SlotImage::mem_usage)
+            .sum();
+        self.memory.fetch_sub(left, Ordering::Relaxed);
+    }
+}
+
 impl Capture {
-    fn new() -> Capture {
+    fn new(memory: Arc<AtomicUsize>) -> Capture {
         Capture {
+            memory,
             state: Mutex::new(CaptureState {
                 taken: vec![false; SLOT_COUNT as usize].into_boxed_slice(),
                 saved: HashMap::new(),
@@ -468,6 +514,7 @@ impl Capture {
             if !state.taken[slot as usize] {
                 let mut image = SlotImage::default();
                 encode_slot(keyspace, slot, &mut image);
+                self.memory.fetch_add(image.mem_usage(), Ordering::Relaxed);
                 state.saved.insert(slot, image);
                 state.taken[slot as usize] = true;
             }
@@ -480,7 +527,10 @@ impl Capture {
         let mut state = self.state.lock();
         state.taken[slot as usize] = true;
         match state.saved.remove(&slot) {
-            Some(image) => *out = image,
+            Some(image) => {
+                self.memory.fetch_sub(image.mem_usage(), Ordering::Relaxed);
+                *out = image;
+            }
             None => encode_slot(keyspace, slot, out),
         }
     }
@@ -514,19 +564,25 @@ struct SnapshotDir {
 
 struct DirInner {
     path: PathBuf,
+    /// Node and group, for the event lines.
+    ids: GroupIds,
     /// What `get_current_snapshot` serves: the newest snapshot built, installed or loaded.
     current: Mutex<Option<(SnapshotMeta, PathBuf)>>,
     /// Held by a builder from its creation to the end of its build.
     build_permit: Arc<tokio::sync::Mutex<()>>,
+    /// Bytes in the running build's saved slot images.
+    capture_memory: Arc<AtomicUsize>,
 }
 
 impl SnapshotDir {
-    fn new(path: PathBuf) -> SnapshotDir {
+    fn new(path: PathBuf, ids: GroupIds) -> SnapshotDir {
         SnapshotDir {
             inner: Arc::new(DirInner {
                 path,
+                ids,
                 current: Mutex::new(None),
                 build_permit: Arc::new(tokio::sync::Mutex::new(())),
+                capture_memory: Arc::default(),
             }),
         }
     }
@@ -633,11 +689,12 @@ impl SnapshotDir {
                 return Err(e);
             }
         };
-        tracing::info!(
-            path = %path.display(),
-            id = %loaded.id,
-            keys = loaded.entries.len(),
-            "installing snapshot"
+        events::snapshot_installed(
+            self.inner.ids,
+            meta,
+            &loaded.id,
+            &path,
+            loaded.entries.len(),
         );
         keyspace.replace_all(loaded.entries);
         *self.inner.current.lock() = Some((meta.clone(), path));
@@ -775,11 +832,8 @@ fn decode(file: &mut File, records: u64) -> io::Result<Loaded> {
         let entry = match collection {
             None => Entry::new(&key, &value, expires_at.unwrap_or(0)),
             Some(bytes) => {
-                let (v, _): (Value, _) =
-                    bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
-                        .map_err(|e| {
-                            invalid_data(format!("snapshot record {}: {e}", entries.len()))
-                        })?;
+                let (v, _): (Value, _) = super::bounded_decode::decode_bounded(&bytes)
+                    .map_err(|e| invalid_data(format!("snapshot record {}: {e}", entries.len())))?;
                 Entry::new_collection(&key, v, expires_at.unwrap_or(0))
             }
         };
@@ -918,7 +972,12 @@ mod tests {
     }
 
     fn open(dir: &Path) -> ShardStateMachine {
-        ShardStateMachine::open(dir, StateMachine::new(Arc::new(Keyspace::new()))).unwrap()
+        ShardStateMachine::open(
+            dir,
+            StateMachine::new(Arc::new(Keyspace::new())),
+            GroupIds::default(),
+        )
+        .unwrap()
     }
 
     async fn apply_all(sm: &mut ShardStateMachine, entries: Vec<LogEntry>) {

@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio_util::codec::{Decoder, Encoder};
 
+use super::bounded_decode::decode_bounded;
+
 /// Length and checksum.
 const HEADER: usize = 8;
 /// Default largest frame: snapshots travel in chunks well below this.
@@ -131,15 +133,15 @@ pub struct Header {
 
 /// Reads only the header of a verified frame payload.
 pub fn header_of(payload: &[u8]) -> Result<Header, WireError> {
-    bincode::serde::decode_from_slice(payload, bincode::config::standard())
+    decode_bounded(payload)
         .map(|(h, _)| h)
         .map_err(|e| WireError::Decode(e.to_string()))
 }
 
-/// Deserializes a verified frame payload.
+/// Deserializes a verified frame payload (allocating no more than its length justifies: see
+/// [`decode_bounded`]).
 pub fn from_payload<B: DeserializeOwned>(payload: &[u8]) -> Result<PeerMessage<B>, WireError> {
-    let (msg, used) = bincode::serde::decode_from_slice(payload, bincode::config::standard())
-        .map_err(|e| WireError::Decode(e.to_string()))?;
+    let (msg, used) = decode_bounded(payload).map_err(|e| WireError::Decode(e.to_string()))?;
     if used != payload.len() {
         return Err(WireError::Decode(format!(
             "{} trailing bytes",

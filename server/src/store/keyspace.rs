@@ -243,10 +243,11 @@ impl Keyspace {
         }
     }
 
-    /// Collects the keys of `slot` expired at `now`, and refreshes the slot's published
-    /// earliest deadline from the keys that remain.
+    /// Appends the keys of `slot` expired at `now` to `out` (which may hold other slots' keys
+    /// already), and refreshes the slot's published earliest deadline from the keys that remain.
     pub fn expired_in_slot(&self, slot: u16, now: UnixMillis, out: &mut Vec<bytes::Bytes>) {
         let table = self.slots[slot as usize].read();
+        let before = out.len();
         let mut earliest = NEVER;
         for e in table.entries.iter() {
             match e.expires_at() {
@@ -256,8 +257,10 @@ impl Keyspace {
             }
         }
         // Still under the read lock: no writer can lower the deadline concurrently. Keys just
-        // collected stay "due" until their delete is applied.
-        let due = if out.is_empty() { earliest } else { now };
+        // collected stay "due" until their delete is applied. Only this slot's keys count: a
+        // slot with nothing expired scanned after others' keys filled `out` must not be marked
+        // due, or it is rescanned every tick until its real deadline.
+        let due = if out.len() == before { earliest } else { now };
         self.next_deadline[slot as usize].store(due.min(earliest), Ordering::Relaxed);
     }
 
@@ -685,5 +688,19 @@ mod tests {
         out.clear();
         ks.expired_in_slot(slot, 1001, &mut out);
         assert_eq!(ks.slot_next_deadline(slot), None);
+    }
+
+    /// The cursor collects many slots' keys into one batch: a slot with nothing expired keeps
+    /// its own earliest deadline as its bound even when the batch already holds keys.
+    #[test]
+    fn a_slot_with_nothing_expired_is_not_marked_due_by_other_slots_keys() {
+        let ks = Keyspace::new();
+        ks.write_slots([&b"later"[..]])
+            .insert(Entry::new(b"later", b"v", 5000));
+        let slot = key_slot(b"later");
+        let mut out = vec![bytes::Bytes::from_static(b"another slot's key")];
+        ks.expired_in_slot(slot, 1001, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(ks.slot_next_deadline(slot), Some(5000));
     }
 }

@@ -6,9 +6,11 @@
 //! - `state_machine`: applies entries, producing replies.
 //! - `expiry`: finds expired keys for the leader to delete.
 //! - `access`, `eviction`: access words (LRU/LFU) and the choice of victims under `maxmemory`.
+//! - `dump`: Redis's `DUMP` serialization format (RDB objects) of any value.
 //! - `value`: collection values (hash, list, set, sorted set) and their encodings.
 
 pub mod access;
+pub mod dump;
 pub mod entry;
 pub mod eviction;
 pub mod expiry;
@@ -20,7 +22,7 @@ pub mod value;
 pub use entry::{Entry, UnixMillis};
 pub use keyspace::Keyspace;
 pub use ops::{Condition, ExpireCondition, Expiry, Proposal, TxStep, Watched, WriteOp};
-pub use state_machine::{StateMachine, TxReader};
+pub use state_machine::{OnWritten, StateMachine, TxReader};
 
 /// The wall clock in unix milliseconds. Only proposers and readers call this; `apply` never does.
 /// Commands use [`Clock`] instead, which costs no extra clock read.

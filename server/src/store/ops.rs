@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use smallvec::{smallvec, SmallVec};
 
+use super::dump::Dumped;
 use super::entry::UnixMillis;
 
 /// One entry of a shard's log.
@@ -118,6 +119,17 @@ pub enum WriteOp {
         members: Vec<Bytes>,
         single: bool,
     },
+    /// `RESTORE` with the payload the proposer decoded, or the error text it was refused with
+    /// (a bad TTL or payload): Redis looks for an existing key first, so a refusal is only
+    /// answered once `apply` has found the key free (`-BUSYKEY` otherwise). `ttl_ms` is
+    /// relative to the entry's clock unless `absttl`; 0 means none. Reply `+OK`.
+    Restore {
+        key: Bytes,
+        value: Result<Dumped, String>,
+        ttl_ms: i64,
+        absttl: bool,
+        replace: bool,
+    },
     /// Eviction: delete `keys`, chosen by the leader under `maxmemory`. Reply: how many existed.
     Evict { keys: Vec<Bytes> },
     /// `EXEC`: a transaction's commands applied as one entry, under one lock of their slots.
@@ -170,7 +182,8 @@ impl WriteOp {
             | WriteOp::Append { key, .. }
             | WriteOp::SetRange { key, .. }
             | WriteOp::Expire { key, .. }
-            | WriteOp::Persist { key } => smallvec![&key[..]],
+            | WriteOp::Persist { key }
+            | WriteOp::Restore { key, .. } => smallvec![&key[..]],
             WriteOp::MSet { pairs, .. } => pairs.iter().map(|(k, _)| &k[..]).collect(),
             WriteOp::Delete { keys }
             | WriteOp::DeleteExpired { keys }

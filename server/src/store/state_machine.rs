@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use shoal_protocol::Frame;
 
+use super::dump::Dumped;
 use super::entry::{Entry, UnixMillis};
 use super::keyspace::fingerprint;
 use super::keyspace::{Keyspace, SlotsMut};
@@ -24,10 +25,15 @@ pub const MAX_STRING_LEN: u64 = 512 * 1024 * 1024;
 /// command layer provides it, so reads inside `EXEC` are the same code as reads outside.
 pub type TxReader = Arc<dyn Fn(&Keyspace, &[Bytes], UnixMillis) -> Frame + Send + Sync>;
 
+/// Told the keys of every applied entry, after its locks are released (the leader's blocked
+/// clients wait on them: `crate::blocking`). Never changes data.
+pub type OnWritten = Arc<dyn Fn(&[&[u8]], UnixMillis) + Send + Sync>;
+
 pub struct StateMachine {
     keyspace: Arc<Keyspace>,
     /// How `EXEC` runs its read commands (`None`: they answer an error).
     tx_reader: Option<TxReader>,
+    on_written: Option<OnWritten>,
 }
 
 impl StateMachine {
@@ -35,6 +41,7 @@ impl StateMachine {
         StateMachine {
             keyspace,
             tx_reader: None,
+            on_written: None,
         }
     }
 
@@ -43,7 +50,13 @@ impl StateMachine {
         StateMachine {
             keyspace,
             tx_reader: reader,
+            on_written: None,
         }
+    }
+
+    /// Calls `hook` with the keys of each entry once it is applied.
+    pub fn set_on_written(&mut self, hook: OnWritten) {
+        self.on_written = Some(hook);
     }
 
     pub fn keyspace(&self) -> &Arc<Keyspace> {
@@ -52,6 +65,16 @@ impl StateMachine {
 
     /// Applies one entry; the result is the reply for the client that proposed it.
     pub fn apply(&self, proposal: &Proposal) -> Frame {
+        let reply = self.apply_locked(proposal);
+        if let Some(hook) = &self.on_written {
+            if !matches!(proposal.op, WriteOp::FlushAll) {
+                hook(&proposal.op.keys(), proposal.now_ms);
+            }
+        }
+        reply
+    }
+
+    fn apply_locked(&self, proposal: &Proposal) -> Frame {
         let now = proposal.now_ms;
         let op = &proposal.op;
         let mut slots = match op {
@@ -338,6 +361,36 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
             Frame::Integer(evicted as i64)
         }
         WriteOp::Data { args } => crate::types::apply(s, args, now)?,
+        WriteOp::Restore {
+            key,
+            value,
+            ttl_ms,
+            absttl,
+            replace,
+        } => {
+            if !replace && s.get(key, now).is_some() {
+                return Err(CommandError::Raw(
+                    "BUSYKEY Target key name already exists.".into(),
+                ));
+            }
+            let value = value.as_ref().map_err(|e| CommandError::Raw(e.clone()))?;
+            if *replace {
+                s.remove(key);
+            }
+            let deadline = match (*ttl_ms, *absttl) {
+                (0, _) => 0,
+                (t, true) => t,
+                (t, false) => t.saturating_add(now as i64),
+            };
+            // A deadline already past leaves no key (the old one is gone with REPLACE).
+            if deadline == 0 || deadline > now as i64 {
+                s.insert(match value {
+                    Dumped::String(v) => Entry::new(key, v, deadline as u64),
+                    Dumped::Collection(c) => Entry::new_collection(key, c.clone(), deadline as u64),
+                });
+            }
+            Frame::ok()
+        }
         WriteOp::PopMembers {
             key,
             members,

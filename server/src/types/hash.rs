@@ -6,6 +6,7 @@ use shoal_protocol::{CommandId, Frame};
 use super::{bulk, rand_count, random_indexes, scan_args, Reader, ScanArgs, Writer};
 use crate::error::{CommandError, CommandResult};
 use crate::numbers::{format_f64, parse_f64, parse_i64};
+use crate::store::value::Hash;
 
 pub fn write(w: &mut Writer<'_, '_>, id: CommandId, args: &[Bytes]) -> CommandResult {
     let key = &args[1];
@@ -104,13 +105,22 @@ pub fn read(r: &Reader<'_>, id: CommandId, args: &[Bytes]) -> CommandResult {
         })),
         CommandId::Hscan => {
             let scan = scan_args(args)?;
-            let mut items = Vec::new();
-            for (f, v) in h.iter().flat_map(|h| h.iter()) {
-                if scan.matches(f) {
-                    items.extend([bulk(f), bulk(v)]);
+            match h {
+                Some(Hash::Table(m)) => scan.step(
+                    m.len(),
+                    m.iter().map(|(f, v)| (&f[..], &v[..])),
+                    |f, v, out| out.extend([bulk(f), bulk(v)]),
+                ),
+                _ => {
+                    let mut items = Vec::new();
+                    for (f, v) in h.iter().flat_map(|h| h.iter()) {
+                        if scan.matches(f) {
+                            items.extend([bulk(f), bulk(v)]);
+                        }
+                    }
+                    ScanArgs::reply(items)
                 }
             }
-            ScanArgs::reply(items)
         }
         CommandId::Hrandfield => return hrandfield(h, args),
         _ => return Err(CommandError::Syntax),

@@ -1,4 +1,4 @@
-//! List commands (`LPUSH` ... `LMPOP`; the blocking ones are not served yet).
+//! List commands (`LPUSH` ... `LMPOP`; the blocking ones pop through these: `crate::blocking`).
 
 use bytes::Bytes;
 use shoal_protocol::{CommandId, Frame};

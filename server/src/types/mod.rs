@@ -10,6 +10,7 @@
 pub mod hash;
 pub mod list;
 pub mod set;
+pub mod sort;
 pub mod zset;
 
 use bytes::Bytes;
@@ -34,11 +35,15 @@ pub fn apply(s: &mut SlotsMut<'_>, args: &[Bytes], now: UnixMillis) -> CommandRe
         Sadd | Srem | Smove | Sinterstore | Sunionstore | Sdiffstore => {
             set::write(&mut w, spec.id, args)
         }
-        Zadd | Zincrby | Zrem | Zpopmin | Zpopmax | Zrangestore | Zunionstore | Zinterstore
-        | Zdiffstore | Zremrangebyrank | Zremrangebyscore | Zremrangebylex => {
+        Blpop | Brpop | Brpoplpush | Blmove | Blmpop | Bzpopmin | Bzpopmax | Bzmpop => {
+            blocking_pop(&mut w, spec.id, args)
+        }
+        Zadd | Zincrby | Zrem | Zpopmin | Zpopmax | Zmpop | Zrangestore | Zunionstore
+        | Zinterstore | Zdiffstore | Zremrangebyrank | Zremrangebyscore | Zremrangebylex => {
             zset::write(&mut w, spec.id, args)
         }
         Copy => copy(&mut w, args),
+        Sort => sort::write(&mut w, args),
         _ => Err(CommandError::Err(format!(
             "'{}' is not a data-type write",
             spec.name
@@ -58,6 +63,18 @@ pub fn apply(s: &mut SlotsMut<'_>, args: &[Bytes], now: UnixMillis) -> CommandRe
     result
 }
 
+/// A blocking pop inside a transaction (`EXEC` applies it): its non-blocking pop, with the
+/// blocking command's reply (nil when every key is empty, as a timed-out wait in Redis).
+fn blocking_pop(w: &mut Writer<'_, '_>, id: CommandId, args: &[Bytes]) -> CommandResult {
+    let call = crate::blocking::Call::parse(id, args)?;
+    let pop = CommandSpec::lookup(&call.pop).map_err(|_| CommandError::Syntax)?;
+    let reply = match pop.id {
+        CommandId::Zmpop => zset::write(w, pop.id, &call.pop)?,
+        _ => list::write(w, pop.id, &call.pop)?,
+    };
+    Ok(call.shape.apply(reply))
+}
+
 /// Runs a data-type command: a read at once, a write proposed as a [`WriteOp`].
 pub fn run(ctx: &mut Ctx<'_>) -> CommandResult {
     use CommandId::*;
@@ -67,6 +84,7 @@ pub fn run(ctx: &mut Ctx<'_>) -> CommandResult {
     }
     match id {
         Spop => return set::spop(ctx),
+        Sort | SortRo => return sort::run(ctx),
         Object | ObjectHelp => return object_help(ctx),
         _ => {}
     }
@@ -114,7 +132,8 @@ fn check_numkeys(args: &[Bytes], at: usize, name: &str) -> Result<usize, Command
         });
     }
     if n as usize > args.len() - at - 1 {
-        return Err(if zset_family || name == "lmpop" {
+        let mpop = matches!(name, "lmpop" | "blmpop" | "zmpop" | "bzmpop");
+        return Err(if zset_family || mpop {
             CommandError::Syntax
         } else {
             CommandError::Err("Number of keys can't be greater than number of args".into())
@@ -300,18 +319,21 @@ fn object_help(ctx: &mut Ctx<'_>) -> CommandResult {
     ))
 }
 
-/// The `[MATCH pattern] [COUNT n]` options of the SCAN family after the cursor; the cursor
-/// itself must be a valid unsigned integer.
+/// The cursor and `[MATCH pattern] [COUNT n]` options of `HSCAN`/`SSCAN`/`ZSCAN`; the cursor
+/// must be a valid unsigned integer.
 pub struct ScanArgs {
+    pub cursor: u64,
     pub pattern: Option<Bytes>,
+    pub count: usize,
 }
 
 pub fn scan_args(args: &[Bytes]) -> Result<ScanArgs, CommandError> {
-    std::str::from_utf8(&args[2])
+    let cursor = std::str::from_utf8(&args[2])
         .ok()
         .and_then(|c| c.parse::<u64>().ok())
         .ok_or(CommandError::InvalidCursor)?;
     let mut pattern = None;
+    let mut count = 10;
     let mut i = 3;
     while i < args.len() {
         let opt = &args[i];
@@ -323,12 +345,28 @@ pub fn scan_args(args: &[Bytes]) -> Result<ScanArgs, CommandError> {
             if n < 1 {
                 return Err(CommandError::Syntax);
             }
+            count = n as usize;
         } else {
             return Err(CommandError::Syntax);
         }
         i += 2;
     }
-    Ok(ScanArgs { pattern })
+    Ok(ScanArgs {
+        cursor,
+        pattern,
+        count,
+    })
+}
+
+/// At most this many steps cover a large collection, however small `COUNT` is: each step
+/// looks at every element (see [`ScanArgs::step`]), so a scan costs at most this many passes.
+const MAX_SCAN_STEPS: u128 = 1024;
+
+/// The seed-free hash that places an element in the cursor space: the same in every process,
+/// so a cursor stays valid when a new leader answers the next call.
+fn scan_position(elem: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::quality::FixedState::with_seed(0x5ca_c0de).hash_one(elem)
 }
 
 impl ScanArgs {
@@ -338,10 +376,40 @@ impl ScanArgs {
             .is_none_or(|p| crate::glob::glob_match(p, item, false))
     }
 
-    /// The reply: the whole collection in one step (cursor 0). SCAN's guarantees hold (every
-    /// element present for the whole iteration is returned); COUNT is only a hint.
+    /// The reply of a small encoding: the whole collection in one step (cursor 0), as Redis
+    /// answers for listpacks and intsets.
     pub fn reply(items: Vec<Frame>) -> Frame {
         Frame::Array(vec![Frame::bulk("0"), Frame::Array(items)])
+    }
+
+    /// One step of a cursor over a large collection of `len` elements, each given by the
+    /// bytes that identify it and what the reply shows for it (`matches` filters by the
+    /// former). The cursor is a position in the 64-bit space of [`scan_position`]: a step
+    /// returns the elements whose position lies in `[cursor, cursor + width)`, with the width
+    /// chosen for about `COUNT` elements, and the next cursor is where it ended (0: done).
+    /// An element's position never changes, so every element present for the whole scan is
+    /// returned exactly once, whatever is added, removed or rehashed meanwhile.
+    pub fn step<'a, T>(
+        &self,
+        len: usize,
+        items: impl Iterator<Item = (&'a [u8], T)>,
+        show: impl Fn(&'a [u8], T, &mut Vec<Frame>),
+    ) -> Frame {
+        let steps = (len.div_ceil(self.count).max(1) as u128)
+            .next_power_of_two()
+            .min(MAX_SCAN_STEPS);
+        let width = (1u128 << 64) / steps;
+        let start = self.cursor as u128;
+        let end = start + width;
+        let mut out = Vec::new();
+        for (id, item) in items {
+            let at = scan_position(id) as u128;
+            if at >= start && at < end && self.matches(id) {
+                show(id, item, &mut out);
+            }
+        }
+        let next = if end >= 1u128 << 64 { 0 } else { end as u64 };
+        Frame::Array(vec![Frame::bulk(next.to_string()), Frame::Array(out)])
     }
 }
 

@@ -156,13 +156,19 @@ pub fn read(r: &Reader<'_>, id: CommandId, args: &[Bytes]) -> CommandResult {
         }
         Sscan => {
             let scan = scan_args(args)?;
-            let items = r.set(&args[1])?.map_or_else(Vec::new, |s| {
-                s.members()
-                    .filter(|m| scan.matches(m))
-                    .map(|m| bulk(&m))
-                    .collect()
-            });
-            Ok(ScanArgs::reply(items))
+            Ok(match r.set(&args[1])? {
+                Some(crate::store::value::Set::Table(t)) => {
+                    scan.step(t.len(), t.iter().map(|m| (&m[..], ())), |m, (), out| {
+                        out.push(bulk(m))
+                    })
+                }
+                s => ScanArgs::reply(s.map_or_else(Vec::new, |s| {
+                    s.members()
+                        .filter(|m| scan.matches(m))
+                        .map(|m| bulk(&m))
+                        .collect()
+                })),
+            })
         }
         Srandmember => {
             if args.len() > 3 {

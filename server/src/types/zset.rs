@@ -333,6 +333,7 @@ pub fn write(w: &mut Writer<'_, '_>, id: CommandId, args: &[Bytes]) -> CommandRe
                 Some(_) => Frame::Pairs(popped),
             })
         }
+        Zmpop => zmpop(w, args),
         Zremrangebyrank | Zremrangebyscore | Zremrangebylex => {
             let by = match id {
                 Zremrangebyrank => "rank",
@@ -385,6 +386,41 @@ pub fn write(w: &mut Writer<'_, '_>, id: CommandId, args: &[Bytes]) -> CommandRe
         }
         _ => Err(CommandError::Syntax),
     }
+}
+
+/// `ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]`: pops from the first non-empty sorted
+/// set; `[key, [[member, score], ...]]`, or nil if all are empty.
+fn zmpop(w: &mut Writer<'_, '_>, args: &[Bytes]) -> CommandResult {
+    let keys = crate::blocking::mpop_keys(args, 1, ["min", "max"])?;
+    let side_at = 2 + keys.len();
+    let max = is(&args[side_at], "max");
+    let count = args
+        .get(side_at + 2)
+        .and_then(|c| crate::numbers::parse_i64(c))
+        .unwrap_or(1) as usize;
+    for key in &keys {
+        let Some(z) = w.zset_mut(key, false)? else {
+            continue;
+        };
+        let mut popped = Vec::new();
+        while popped.len() < count {
+            let next = if max {
+                z.iter().next_back()
+            } else {
+                z.iter().next()
+            };
+            let Some((s, m)) = next.map(|(s, m)| (s, m.to_vec())) else {
+                break;
+            };
+            z.remove(&m);
+            popped.push(Frame::Array(vec![bulk(&m), Frame::Double(s)]));
+        }
+        return Ok(Frame::Array(vec![
+            Frame::Bulk(key.clone()),
+            Frame::Array(popped),
+        ]));
+    }
+    Ok(Frame::NullArray)
 }
 
 /// `ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...]`.
@@ -709,8 +745,16 @@ pub fn read(r: &Reader<'_>, id: CommandId, args: &[Bytes]) -> CommandResult {
         }
         Zscan => {
             let scan = scan_args(args)?;
+            let z = r.zset(&args[1])?;
+            if let Some(ZSet::Skip { scores, .. }) = z {
+                return Ok(scan.step(
+                    scores.len(),
+                    scores.iter().map(|(m, s)| (&m[..], *s)),
+                    |m, s, out| out.extend([bulk(m), Frame::bulk(format_reply_double(s))]),
+                ));
+            }
             let mut items = Vec::new();
-            for (s, m) in r.zset(&args[1])?.iter().flat_map(|z| z.iter()) {
+            for (s, m) in z.iter().flat_map(|z| z.iter()) {
                 if scan.matches(m) {
                     items.extend([bulk(m), Frame::bulk(format_reply_double(s))]);
                 }

@@ -69,6 +69,10 @@ impl Server {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Runs `redis-cli -p <port> args...` and returns its stdout.
     pub fn cli(&self, args: &[&str]) -> String {
         redis_cli(self.port(), args)

@@ -1,0 +1,262 @@
+//! Mutual TLS on the peer port (`--tls-cluster yes`) with real processes and certificates made
+//! here with the openssl CLI: a 3-node cluster forms, replicates and serves `redis-cli --tls`;
+//! a node whose certificate comes from another CA, and a node speaking plain TCP, are refused
+//! (both sides log why) and never become members.
+
+mod common;
+use common::*;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl must be installed");
+    assert!(out.status.success(), "openssl {args:?}: {out:?}");
+}
+
+/// `<ca>.crt/key`, a self-signed CA.
+fn make_ca(dir: &Path, ca: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            &format!("{ca}.key"),
+            "-out",
+            &format!("{ca}.crt"),
+            "-subj",
+            &format!("/CN=shoal test {ca}"),
+        ],
+    );
+}
+
+/// `<name>.crt/key` signed by `ca`, for 127.0.0.1, usable as server and as client (a node
+/// presents the same certificate on both ends of its peer connections, as Redis's nodes do).
+fn make_node_cert(dir: &Path, ca: &str, name: &str) {
+    std::fs::write(
+        dir.join(format!("{name}.ext")),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN=shoal {name}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.crt"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &format!("{name}.crt"),
+            "-extfile",
+            &format!("{name}.ext"),
+        ],
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `redis-cli --tls` (with the node certificate as its client certificate) against `port`.
+fn tls_cli(dir: &Path, port: u16, cmd: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .current_dir(dir)
+        .args([
+            "--tls", "--cacert", "ca.crt", "--cert", "node.crt", "--key", "node.key",
+        ])
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(cmd)
+        .output()
+        .expect("redis-cli");
+    assert!(out.status.success(), "redis-cli {cmd:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A `shoal-server` joining through `seed` with `flags`; stderr to `log`.
+fn outsider(seed: &str, data_dir: &Path, log: &Path, flags: &[String]) -> Child {
+    std::fs::create_dir_all(data_dir).unwrap();
+    Command::new(cluster_binary())
+        .args(["--port", "0", "--cluster-port", "0", "--bind", "127.0.0.1"])
+        .args(["--log-level", "warn", "--join", seed, "--data-dir"])
+        .arg(data_dir)
+        .args(flags)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("spawn shoal-server")
+}
+
+fn cert_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("shoal-tls-cluster-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    make_ca(&dir, "ca");
+    make_node_cert(&dir, "ca", "node");
+    make_ca(&dir, "other-ca");
+    make_node_cert(&dir, "other-ca", "stranger");
+    dir
+}
+
+#[test]
+fn a_tls_cluster_forms_and_serves_and_refuses_foreign_and_plaintext_peers() {
+    let dir = cert_dir();
+    let file = |n: &str| dir.join(n).display().to_string();
+    let tls_flags = |cert: &str, ca: &str| -> Vec<String> {
+        cmd(&[
+            "--tls-cluster",
+            "yes",
+            "--tls-cert-file",
+            &file(&format!("{cert}.crt")),
+            "--tls-key-file",
+            &file(&format!("{cert}.key")),
+            "--tls-ca-cert-file",
+            &file(&format!("{ca}.crt")),
+        ])
+    };
+    let tls_ports = [free_port(), free_port(), free_port()];
+    let node_flags = |i: usize| -> Vec<String> {
+        let mut f = cmd(&["--shards", "4", "--replicas", "3"]);
+        f.extend(tls_flags("node", "ca"));
+        f.extend(cmd(&["--tls-port", &tls_ports[i].to_string()]));
+        f
+    };
+    let flags0 = node_flags(0);
+    let refs0: Vec<&str> = flags0.iter().map(String::as_str).collect();
+    let mut cluster = Cluster::start(1, &refs0);
+    for i in 1..3 {
+        let flags = node_flags(i);
+        let refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+        cluster.join(&refs);
+    }
+    cluster.wait_ok(Duration::from_secs(60));
+    cluster.wait_balanced(3, Duration::from_secs(90));
+
+    // Clients over TLS, writes replicated over the TLS peer links to every node.
+    for i in 0..50 {
+        let port = tls_ports[i % 3];
+        assert_eq!(
+            tls_cli(&dir, port, &["SET", &format!("k{i}"), &format!("v{i}")]),
+            "OK"
+        );
+    }
+    for i in 0..50 {
+        let port = tls_ports[(i + 1) % 3];
+        assert_eq!(
+            tls_cli(&dir, port, &["GET", &format!("k{i}")]),
+            format!("v{i}")
+        );
+    }
+    cluster.wait_converged(Duration::from_secs(60));
+    let nodes = tls_cli(&dir, tls_ports[0], &["CLUSTER", "NODES"]);
+    assert_eq!(nodes.lines().count(), 3, "CLUSTER NODES: {nodes}");
+    let slots = tls_cli(&dir, tls_ports[1], &["CLUSTER", "SLOTS"]);
+    assert!(
+        slots.lines().any(|l| l == "16383"),
+        "CLUSTER SLOTS: {slots}"
+    );
+
+    // A plain-TCP stranger on the peer port is not even answered with the handshake greeting.
+    let peer = cluster.nodes[0].peer_addr;
+    let mut plain = std::net::TcpStream::connect(peer).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut hello = b"SHOALPA1".to_vec();
+    hello.extend([7u8; 32]);
+    plain.write_all(&hello).unwrap();
+    let mut got = Vec::new();
+    let _ = plain.read_to_end(&mut got);
+    assert!(
+        !got.starts_with(b"SHOALPA1"),
+        "plaintext handshake answered: {got:?}"
+    );
+
+    // Real nodes that are not members: one with a certificate from another CA, one without TLS.
+    let seed = peer.to_string();
+    let outsiders = [
+        (
+            "foreign-ca",
+            tls_flags("stranger", "other-ca"),
+            "peer TLS handshake failed",
+        ),
+        ("plaintext", Vec::new(), "peer authentication failed"),
+    ];
+    for (name, flags, symptom) in outsiders {
+        let log = dir.join(format!("{name}.stderr"));
+        let member_log_before = cluster.nodes[0].stderr().len();
+        let mut child = outsider(&seed, &dir.join(name), &log, &flags);
+        let refused = eventually(Duration::from_secs(20), || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains(symptom)
+        });
+        let member_refused = eventually(Duration::from_secs(10), || {
+            let log = cluster.nodes[0].stderr();
+            log[member_log_before..].lines().any(|l| {
+                l.contains("refused a peer connection: authentication failed")
+                    && l.contains("peer TLS handshake failed")
+            })
+        });
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            refused,
+            "{name}: the outsider never saw the cluster refuse it: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        assert!(
+            member_refused,
+            "{name}: the member did not log the refusal: {}",
+            cluster.nodes[0].stderr()
+        );
+        for node in cluster.running() {
+            assert_eq!(
+                node.cluster_info()["cluster_known_nodes"],
+                "3",
+                "{name} joined"
+            );
+        }
+    }
+    assert_eq!(tls_cli(&dir, tls_ports[2], &["GET", "k7"]), "v7");
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}
