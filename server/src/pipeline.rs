@@ -732,10 +732,37 @@ impl Pipeline {
     /// Finishes a client batch: every reply, in request order, with its protocol version.
     pub async fn finish(&mut self, session: &mut Session, mut emit: impl FnMut(Frame, Version)) {
         self.send_batches();
+        // Groups with a request run again in this batch, possibly on another node: this
+        // node's replica may not have applied that write yet, so a read queued after it runs
+        // here only past a new read barrier (else on the leader).
+        let mut run_again = HashSet::new();
         while let Some(done) = self.jobs.next().await {
             let (version, timing) = self.versions.pop_front().unwrap_or((session.resp, None));
+            if let Done::Again { group, .. } = &done {
+                run_again.insert(*group);
+            }
             let reply = match done {
                 Done::Reply(f) => f,
+                Done::Read {
+                    replica,
+                    spec,
+                    args,
+                    ran,
+                } if run_again.contains(&replica.group) => {
+                    // A barrier taken now covers the write run again (it was acknowledged):
+                    // past it, this replica has applied it, and later reads may run here.
+                    let group = replica.group;
+                    let reply = if replica.is_leader() && replica.read_barrier().await.is_ok() {
+                        run_again.remove(&group);
+                        run_read(&self.node, session, Some(&replica), spec, &args)
+                    } else {
+                        run_on_group(&self.node, session, spec, group, args).await
+                    };
+                    if let Some(ran) = ran {
+                        let _ = ran.send(());
+                    }
+                    reply
+                }
                 Done::Read {
                     replica,
                     spec,

@@ -115,7 +115,7 @@ impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).expect("connect");
         stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
+            .set_read_timeout(Some(Duration::from_secs(30)))
             .expect("timeout");
         Client {
             stream,
@@ -253,6 +253,8 @@ pub struct ShardRaft {
     pub committed: u64,
     pub applied: u64,
     pub snapshot: u64,
+    /// The last log index deleted behind the snapshot.
+    pub purged: u64,
     pub voters: usize,
     /// The voters' node ids, as this replica's membership has them.
     pub voter_ids: Vec<u64>,
@@ -290,6 +292,7 @@ pub fn parse_raft_shards(text: &str) -> std::collections::BTreeMap<u32, ShardRaf
                     committed: num(&m, "committed"),
                     applied: num(&m, "applied"),
                     snapshot: num(&m, "snapshot"),
+                    purged: num(&m, "purged"),
                     voters: voter_ids.len(),
                     voter_ids,
                 },
