@@ -474,6 +474,7 @@ fn snapshots_built_and_installed_log_one_line_with_node_and_group() {
         ],
     );
     let down = cluster.nodes[2].id;
+    let had = cluster.nodes[2].raft();
     let status = cluster.nodes[2].terminate(Duration::from_secs(15));
     assert!(status.success(), "{status}");
     // Far more than the 1000 entries a log keeps behind its snapshot, in each shard.
@@ -481,6 +482,21 @@ fn snapshots_built_and_installed_log_one_line_with_node_and_group() {
         .map(|i| (format!("snap:{i}"), format!("v{i}")))
         .collect();
     common::set_all(&mut cluster.nodes[0].client(), &pairs);
+    // The stopped node catches up by snapshot only once the entries it lacks are gone from
+    // every live replica's log (a leader keeps entries a replication stream still reads).
+    let purged_past_down = |cluster: &Cluster| {
+        cluster.nodes[..2].iter().all(|n| {
+            n.raft()
+                .iter()
+                .all(|(shard, r)| had.get(shard).is_none_or(|h| r.purged > h.last_log))
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(60), || purged_past_down(&cluster)),
+        "the live replicas kept the entries node {down} lacks: it had {had:?}; they have {:?} and {:?}",
+        cluster.nodes[0].raft(),
+        cluster.nodes[1].raft()
+    );
     cluster.nodes[2].restart();
 
     let events = |node: &common::ClusterNode, message: &str| -> Vec<serde_json::Value> {

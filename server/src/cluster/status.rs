@@ -20,6 +20,8 @@ pub struct GroupStatus {
     pub committed: u64,
     pub applied: u64,
     pub snapshot: u64,
+    /// The last log index deleted behind the snapshot (0: none yet).
+    pub purged: u64,
     pub voters: Vec<NodeId>,
     pub learners: Vec<NodeId>,
 }
@@ -44,6 +46,7 @@ impl GroupStatus {
             committed: index(&m.local_committed),
             applied: index(&m.last_applied),
             snapshot: index(&m.snapshot),
+            purged: index(&m.purged),
             voters: membership.voter_ids().collect(),
             learners: membership.learner_ids().collect(),
         }
@@ -52,7 +55,7 @@ impl GroupStatus {
     /// `role=leader,leader=1,term=2,...` (one INFO value).
     pub fn info_value(&self) -> String {
         format!(
-            "role={},leader={},term={},last_log={},committed={},applied={},snapshot={},voters={},learners={}",
+            "role={},leader={},term={},last_log={},committed={},applied={},snapshot={},purged={},voters={},learners={}",
             self.role,
             self.leader.unwrap_or(0),
             self.term,
@@ -60,6 +63,7 @@ impl GroupStatus {
             self.committed,
             self.applied,
             self.snapshot,
+            self.purged,
             ids(&self.voters),
             ids(&self.learners),
         )
