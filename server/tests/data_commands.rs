@@ -441,7 +441,10 @@ fn redis_cli_drives_every_family() {
     let server = Server::start();
     assert_eq!(server.cli(&["SET", "k", "v", "EX", "100"]), "OK");
     assert_eq!(server.cli(&["GET", "k"]), "v");
-    assert_eq!(server.cli(&["TTL", "k"]), "100");
+    // Rounded to the nearest second as Redis does: 99 once half a second has passed (one
+    // redis-cli start on a loaded machine can take that long).
+    let ttl = server.cli(&["TTL", "k"]);
+    assert!(ttl == "100" || ttl == "99", "TTL {ttl}");
     assert_eq!(server.cli(&["INCRBY", "n", "5"]), "5");
     assert_eq!(server.cli(&["MSET", "a", "1", "b", "2"]), "OK");
     assert_eq!(server.cli(&["MGET", "a", "b", "zz"]), "1\n2");
