@@ -159,8 +159,10 @@ async fn last_index(raft: &Raft) -> u64 {
 }
 
 async fn wait_applied(node: &TestNode, index: u64) {
+    // Generous: a snapshot streamed to a new learner on a loaded 2-core machine can take
+    // longer than 10 s; a healthy run takes well under one.
     node.raft
-        .wait(Some(Duration::from_secs(10)))
+        .wait(Some(Duration::from_secs(30)))
         .applied_index_at_least(Some(index), "caught up")
         .await
         .expect("node catches up");
