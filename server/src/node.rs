@@ -76,6 +76,8 @@ pub struct Node {
     /// Where the HTTP endpoint listens (`--http-port`), once bound.
     pub http_addr: RwLock<Option<SocketAddr>>,
     pub shutdown: CancellationToken,
+    /// The graceful stop's client and peer drain (see `drain`).
+    pub drain: crate::drain::Drain,
     /// Set when this node has been drained out of the cluster: on the way out it deletes its
     /// state, so the data dir can start a new node.
     pub left: std::sync::atomic::AtomicBool,
@@ -211,6 +213,7 @@ impl Node {
             client_addr: RwLock::new(None),
             http_addr: RwLock::new(None),
             shutdown: CancellationToken::new(),
+            drain: Default::default(),
             left: std::sync::atomic::AtomicBool::new(false),
         });
         node.pubsub

@@ -29,11 +29,13 @@ pub async fn handle(node: Arc<Node>, group: GroupId, request: PeerRequest) -> Pe
             PeerResponse::Raft(node.router.handle(group, rpc).await)
         }
         PeerRequest::Forward(items) => {
+            // A stopping node finishes these before its groups stop (see `drain`).
+            let _running = node.drain.peer_work();
             // Replies go back as frames; the origin encodes them for its client's protocol.
             let mut session = Session::peer(Version::Resp3);
             // A batch comes from one origin: all its items are counted, or none.
             session.counted = items.first().is_none_or(|i| i.counted);
-            let mut pipeline = Pipeline::new(node, Mode::Peer);
+            let mut pipeline = Pipeline::new(node.clone(), Mode::Peer);
             for item in items {
                 pipeline.push_forwarded(&mut session, item).await;
             }
@@ -41,6 +43,7 @@ pub async fn handle(node: Arc<Node>, group: GroupId, request: PeerRequest) -> Pe
         }
         PeerRequest::Join(request) => PeerResponse::Join(join(&node, request).await),
         PeerRequest::Tx(request) => {
+            let _running = node.drain.peer_work();
             PeerResponse::Tx(crate::commands::transaction::serve(&node, request).await)
         }
         PeerRequest::Publish {
