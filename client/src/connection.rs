@@ -148,7 +148,16 @@ impl Connection {
         Ok(())
     }
 
-    /// False once the socket has failed; the pool then opens a new connection.
+    /// Takes the connection out of use (its node is shutting down): the pool opens a new one
+    /// for the next request, and this one closes once the requests in flight on it are
+    /// answered and every handle is dropped, from the client's side, so no request can be
+    /// written while the node closes it.
+    pub fn retire(&self) {
+        self.alive.store(false, Ordering::Release);
+    }
+
+    /// False once the socket has failed or the connection was retired; the pool then opens a
+    /// new connection.
     pub fn is_alive(&self) -> bool {
         self.alive.load(Ordering::Acquire) && !self.requests.is_closed()
     }
@@ -189,7 +198,11 @@ async fn run(
     alive: Arc<AtomicBool>,
 ) {
     let in_flight = Arc::new(Mutex::new(VecDeque::<InFlight>::new()));
+    // Biased to the reader: when the server's close (EOF) and a new request are ready at
+    // once, the close is seen first, so the request fails as not sent (safe to retry) rather
+    // than being written to a closed connection and failing as sent (outcome unknown).
     let reason = tokio::select! {
+        biased;
         r = read_replies(reader, &in_flight) => r,
         w = write_requests(writer, &mut requests, &in_flight) => w,
     };
