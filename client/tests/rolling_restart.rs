@@ -176,6 +176,9 @@ fn rolling_restart_under_load_surfaces_no_client_error_and_loses_no_acknowledged
         total.unknown.len(),
         total.slowest
     );
+    for what in total.unknown.iter().chain(&total.errors).take(20) {
+        eprintln!("  surfaced: {what}");
+    }
     assert!(
         total.errors.is_empty(),
         "{} errors surfaced to the application, first: {:?}",
