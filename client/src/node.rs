@@ -232,14 +232,9 @@ impl Node {
     }
 }
 
-/// The start of a shoal node's reply to a request it read while shutting down (not run).
-const SHUTTING_DOWN: &str = "TRYAGAIN this node is shutting down";
-
 /// Whether a reply says its node is shutting down (see [`Connection::retire`]).
 fn says_shutting_down(frames: &[Frame]) -> bool {
-    frames
-        .iter()
-        .any(|f| matches!(f, Frame::Error(m) if m.starts_with(SHUTTING_DOWN)))
+    frames.iter().any(crate::connection::says_shutting_down)
 }
 
 #[cfg(test)]

@@ -139,7 +139,7 @@ async fn run(
         let n = tokio::select! {
             _ = handle.kill.cancelled() => return Ok(()),
             _ = node.drain.started(), if !draining => continue,
-            _ = close => return close_gracefully(&mut stream).await,
+            _ = close => return close_gracefully(&mut stream, session.resp).await,
             // A subscriber is never idle-timed-out (as in Redis).
             _ = idle, if session.pubsub.total() == 0 => return Ok(()),
             Some(message) = mailbox.recv() => {
@@ -172,7 +172,7 @@ async fn run(
             }
             flush(node, &mut stream, &mut wbuf, &mut out).await?;
             if node.drain.past_deadline() {
-                return close_gracefully(&mut stream).await;
+                return close_gracefully(&mut stream, session.resp).await;
             }
             continue;
         }
@@ -377,10 +377,23 @@ async fn flush(
     Ok(())
 }
 
-/// Closes a drained connection with a FIN after its replies, then reads (and drops) what the
-/// client still sends until it closes too, briefly: closing with unread input would send a
-/// reset, which can make the client's kernel discard replies it has not read yet.
-async fn close_gracefully(stream: &mut impl ClientStream) -> std::io::Result<()> {
+/// Closes a drained connection after its replies: a last, unasked-for `SHUTTING_DOWN` error,
+/// then a FIN, then reads (and drops) what the client still sends until it closes too,
+/// briefly (closing with unread input would send a reset, which can make the client's kernel
+/// discard replies it has not read yet).
+///
+/// The last line tells the client that no request it sent after the ones answered ran here:
+/// a request it wrote while the connection closed gets it as its reply (a retryable
+/// `TRYAGAIN`, which is the truth), and shoal-client fails any others still waiting as not
+/// sent. A node that dies instead of draining never sends it.
+async fn close_gracefully(
+    stream: &mut impl ClientStream,
+    version: shoal_protocol::Version,
+) -> std::io::Result<()> {
+    let mut goodbye = BytesMut::new();
+    encode(&Frame::error(drain::SHUTTING_DOWN), version, &mut goodbye);
+    // Bounded: a client that does not read must not hold the stop up.
+    let _ = tokio::time::timeout(drain::LINGER, stream.write_all(&goodbye)).await;
     let _ = stream.shutdown().await;
     let mut scratch = [0u8; 4096];
     let _ = tokio::time::timeout(drain::LINGER, async {
