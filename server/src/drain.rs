@@ -32,6 +32,8 @@ pub const QUIET: Duration = Duration::from_millis(200);
 pub const LINGER: Duration = Duration::from_millis(100);
 /// How long forwarded requests in flight may take to finish once the clients are drained.
 pub const PEER_DRAIN: Duration = Duration::from_secs(2);
+/// How long a stopping node waits at most for its peers to stop forwarding to it.
+pub const PEER_QUIET_WAIT: Duration = Duration::from_secs(1);
 
 /// The reply to a request read after the drain deadline: not run, safe to retry elsewhere.
 pub const SHUTTING_DOWN: &str = "TRYAGAIN this node is shutting down; retry on another node";
@@ -43,6 +45,9 @@ pub struct Drain {
     deadline: OnceLock<Instant>,
     /// Forwarded requests (and transactions) peers sent that are running here.
     peer_work: AtomicUsize,
+    /// When a peer last sent one (milliseconds since `epoch`).
+    last_peer_work_ms: std::sync::atomic::AtomicU64,
+    epoch: std::sync::OnceLock<Instant>,
 }
 
 impl Drain {
@@ -74,7 +79,26 @@ impl Drain {
     /// Counts a peer's request as running here until the guard is dropped.
     pub fn peer_work(&self) -> PeerWork<'_> {
         self.peer_work.fetch_add(1, Ordering::AcqRel);
+        let ms = self.epoch.get_or_init(Instant::now).elapsed().as_millis() as u64;
+        self.last_peer_work_ms.store(ms, Ordering::Release);
         PeerWork(self)
+    }
+
+    /// Waits (up to `within`) until no peer has sent a forwarded request for [`QUIET`]: a
+    /// peer still forwarding here (it has not yet learnt this node no longer leads) gets its
+    /// refusals answered rather than lost with the closing connection, and retries elsewhere.
+    pub async fn peers_quiet(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        let epoch = *self.epoch.get_or_init(Instant::now);
+        loop {
+            let last =
+                epoch + Duration::from_millis(self.last_peer_work_ms.load(Ordering::Acquire));
+            let quiet_at = last + QUIET;
+            if Instant::now() >= quiet_at || Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(quiet_at.min(deadline)).await;
+        }
     }
 
     /// Waits (up to `within`) until no forwarded request is running here; false on timeout.

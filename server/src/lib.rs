@@ -130,7 +130,11 @@ pub async fn run(
     if !node.drain.peer_work_done(drain::PEER_DRAIN).await {
         tracing::warn!("shutting down with forwarded requests still running");
     }
+    // A leadership that reached this node during the drain (another node's leader balancing,
+    // an election) is handed over too, so its group does not wait out an election timeout.
+    node.hand_over_leadership(REHANDOVER_TIMEOUT).await;
     node.stop_groups().await;
+    node.drain.peers_quiet(drain::PEER_QUIET_WAIT).await;
     // Replies to what peers sent meanwhile go out before their connections close.
     peers_stop.cancel();
     let _ = tokio::time::timeout(raft::peer::SERVE_DRAIN + drain::LINGER, peers).await;
@@ -164,6 +168,10 @@ async fn drain_clients(node: &Node) {
     }
     node.clients.kill_all();
 }
+
+/// The longest a stopping node waits for groups it came to lead while draining to take new
+/// leaders.
+const REHANDOVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The longest a stopping node waits for its groups to take new leaders.
 const HANDOVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);

@@ -485,6 +485,11 @@ impl Node {
     /// clients see at most a redirection. Bounded by `within`; groups that could not hand over
     /// in time (no other voter, none reachable) elect a leader the usual way.
     pub async fn hand_over_leadership(&self, within: Duration) {
+        // A stopping node must not take a leadership back: it no longer campaigns (its
+        // replicas still vote), and it refuses leadership transfers (`cluster::service`).
+        for replica in self.replicas() {
+            replica.raft.runtime_config().elect(false);
+        }
         let led: Vec<Arc<Replica>> = self
             .replicas()
             .into_iter()

@@ -11,7 +11,7 @@ use super::meta::{encode, node_key, NodeRecord, Topology, CLUSTER_KEY, NEXT_NODE
 use crate::commands::Session;
 use crate::node::Node;
 use crate::pipeline::{Mode, Pipeline};
-use crate::raft::network::RaftRequest;
+use crate::raft::network::{RaftRequest, RaftResponse};
 use crate::rpc::{
     ForwardItem, GroupId, JoinReply, JoinRequest, PeerRequest, PeerResponse, META_GROUP,
 };
@@ -20,6 +20,13 @@ use crate::store::now_ms;
 /// Answers one peer request addressed to `group` (Raft RPCs only use the group).
 pub async fn handle(node: Arc<Node>, group: GroupId, request: PeerRequest) -> PeerResponse {
     match request {
+        // A stopping node hands its leaderships over and must not be given one back (another
+        // node's leader balancing does not know it is stopping).
+        PeerRequest::Raft(RaftRequest::TransferLeader(_)) if node.shutdown.is_cancelled() => {
+            PeerResponse::Raft(RaftResponse::TransferLeader(Err(
+                "this node is shutting down".into(),
+            )))
+        }
         PeerRequest::Raft(rpc) => {
             if node.replica(group).is_none() && may_create_replica(&node, group, &rpc) {
                 if let Err(e) = node.ensure_group(group).await {
