@@ -8,6 +8,11 @@
 //! When the socket fails, every waiting request fails with [`Error::ConnectionLost`]: those
 //! already handed to the writer with `request_sent: true` (they may have been applied), those
 //! still queued with `request_sent: false` (they surely were not).
+//!
+//! A shoal node that is shutting down answers whatever it reads from then on with
+//! [`SHUTTING_DOWN`] without running it, and sends that line once more, unasked, before it
+//! closes the connection. So once that reply has been seen, no request sent later on the
+//! connection ran: those still waiting when it closes fail with `request_sent: false`.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +46,15 @@ pub(crate) struct ConnectOptions {
 }
 
 type Reply = Result<Vec<Frame>, Error>;
+
+/// The start of a shoal node's reply to a request it read while shutting down (not run), and
+/// of the last line it sends before closing (see the module's doc).
+pub(crate) const SHUTTING_DOWN: &str = "TRYAGAIN this node is shutting down";
+
+/// Whether `frame` is a shoal node's [`SHUTTING_DOWN`] reply.
+pub(crate) fn says_shutting_down(frame: &Frame) -> bool {
+    matches!(frame, Frame::Error(m) if m.starts_with(SHUTTING_DOWN))
+}
 
 /// A batch of encoded commands and where their replies go.
 struct Request {
@@ -148,7 +162,16 @@ impl Connection {
         Ok(())
     }
 
-    /// False once the socket has failed; the pool then opens a new connection.
+    /// Takes the connection out of use (its node is shutting down): the pool opens a new one
+    /// for the next request, and this one closes once the requests in flight on it are
+    /// answered and every handle is dropped, from the client's side, so no request can be
+    /// written while the node closes it.
+    pub fn retire(&self) {
+        self.alive.store(false, Ordering::Release);
+    }
+
+    /// False once the socket has failed or the connection was retired; the pool then opens a
+    /// new connection.
     pub fn is_alive(&self) -> bool {
         self.alive.load(Ordering::Acquire) && !self.requests.is_closed()
     }
@@ -189,8 +212,13 @@ async fn run(
     alive: Arc<AtomicBool>,
 ) {
     let in_flight = Arc::new(Mutex::new(VecDeque::<InFlight>::new()));
+    let goodbye = AtomicBool::new(false);
+    // Biased to the reader: when the server's close (EOF) and a new request are ready at
+    // once, the close is seen first, so the request fails as not sent (safe to retry) rather
+    // than being written to a closed connection and failing as sent (outcome unknown).
     let reason = tokio::select! {
-        r = read_replies(reader, &in_flight) => r,
+        biased;
+        r = read_replies(reader, &in_flight, &goodbye) => r,
         w = write_requests(writer, &mut requests, &in_flight) => w,
     };
     alive.store(false, Ordering::Release);
@@ -200,8 +228,10 @@ async fn run(
         reason: reason.clone(),
         request_sent,
     };
+    // After the node's SHUTTING_DOWN, nothing sent on this connection ran.
+    let sent_and_maybe_run = !goodbye.load(Ordering::Acquire);
     for waiting in in_flight.lock().drain(..) {
-        let _ = waiting.done.send(Err(lost(true)));
+        let _ = waiting.done.send(Err(lost(sent_and_maybe_run)));
     }
     requests.close();
     while let Ok(queued) = requests.try_recv() {
@@ -239,7 +269,11 @@ async fn write_requests(
     "closed by the client".to_owned()
 }
 
-async fn read_replies(mut reader: OwnedReadHalf, in_flight: &Mutex<VecDeque<InFlight>>) -> String {
+async fn read_replies(
+    mut reader: OwnedReadHalf,
+    in_flight: &Mutex<VecDeque<InFlight>>,
+    goodbye: &AtomicBool,
+) -> String {
     let limits = Limits::default();
     let mut buffer = BytesMut::with_capacity(64 * 1024);
     loop {
@@ -253,8 +287,14 @@ async fn read_replies(mut reader: OwnedReadHalf, in_flight: &Mutex<VecDeque<InFl
             if matches!(frame, Frame::Push(_)) {
                 continue;
             }
+            if says_shutting_down(&frame) {
+                goodbye.store(true, Ordering::Release);
+            }
             let mut waiting = in_flight.lock();
             let Some(front) = waiting.front_mut() else {
+                if goodbye.load(Ordering::Acquire) {
+                    return "the node is shutting down".to_owned();
+                }
                 return "a reply nobody asked for".to_owned();
             };
             front.frames.push(frame);
@@ -273,5 +313,46 @@ async fn read_replies(mut reader: OwnedReadHalf, in_flight: &Mutex<VecDeque<InFl
             Ok(_) => {}
             Err(e) => return format!("read failed: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A draining node that read two requests answers the first `SHUTTING_DOWN` (its last
+    /// line before closing) and closes: the second was sent but did not run, and the client
+    /// knows it (it fails as not sent: safe to retry).
+    #[tokio::test]
+    async fn after_a_shutting_down_reply_a_closed_connection_ran_nothing_more() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut seen = BytesMut::new();
+            // Both PINGs (14 bytes each) arrive before the node answers.
+            while seen.len() < 28 {
+                socket.read_buf(&mut seen).await.unwrap();
+            }
+            let goodbye = format!("-{SHUTTING_DOWN}; retry on another node\r\n");
+            socket.write_all(goodbye.as_bytes()).await.unwrap();
+            socket.shutdown().await.unwrap();
+        });
+        let stream = TcpStream::connect(&addr).await.unwrap();
+        let connection = Connection::spawn(&addr, stream);
+        let ping = || Bytes::from_static(b"*1\r\n$4\r\nPING\r\n");
+        let (first, second) = tokio::join!(
+            connection.send(ping(), 1),
+            // Queued behind the first, so both are in flight together.
+            connection.send(ping(), 1)
+        );
+        let first = first.unwrap();
+        assert!(says_shutting_down(&first[0]), "{first:?}");
+        match second {
+            Err(Error::ConnectionLost { request_sent, .. }) => assert!(!request_sent),
+            other => panic!("{other:?}"),
+        }
+        server.await.unwrap();
     }
 }

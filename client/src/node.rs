@@ -95,14 +95,25 @@ impl Node {
             });
         }
         let result = match self.connection().await {
-            Ok(connection) => tokio::time::timeout(timeout, connection.send(payload, replies))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Error::Timeout {
-                        addr: self.addr.clone(),
-                        after: timeout,
-                    })
-                }),
+            Ok(connection) => {
+                let result = tokio::time::timeout(timeout, connection.send(payload, replies))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::Timeout {
+                            addr: self.addr.clone(),
+                            after: timeout,
+                        })
+                    });
+                if result
+                    .as_ref()
+                    .is_ok_and(|frames| says_shutting_down(frames))
+                {
+                    // The node is draining: the request was not run (a retryable TRYAGAIN),
+                    // and nothing more should be sent on this connection.
+                    connection.retire();
+                }
+                result
+            }
             Err(e) => Err(e),
         };
         match &result {
@@ -218,5 +229,25 @@ impl Node {
                 after: timeout,
             }),
         }
+    }
+}
+
+/// Whether a reply says its node is shutting down (see [`Connection::retire`]).
+fn says_shutting_down(frames: &[Frame]) -> bool {
+    frames.iter().any(crate::connection::says_shutting_down)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_draining_node_is_recognised_by_its_reply() {
+        let draining =
+            Frame::Error("TRYAGAIN this node is shutting down; retry on another node".into());
+        assert!(says_shutting_down(&[Frame::Integer(1), draining]));
+        assert!(!says_shutting_down(&[Frame::Error(
+            "TRYAGAIN no leader for the shard".into()
+        )]));
     }
 }

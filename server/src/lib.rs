@@ -23,6 +23,7 @@ pub mod clients;
 pub mod cluster;
 pub mod commands;
 pub mod config;
+pub mod drain;
 pub mod error;
 pub mod errorstats;
 pub mod glob;
@@ -82,15 +83,16 @@ pub async fn run(
         let node = node.clone();
         move |group, request| cluster::service::handle(node.clone(), group, request)
     };
-    // Peers are served until this function returns, past `node.shutdown`: a stopping node's
-    // leaders hand over first, and need to hear their successors (see below).
+    // Peers are served past `node.shutdown`, until the groups have stopped: a stopping node's
+    // leaders hand over first and need to hear their successors, and forwarded requests
+    // finish (see below and `drain`).
     let peers_stop = tokio_util::sync::CancellationToken::new();
     let _stop_serving_peers = peers_stop.clone().drop_guard();
-    tokio::spawn(raft::peer::serve_peers(
+    let peers = tokio::spawn(raft::peer::serve_peers(
         peer,
         node.pool.auth(),
         handler,
-        peers_stop,
+        peers_stop.clone(),
     ));
     tokio::spawn(cluster::reconcile::run(node.clone()));
     tokio::spawn(refresh_topology(node.clone()));
@@ -122,10 +124,20 @@ pub async fn run(
     }
     net::listener::accept_loop(node.clone(), client, None).await;
     // Leaders hand over while this node's clients are still connected: their requests in
-    // flight finish, later ones are forwarded to the new leaders.
+    // flight finish, later ones are forwarded to the new leaders (or redirected there).
     node.hand_over_leadership(HANDOVER_TIMEOUT).await;
-    node.clients.kill_all();
+    drain_clients(&node).await;
+    if !node.drain.peer_work_done(drain::PEER_DRAIN).await {
+        tracing::warn!("shutting down with forwarded requests still running");
+    }
+    // A leadership that reached this node during the drain (another node's leader balancing,
+    // an election) is handed over too, so its group does not wait out an election timeout.
+    node.hand_over_leadership(REHANDOVER_TIMEOUT).await;
     node.stop_groups().await;
+    node.drain.peers_quiet(drain::PEER_QUIET_WAIT).await;
+    // Replies to what peers sent meanwhile go out before their connections close.
+    peers_stop.cancel();
+    let _ = tokio::time::timeout(raft::peer::SERVE_DRAIN + drain::LINGER, peers).await;
     if node.left.load(std::sync::atomic::Ordering::SeqCst) {
         node.erase_state()?;
         tracing::info!("left the cluster; this node's state is erased");
@@ -133,6 +145,33 @@ pub async fn run(
     }
     Ok(())
 }
+
+/// Asks every client connection to finish what it has read and close (see `drain`), waits
+/// for them up to the drain deadline (and a little more, for their last replies), then closes
+/// whatever is left (a blocked client, a monitor).
+async fn drain_clients(node: &Node) {
+    let started = tokio::time::Instant::now();
+    let connected = node.clients.connected();
+    node.drain.begin(drain::CLIENT_DRAIN);
+    let until = started + drain::CLIENT_DRAIN + drain::LINGER * 2;
+    while node.clients.connected() > 0 && tokio::time::Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let left = node.clients.connected();
+    if left > 0 {
+        tracing::info!(
+            clients = left,
+            "shutting down: closing clients that did not finish"
+        );
+    } else {
+        tracing::info!(clients = connected, elapsed = ?started.elapsed(), "shutting down: clients drained");
+    }
+    node.clients.kill_all();
+}
+
+/// The longest a stopping node waits for groups it came to lead while draining to take new
+/// leaders.
+const REHANDOVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The longest a stopping node waits for its groups to take new leaders.
 const HANDOVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);

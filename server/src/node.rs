@@ -76,6 +76,8 @@ pub struct Node {
     /// Where the HTTP endpoint listens (`--http-port`), once bound.
     pub http_addr: RwLock<Option<SocketAddr>>,
     pub shutdown: CancellationToken,
+    /// The graceful stop's client and peer drain (see `drain`).
+    pub drain: crate::drain::Drain,
     /// Set when this node has been drained out of the cluster: on the way out it deletes its
     /// state, so the data dir can start a new node.
     pub left: std::sync::atomic::AtomicBool,
@@ -211,6 +213,7 @@ impl Node {
             client_addr: RwLock::new(None),
             http_addr: RwLock::new(None),
             shutdown: CancellationToken::new(),
+            drain: Default::default(),
             left: std::sync::atomic::AtomicBool::new(false),
         });
         node.pubsub
@@ -482,6 +485,11 @@ impl Node {
     /// clients see at most a redirection. Bounded by `within`; groups that could not hand over
     /// in time (no other voter, none reachable) elect a leader the usual way.
     pub async fn hand_over_leadership(&self, within: Duration) {
+        // A stopping node must not take a leadership back: it no longer campaigns (its
+        // replicas still vote), and it refuses leadership transfers (`cluster::service`).
+        for replica in self.replicas() {
+            replica.raft.runtime_config().elect(false);
+        }
         let led: Vec<Arc<Replica>> = self
             .replicas()
             .into_iter()

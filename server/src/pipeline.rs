@@ -302,7 +302,12 @@ impl Pipeline {
             let leader = node.leader_of(group);
             return self.refuse(spec, group, args, leader, version);
         }
-        let local = node.replica(group).filter(|r| r.is_leader());
+        // A draining node runs nothing new even where it leads (a leadership can reach it
+        // after its hand-over): refused with nothing appended, the request is retried where
+        // the group's leader will be once this node has gone.
+        let local = node
+            .replica(group)
+            .filter(|r| r.is_leader() && !node.drain.is_draining());
         let writes = spec.flags.contains(Flags::WRITE);
         if local.is_none() && writes && self.must_wait(group, spec, &args) {
             // Leadership left this node with reads queued here: run it again, in its turn.

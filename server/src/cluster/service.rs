@@ -11,7 +11,7 @@ use super::meta::{encode, node_key, NodeRecord, Topology, CLUSTER_KEY, NEXT_NODE
 use crate::commands::Session;
 use crate::node::Node;
 use crate::pipeline::{Mode, Pipeline};
-use crate::raft::network::RaftRequest;
+use crate::raft::network::{RaftRequest, RaftResponse};
 use crate::rpc::{
     ForwardItem, GroupId, JoinReply, JoinRequest, PeerRequest, PeerResponse, META_GROUP,
 };
@@ -20,6 +20,13 @@ use crate::store::now_ms;
 /// Answers one peer request addressed to `group` (Raft RPCs only use the group).
 pub async fn handle(node: Arc<Node>, group: GroupId, request: PeerRequest) -> PeerResponse {
     match request {
+        // A stopping node hands its leaderships over and must not be given one back (another
+        // node's leader balancing does not know it is stopping).
+        PeerRequest::Raft(RaftRequest::TransferLeader(_)) if node.shutdown.is_cancelled() => {
+            PeerResponse::Raft(RaftResponse::TransferLeader(Err(
+                "this node is shutting down".into(),
+            )))
+        }
         PeerRequest::Raft(rpc) => {
             if node.replica(group).is_none() && may_create_replica(&node, group, &rpc) {
                 if let Err(e) = node.ensure_group(group).await {
@@ -29,11 +36,13 @@ pub async fn handle(node: Arc<Node>, group: GroupId, request: PeerRequest) -> Pe
             PeerResponse::Raft(node.router.handle(group, rpc).await)
         }
         PeerRequest::Forward(items) => {
+            // A stopping node finishes these before its groups stop (see `drain`).
+            let _running = node.drain.peer_work();
             // Replies go back as frames; the origin encodes them for its client's protocol.
             let mut session = Session::peer(Version::Resp3);
             // A batch comes from one origin: all its items are counted, or none.
             session.counted = items.first().is_none_or(|i| i.counted);
-            let mut pipeline = Pipeline::new(node, Mode::Peer);
+            let mut pipeline = Pipeline::new(node.clone(), Mode::Peer);
             for item in items {
                 pipeline.push_forwarded(&mut session, item).await;
             }
@@ -41,6 +50,7 @@ pub async fn handle(node: Arc<Node>, group: GroupId, request: PeerRequest) -> Pe
         }
         PeerRequest::Join(request) => PeerResponse::Join(join(&node, request).await),
         PeerRequest::Tx(request) => {
+            let _running = node.drain.peer_work();
             PeerResponse::Tx(crate::commands::transaction::serve(&node, request).await)
         }
         PeerRequest::Publish {

@@ -24,6 +24,7 @@ use tracing::Instrument;
 use super::output_limit::{Class, ClassLimit, Exceeded, Watch};
 use crate::clients::ClientHandle;
 use crate::commands::Session;
+use crate::drain;
 use crate::node::Node;
 use crate::pipeline::{Mode, Pipeline};
 use crate::pubsub::encode_reply;
@@ -119,8 +120,26 @@ async fn run(
                 secs => tokio::time::sleep(Duration::from_secs(secs)).await,
             }
         };
+        // A stopping node closes the connection once its client is quiet (nothing unread,
+        // nothing received for `QUIET`), or at the drain deadline (see `drain`).
+        let draining = node.drain.is_draining();
+        let close_at = match node.drain.deadline() {
+            Some(deadline) if draining && rbuf.is_empty() => {
+                Some(deadline.min(tokio::time::Instant::now() + drain::QUIET))
+            }
+            Some(deadline) if draining => Some(deadline),
+            _ => None,
+        };
+        let close = async {
+            match close_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         let n = tokio::select! {
             _ = handle.kill.cancelled() => return Ok(()),
+            _ = node.drain.started(), if !draining => continue,
+            _ = close => return close_gracefully(&mut stream, session.resp).await,
             // A subscriber is never idle-timed-out (as in Redis).
             _ = idle, if session.pubsub.total() == 0 => return Ok(()),
             Some(message) = mailbox.recv() => {
@@ -144,6 +163,19 @@ async fn run(
         node.stats
             .net_input_bytes
             .fetch_add(n as u64, Ordering::Relaxed);
+        if node.drain.is_draining() {
+            // Nothing new runs on a stopping node: each request read is answered with a
+            // retryable error (it was not run; shoal-client also stops using the connection),
+            // and the connection closes once the client is quiet or at the drain deadline.
+            while let Ok(Some(_)) = decoder.decode_request(&mut rbuf) {
+                encode(&Frame::error(drain::SHUTTING_DOWN), session.resp, &mut wbuf);
+            }
+            flush(node, &mut stream, &mut wbuf, &mut out).await?;
+            if node.drain.past_deadline() {
+                return close_gracefully(&mut stream, session.resp).await;
+            }
+            continue;
+        }
 
         // Everything received runs as batches of at most MAX_BATCH requests; a full batch is
         // finished and the next one decoded from what is already buffered.
@@ -342,6 +374,36 @@ async fn flush(
     }
     wbuf.clear();
     out.within_limits(0);
+    Ok(())
+}
+
+/// Closes a drained connection after its replies: a last, unasked-for `SHUTTING_DOWN` error,
+/// then a FIN, then reads (and drops) what the client still sends until it closes too,
+/// briefly (closing with unread input would send a reset, which can make the client's kernel
+/// discard replies it has not read yet).
+///
+/// The last line tells the client that no request it sent after the ones answered ran here:
+/// a request it wrote while the connection closed gets it as its reply (a retryable
+/// `TRYAGAIN`, which is the truth), and shoal-client fails any others still waiting as not
+/// sent. A node that dies instead of draining never sends it.
+async fn close_gracefully(
+    stream: &mut impl ClientStream,
+    version: shoal_protocol::Version,
+) -> std::io::Result<()> {
+    let mut goodbye = BytesMut::new();
+    encode(&Frame::error(drain::SHUTTING_DOWN), version, &mut goodbye);
+    // Bounded: a client that does not read must not hold the stop up.
+    let _ = tokio::time::timeout(drain::LINGER, stream.write_all(&goodbye)).await;
+    let _ = stream.shutdown().await;
+    let mut scratch = [0u8; 4096];
+    let _ = tokio::time::timeout(drain::LINGER, async {
+        while let Ok(n) = stream.read(&mut scratch).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
     Ok(())
 }
 

@@ -351,8 +351,14 @@ fn spawn_connection(stream: BoxedStream, addr: String) -> Conn {
     }
 }
 
+/// How long, once serving stops, a peer connection waits for the requests it already read to
+/// be answered and their replies written before it closes.
+pub const SERVE_DRAIN: Duration = Duration::from_secs(1);
+
 /// Serves peer connections on `listener` until `shutdown`, answering each request with
-/// `handler(group, body)` once the connection has proved it knows `auth`'s secret.
+/// `handler(group, body)` once the connection has proved it knows `auth`'s secret. On
+/// `shutdown` it stops reading requests and returns once every connection has written the
+/// replies of those it had read (each waits up to [`SERVE_DRAIN`]).
 pub async fn serve_peers<Req, Resp, H, F>(
     listener: TcpListener,
     auth: Arc<PeerAuth>,
@@ -364,9 +370,12 @@ pub async fn serve_peers<Req, Resp, H, F>(
     H: Fn(u64, Req) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Resp> + Send + 'static,
 {
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, addr) = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => break,
+            // Reaps finished connections, so the set holds only live ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             a = listener.accept() => match a {
                 Ok(a) => a,
                 Err(e) => {
@@ -377,7 +386,7 @@ pub async fn serve_peers<Req, Resp, H, F>(
             },
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_peer_connection(
+        connections.spawn(serve_peer_connection(
             stream,
             addr,
             auth.clone(),
@@ -385,6 +394,8 @@ pub async fn serve_peers<Req, Resp, H, F>(
             shutdown.clone(),
         ));
     }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
 }
 
 async fn serve_peer_connection<Req, Resp, H, F>(
@@ -456,8 +467,17 @@ async fn serve_peer_connection<Req, Resp, H, F>(
             }
         });
     }
+    // Requests already read are answered before the connection closes: a forwarded write
+    // whose reply were lost would leave its client not knowing whether it ran.
     drop(done_tx);
-    writer.abort();
+    if shutdown.is_cancelled() {
+        let abort = writer.abort_handle();
+        if tokio::time::timeout(SERVE_DRAIN, writer).await.is_err() {
+            abort.abort();
+        }
+    } else {
+        writer.abort();
+    }
 }
 
 #[cfg(test)]
