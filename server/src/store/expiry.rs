@@ -27,6 +27,18 @@ pub const TICK: Duration = Duration::from_millis(100);
 pub const BUDGET: Duration = Duration::from_millis(25);
 /// Keys per `DeleteExpired` entry.
 pub const BATCH: usize = 512;
+/// Time between cycles while expiry keeps up (a cycle found less than a full batch). Fewer
+/// cycles mean fewer, larger `DeleteExpired` entries: each entry costs a trip through Raft
+/// (proposal, log append, apply, wake-ups) whatever it holds. At 15 000 deadlines a second over
+/// 1 M keys this leaves well under 1% of keys expired-but-present, the bar.
+pub const RELAXED_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Adaptive effort, as Redis's `active-expire-effort` runs fast cycles only while many keys are
+/// stale: a cycle runs every [`TICK`] while the last one found at least a full batch (a
+/// backlog), otherwise once [`RELAXED_INTERVAL`] has passed since the last one.
+pub fn cycle_due(since_last: Duration, last_found: usize) -> bool {
+    last_found >= BATCH || since_last >= RELAXED_INTERVAL
+}
 
 /// Resumable scan position across ticks, so a budget cut never starves later slots.
 #[derive(Default)]
@@ -92,6 +104,14 @@ mod tests {
             .map(Vec::len)
             .sum();
         assert_eq!(found, 1000);
+    }
+
+    #[test]
+    fn cycles_run_every_tick_only_while_there_is_a_backlog() {
+        assert!(cycle_due(TICK, BATCH));
+        assert!(!cycle_due(TICK, BATCH - 1));
+        assert!(!cycle_due(TICK, 0));
+        assert!(cycle_due(RELAXED_INTERVAL, 0));
     }
 
     fn insert(ks: &Keyspace, key: &[u8], deadline: UnixMillis) {

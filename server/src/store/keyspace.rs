@@ -257,6 +257,13 @@ impl Keyspace {
         }
     }
 
+    /// Whether any slot has a key past its deadline at `now` (16384 atomic loads, no locks).
+    pub fn any_slot_due(&self, now: UnixMillis) -> bool {
+        self.next_deadline
+            .iter()
+            .any(|at| at.load(Ordering::Relaxed) < now)
+    }
+
     /// Appends the keys of `slot` expired at `now` to `out` (which may hold other slots' keys
     /// already). Visits only the slot's due records, not its other keys.
     pub fn expired_in_slot(&self, slot: u16, now: UnixMillis, out: &mut Vec<bytes::Bytes>) {
