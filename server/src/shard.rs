@@ -22,7 +22,7 @@ use crate::raft::state_machine::ShardStateMachine;
 use crate::raft::types::{NodeId, TypeConfig};
 use crate::rpc::GroupId;
 use crate::store::eviction::{choose_victims, MemoryLimits, Policy};
-use crate::store::expiry::{ExpiryCursor, BUDGET, TICK};
+use crate::store::expiry::{cycle_due, ExpiryCursor, BUDGET, TICK};
 use crate::store::{now_ms, Keyspace, Proposal, StateMachine, TxReader, WriteOp};
 
 pub type GroupRaft = openraft::Raft<TypeConfig, ShardStateMachine>;
@@ -303,14 +303,22 @@ impl Replica {
         let mut cursor = ExpiryCursor::default();
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_cycle = std::time::Instant::now();
+        let mut last_found = 0;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            if !self.is_leader() {
+            if !cycle_due(last_cycle.elapsed(), last_found) {
                 continue;
             }
+            // Nothing due (the common case while idle): no need to hand over to a blocking
+            // thread, whose wake-ups cost more than this check.
+            if !self.is_leader() || !self.keyspace.any_slot_due(now_ms()) {
+                continue;
+            }
+            last_cycle = std::time::Instant::now();
             let keyspace = self.keyspace.clone();
             // Scanning holds slot read locks and costs CPU: keep it off the async workers.
             let collected = tokio::task::spawn_blocking(move || {
@@ -321,6 +329,7 @@ impl Replica {
             let batches = match collected {
                 Ok((c, batches)) => {
                     cursor = c;
+                    last_found = batches.iter().map(Vec::len).sum();
                     batches
                 }
                 Err(e) => {
@@ -367,15 +376,22 @@ impl Replica {
 
     /// Eviction, while this replica leads and its keyspace is over its share of `maxmemory`:
     /// chooses victims by the policy and proposes their deletion, one `Evict` entry per batch,
-    /// until the shard is back under budget. Woken by writes over budget, and every tick.
+    /// until the shard is back under budget. Woken by writes over budget, and every tick (every
+    /// second without `maxmemory`: nothing to do then but notice a `CONFIG SET maxmemory`, and
+    /// 16 idle shards ticking ten times a second cost measurable CPU in wake-ups).
     pub async fn run_eviction(self: Arc<Self>, shutdown: CancellationToken) {
         /// Keys per `Evict` entry.
         const BATCH: usize = 1024;
+        const IDLE_TICK: Duration = Duration::from_secs(1);
         loop {
+            let tick = match self.limits.shard_budget() {
+                Some(_) => TICK,
+                None => IDLE_TICK,
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.evict_wake.notified() => {}
-                _ = tokio::time::sleep(TICK) => {}
+                _ = tokio::time::sleep(tick) => {}
             }
             while let Some(budget) = self.limits.shard_budget() {
                 let used = self.keyspace.used_memory();

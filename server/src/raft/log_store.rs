@@ -257,8 +257,11 @@ impl From<LogStoreError> for io::Error {
     }
 }
 
-/// How often `Always` replaces the `committed` file at most.
-pub const COMMITTED_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+/// How often `Always` replaces the `committed` file at most. The file is a recovery hint (an
+/// older value only means more of the log is applied after the leader commits it again), and
+/// each replacement is a create and a rename per shard: at 100 ms, 16 shards under a steady
+/// write load (active expiry's entries alone) spent ~12% of the process's CPU samples there.
+pub const COMMITTED_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The durable log of one Raft group. See the module documentation for the format and rules.
 pub struct LogStore {

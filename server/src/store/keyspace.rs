@@ -6,8 +6,9 @@
 //! slot they touch, in slot order, for the whole operation, so a multi-key write (`MSET`) is
 //! atomic for readers that do the same (`MGET`).
 //!
-//! Each slot also publishes the earliest deadline it may hold, so active expiry visits only slots
-//! with something due (see `expiry.rs`).
+//! Each slot also keeps an index of its keys' deadlines (`deadlines.rs`) and publishes the
+//! earliest, so active expiry visits only slots with something due and, in them, only the due
+//! keys (see `expiry.rs`).
 //!
 //! Memory accounting has one choke point too: every change goes through [`SlotsMut`], which
 //! adds or subtracts [`Entry::mem_usage`] and the slot tables' own allocations, so
@@ -26,6 +27,7 @@ use smallvec::SmallVec;
 type SlotList<G> = SmallVec<[(u16, G); 2]>;
 
 use super::access::Tracking;
+use super::deadlines::{DeadlineIndex, Record};
 use super::entry::{Entry, UnixMillis};
 
 /// No deadline known in a slot.
@@ -35,8 +37,8 @@ type Hasher = foldhash::fast::RandomState;
 
 pub struct Keyspace {
     slots: Box<[RwLock<SlotTable>]>,
-    /// Per slot: a lower bound of the earliest deadline in it (`NEVER` if it has no volatile
-    /// key). Written only while the slot's lock is held.
+    /// Per slot: the earliest deadline in it (`NEVER` if it has no volatile key), its deadline
+    /// index's top. Written only while the slot's write lock is held.
     next_deadline: Box<[AtomicU64]>,
     keys: AtomicUsize,
     volatile: AtomicUsize,
@@ -51,6 +53,8 @@ pub struct Keyspace {
 pub struct SlotTable {
     entries: HashTable<Entry>,
     volatile: usize,
+    /// A record per volatile key (and dead ones below the top, see `deadlines.rs`).
+    deadlines: DeadlineIndex,
     /// This slot's share of `Keyspace::used`.
     bytes: usize,
 }
@@ -71,6 +75,16 @@ impl SlotTable {
     /// Keys that carry a deadline.
     pub fn volatile_len(&self) -> usize {
         self.volatile
+    }
+
+    /// Records in the deadline index, live and dead.
+    pub fn deadline_records(&self) -> usize {
+        self.deadlines.len()
+    }
+
+    /// Bytes of the slot's own structures (hash table, deadline index), entries excluded.
+    pub fn structure_bytes(&self) -> usize {
+        self.entries.allocation_size() + self.deadlines.allocation_size()
     }
 }
 
@@ -243,25 +257,32 @@ impl Keyspace {
         }
     }
 
+    /// Whether any slot has a key past its deadline at `now` (16384 atomic loads, no locks).
+    pub fn any_slot_due(&self, now: UnixMillis) -> bool {
+        self.next_deadline
+            .iter()
+            .any(|at| at.load(Ordering::Relaxed) < now)
+    }
+
     /// Appends the keys of `slot` expired at `now` to `out` (which may hold other slots' keys
-    /// already), and refreshes the slot's published earliest deadline from the keys that remain.
+    /// already). Visits only the slot's due records, not its other keys.
     pub fn expired_in_slot(&self, slot: u16, now: UnixMillis, out: &mut Vec<bytes::Bytes>) {
         let table = self.slots[slot as usize].read();
-        let before = out.len();
-        let mut earliest = NEVER;
-        for e in table.entries.iter() {
-            match e.expires_at() {
-                Some(_) if e.is_expired(now) => out.push(bytes::Bytes::copy_from_slice(e.key())),
-                Some(at) => earliest = earliest.min(at),
-                None => {}
+        table.deadlines.due(now, |(at, hash)| {
+            for e in table.entries.iter_hash(hash) {
+                if e.expires_at() == Some(at) && e.is_expired(now) && self.hash(e.key()) == hash {
+                    out.push(bytes::Bytes::copy_from_slice(e.key()));
+                }
             }
-        }
-        // Still under the read lock: no writer can lower the deadline concurrently. Keys just
-        // collected stay "due" until their delete is applied. Only this slot's keys count: a
-        // slot with nothing expired scanned after others' keys filled `out` must not be marked
-        // due, or it is rescanned every tick until its real deadline.
-        let due = if out.len() == before { earliest } else { now };
-        self.next_deadline[slot as usize].store(due.min(earliest), Ordering::Relaxed);
+        });
+    }
+
+    /// Whether `record` names a key of `table` that still has that deadline.
+    fn record_is_live(&self, table: &SlotTable, (at, hash): Record) -> bool {
+        table
+            .entries
+            .iter_hash(hash)
+            .any(|e| e.expires_at() == Some(at) && self.hash(e.key()) == hash)
     }
 
     /// Calls `f` on every entry of `slot`, expired ones included (a snapshot must reproduce the
@@ -449,19 +470,18 @@ impl SlotsMut<'_> {
         let hash = self.ks.hash(key);
         let ks = self.ks;
         let stamp = self.now;
-        let table = self.table(key);
-        let found = table.entries.find_entry(hash, |e| e.key() == key).ok()?;
-        if !found.get().is_expired(now) {
-            let e = found.into_mut();
-            e.set_access(ks.tracking.touched(e.access(), stamp));
-            return Some(e);
+        let slot = self.slot_of(key);
+        let expired = find(self.table_at(slot), hash, key)?.is_expired(now);
+        if expired {
+            self.remove(key);
+            return None;
         }
-        let gone = found.remove().0;
-        table.volatile -= 1;
-        Self::account(ks, &mut table.bytes, gone.mem_usage(), 0);
-        ks.keys.fetch_sub(1, Ordering::Relaxed);
-        ks.volatile.fetch_sub(1, Ordering::Relaxed);
-        None
+        let e = self
+            .table_at(slot)
+            .entries
+            .find_mut(hash, |e| e.key() == key)?;
+        e.set_access(ks.tracking.touched(e.access(), stamp));
+        Some(e)
     }
 
     /// The live entry for `key` (an expired one is removed first), read-only.
@@ -535,9 +555,8 @@ impl SlotsMut<'_> {
             }
             _ => {}
         }
-        if let Some(at) = deadline {
-            ks.next_deadline[slot as usize].fetch_min(at, Ordering::Relaxed);
-        }
+        let old_deadline = old.as_ref().and_then(Entry::expires_at);
+        Self::reindex(ks, slot, table, hash, old_deadline, deadline);
         old
     }
 
@@ -553,12 +572,14 @@ impl SlotsMut<'_> {
             .remove()
             .0;
         let size = self.accounted_size(key, entry.mem_usage());
-        let table = self.table(key);
+        let slot = self.slot_of(key);
+        let table = self.table_at(slot);
         Self::account(ks, &mut table.bytes, size, 0);
         ks.keys.fetch_sub(1, Ordering::Relaxed);
         if entry.expires_at().is_some() {
             table.volatile -= 1;
             ks.volatile.fetch_sub(1, Ordering::Relaxed);
+            Self::reindex(ks, slot, table, hash, entry.expires_at(), None);
         }
         Some(entry)
     }
@@ -583,7 +604,8 @@ impl SlotsMut<'_> {
         let Some(entry) = table.entries.find_mut(hash, |e| e.key() == key) else {
             return false;
         };
-        let was = entry.expires_at().is_some();
+        let old_deadline = entry.expires_at();
+        let was = old_deadline.is_some();
         let before = entry.mem_usage();
         entry.set_expires_at(at);
         let after = entry.mem_usage();
@@ -599,10 +621,61 @@ impl SlotsMut<'_> {
             }
             _ => {}
         }
-        if let Some(at) = at {
-            ks.next_deadline[slot as usize].fetch_min(at, Ordering::Relaxed);
-        }
+        Self::reindex(ks, slot, table, hash, old_deadline, at);
         true
+    }
+
+    /// Brings `slot`'s deadline index in step with its key of `hash` whose deadline went from
+    /// `old` to `new` (the table and its volatile count have changed already), accounts the
+    /// index's size and publishes the slot's earliest deadline.
+    ///
+    /// The old record is popped if it is the top, and then any dead records that surface, so
+    /// the top is always a live key's deadline; a dead record below the top waits, unless the
+    /// index holds more than twice as many records as the slot has volatile keys (plus 16),
+    /// when it is rebuilt from the table: the index never holds more than that.
+    fn reindex(
+        ks: &Keyspace,
+        slot: u16,
+        table: &mut SlotTable,
+        hash: u64,
+        old: Option<UnixMillis>,
+        new: Option<UnixMillis>,
+    ) {
+        if old == new {
+            return;
+        }
+        let before = table.deadlines.allocation_size();
+        if let Some(at) = old {
+            if table.deadlines.top() == Some((at, hash)) {
+                table.deadlines.pop();
+                while let Some(top) = table.deadlines.top() {
+                    if ks.record_is_live(table, top) {
+                        break;
+                    }
+                    table.deadlines.pop();
+                }
+            }
+        }
+        if let Some(at) = new {
+            table.deadlines.push(at, hash);
+        }
+        // Dead records outnumber live ones (plus a little slack for small slots): rebuild.
+        // Each rebuild reads the slot's volatile keys once and follows at least as many
+        // changes that left records dead, so writes pay for it in amortised O(1).
+        if table.deadlines.len() > 2 * table.volatile + 16 {
+            let SlotTable {
+                entries, deadlines, ..
+            } = table;
+            deadlines.rebuild(
+                entries
+                    .iter()
+                    .filter_map(|e| e.expires_at().map(|at| (at, ks.hash(e.key())))),
+            );
+        }
+        let after = table.deadlines.allocation_size();
+        Self::account(ks, &mut table.bytes, before, after);
+        let earliest = table.deadlines.top().map_or(NEVER, |(at, _)| at);
+        ks.next_deadline[slot as usize].store(earliest, Ordering::Relaxed);
     }
 
     /// Empties every held slot.
@@ -617,6 +690,7 @@ impl SlotsMut<'_> {
             self.ks.used.fetch_sub(table.bytes, Ordering::Relaxed);
             table.entries.clear();
             table.entries.shrink_to_fit(|_| 0);
+            table.deadlines.clear();
             table.volatile = 0;
             table.bytes = 0;
             self.ks.next_deadline[*slot as usize].store(NEVER, Ordering::Relaxed);

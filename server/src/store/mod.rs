@@ -4,12 +4,14 @@
 //! - `keyspace`: per-slot hash tables with their locks and key/deadline bookkeeping.
 //! - `ops`: write operations as deterministic log entries.
 //! - `state_machine`: applies entries, producing replies.
-//! - `expiry`: finds expired keys for the leader to delete.
+//! - `expiry`, `deadlines`: finds expired keys for the leader to delete (through each slot's
+//!   deadline index).
 //! - `access`, `eviction`: access words (LRU/LFU) and the choice of victims under `maxmemory`.
 //! - `dump`: Redis's `DUMP` serialization format (RDB objects) of any value.
 //! - `value`: collection values (hash, list, set, sorted set) and their encodings.
 
 pub mod access;
+pub mod deadlines;
 pub mod dump;
 pub mod entry;
 pub mod eviction;
