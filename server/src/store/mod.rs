@@ -7,6 +7,7 @@
 //! - `expiry`: finds expired keys for the leader to delete.
 //! - `access`, `eviction`: access words (LRU/LFU) and the choice of victims under `maxmemory`.
 //! - `dump`: Redis's `DUMP` serialization format (RDB objects) of any value.
+//! - `pack`: the flat buffers of small collections (listpack-like strings and scores, intset).
 //! - `value`: collection values (hash, list, set, sorted set) and their encodings.
 
 pub mod access;
@@ -16,6 +17,7 @@ pub mod eviction;
 pub mod expiry;
 pub mod keyspace;
 pub mod ops;
+pub mod pack;
 pub mod state_machine;
 pub mod value;
 
