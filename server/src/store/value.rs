@@ -6,12 +6,13 @@
 //! The thresholds are cluster-wide constants, not per-node config: `apply` must pick the same
 //! encoding on every replica. As in Redis, a value never converts back to its small encoding.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::entry::allocation_size;
 use super::pack::{self, Buf, IntSet};
+pub use super::quicklist::List;
 use crate::numbers::parse_i64;
 
 /// One element (field, value, member) of a collection.
@@ -112,7 +113,7 @@ impl Value {
                     + m.capacity() * (2 * BOX + 1)
                     + elems(&mut m.iter().flat_map(|(f, x)| [&f[..], &x[..]]))
             }
-            Value::List(l) => l.0.capacity() * BOX + elems(&mut l.0.iter().map(|e| &e[..])),
+            Value::List(l) => l.mem_usage(),
             Value::Set(Set::Ints(v)) => v.mem_usage(),
             Value::Set(Set::Table(s)) => {
                 allocation_size(std::mem::size_of_val(&**s))
@@ -141,7 +142,7 @@ impl Value {
         };
         let body = match self {
             Value::Hash(hash) => sum(&mut hash.iter().map(|(f, v)| pair(f, v))),
-            Value::List(l) => ordered(&mut l.0.iter().map(|e| h(e))),
+            Value::List(l) => ordered(&mut l.iter().map(h)),
             Value::Set(s) => sum(&mut s.members().map(|m| h(&m))),
             Value::ZSet(z) => ordered(&mut z.iter().map(|(s, m)| pair(&s.to_le_bytes(), m))),
         };
@@ -297,21 +298,6 @@ impl Hash {
             pack::put_str(&mut buf, &v);
         }
         Hash::Pack(buf.into())
-    }
-}
-
-// ---------------------------------------------------------------- list
-
-#[derive(Clone, Debug, PartialEq, Default)]
-pub struct List(pub VecDeque<Elem>);
-
-impl List {
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
@@ -612,7 +598,7 @@ impl From<Value> for Logical {
                 big: matches!(h, Hash::Table(_)),
                 pairs: h.iter().map(|(f, x)| (f.to_vec(), x.to_vec())).collect(),
             },
-            Value::List(l) => Logical::List(l.0.into_iter().map(Vec::from).collect()),
+            Value::List(l) => Logical::List(l.iter().map(<[u8]>::to_vec).collect()),
             Value::Set(s) => Logical::Set {
                 big: matches!(s, Set::Table(_)),
                 members: s.members().map(Vec::from).collect(),
@@ -638,9 +624,7 @@ impl From<Logical> for Value {
             } else {
                 Hash::packed(pairs)
             }),
-            Logical::List(items) => {
-                Value::List(List(items.into_iter().map(Vec::into_boxed_slice).collect()))
-            }
+            Logical::List(items) => Value::List(List::from_items(items)),
             Logical::Set { big, members } => {
                 let mut set = if big {
                     Set::Table(Box::default())
