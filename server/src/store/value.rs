@@ -95,7 +95,12 @@ impl Value {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        match self {
+            Value::Hash(h) => h.is_empty(),
+            Value::List(l) => l.is_empty(),
+            Value::Set(s) => s.is_empty(),
+            Value::ZSet(z) => z.is_empty(),
+        }
     }
 
     /// Heap bytes this value holds (its buffers, element allocations and container overhead
@@ -208,8 +213,12 @@ impl Hash {
         }
     }
 
+    /// Without counting a packed hash's entries.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        match self {
+            Hash::Pack(b) => b.bytes().is_empty(),
+            Hash::Table(m) => m.is_empty(),
+        }
     }
 
     pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
@@ -466,8 +475,12 @@ impl ZSet {
         }
     }
 
+    /// Without counting a packed sorted set's entries.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        match self {
+            ZSet::Pack(b) => b.bytes().is_empty(),
+            ZSet::Skip(s) => s.scores.is_empty(),
+        }
     }
 
     pub fn score(&self, m: &[u8]) -> Option<f64> {
@@ -744,6 +757,20 @@ mod tests {
         // 10 pairs of two 1+8 byte strings; 10 members of 1 (score) + 1 + 8 bytes.
         assert_eq!(Value::Hash(h).mem_usage(), allocation_size(180));
         assert_eq!(Value::ZSet(z).mem_usage(), allocation_size(100));
+        // Ten 2-byte integers; ten 1+8+1 byte list entries in one chunk of a one-chunk deque.
+        let s = Set::from_members(
+            (1000..1010)
+                .map(|i| format!("{i}"))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(|m| m.as_bytes()),
+        );
+        assert_eq!(Value::Set(s).mem_usage(), allocation_size(20));
+        let l = List::from_items((0..10).map(|i| format!("m:{i:06}")));
+        assert_eq!(
+            Value::List(l).mem_usage(),
+            allocation_size(24) + allocation_size(100)
+        );
     }
 
     use proptest::prelude::*;
