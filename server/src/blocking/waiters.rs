@@ -249,7 +249,7 @@ mod tests {
     fn push(keyspace: &Keyspace, key: &str, items: &[&str]) {
         let mut list = List::default();
         for i in items {
-            list.0.push_back(i.as_bytes().into());
+            list.push_back(i.as_bytes());
         }
         let mut slots = keyspace.write_slots([key.as_bytes()]).at(now_ms());
         slots.insert(Entry::new_collection(key.as_bytes(), Value::List(list), 0));

@@ -15,8 +15,6 @@
 //! before anything is allocated for it, LZF output is capped by what its input can expand to,
 //! and the whole decoded value by [`MAX_DECODED`]; a bad payload is an error, never a panic.
 
-use std::collections::VecDeque;
-
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -101,7 +99,7 @@ fn put_value(out: &mut Vec<u8>, value: &Value) {
         Value::List(l) => {
             out.push(TYPE_LIST);
             put_len(out, l.len() as u64);
-            for e in &l.0 {
+            for e in l.iter() {
                 put_string(out, e);
             }
         }
@@ -303,31 +301,31 @@ impl<'a> Input<'a> {
             TYPE_STRING => return Ok(Dumped::String(self.string()?.into())),
             TYPE_LIST => {
                 let n = self.count(1)?;
-                let mut items = VecDeque::new();
+                let mut list = List::default();
                 for _ in 0..n {
-                    items.push_back(self.string()?.into_boxed_slice());
+                    list.push_back(&self.string()?);
                 }
-                Value::List(List(items))
+                Value::List(list)
             }
             TYPE_LIST_QUICKLIST_2 => {
                 let nodes = self.count(2)?;
-                let mut items = VecDeque::new();
+                let mut list = List::default();
                 for _ in 0..nodes {
                     let container = self.count(0)?;
                     let blob = self.string()?;
                     match container {
                         // PLAIN: one large element.
-                        1 => items.push_back(blob.into_boxed_slice()),
+                        1 => list.push_back(&blob),
                         // PACKED: a listpack (empty ones are skipped, as Redis does).
                         2 => {
                             for e in listpack(&blob)? {
-                                items.push_back(e.into_boxed_slice());
+                                list.push_back(&e);
                             }
                         }
                         _ => return Err(BAD),
                     }
                 }
-                Value::List(List(items))
+                Value::List(list)
             }
             TYPE_SET => {
                 let n = self.count(1)?;
@@ -582,7 +580,7 @@ mod tests {
             h.insert(format!("f{i}").as_bytes(), format!("{i}").as_bytes());
             s.insert(format!("{i}").as_bytes());
             z.insert(i as f64 / 7.0, format!("m{i}").as_bytes());
-            l.0.push_back(format!("e{i}").into_bytes().into_boxed_slice());
+            l.push_back(format!("e{i}").as_bytes());
         }
         for v in [
             Value::Hash(h),

@@ -8,6 +8,8 @@
 //!   deadline index).
 //! - `access`, `eviction`: access words (LRU/LFU) and the choice of victims under `maxmemory`.
 //! - `dump`: Redis's `DUMP` serialization format (RDB objects) of any value.
+//! - `pack`: the flat buffers of small collections (listpack-like strings and scores, intset).
+//! - `quicklist`: lists as a deque of packed chunks.
 //! - `value`: collection values (hash, list, set, sorted set) and their encodings.
 
 pub mod access;
@@ -18,6 +20,8 @@ pub mod eviction;
 pub mod expiry;
 pub mod keyspace;
 pub mod ops;
+pub mod pack;
+pub mod quicklist;
 pub mod state_machine;
 pub mod value;
 

@@ -6,10 +6,13 @@
 //! The thresholds are cluster-wide constants, not per-node config: `apply` must pick the same
 //! encoding on every replica. As in Redis, a value never converts back to its small encoding.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::entry::allocation_size;
+use super::pack::{self, Buf, IntSet};
+pub use super::quicklist::List;
 use crate::numbers::parse_i64;
 
 /// One element (field, value, member) of a collection.
@@ -78,7 +81,7 @@ impl Value {
             Value::Set(Set::Ints(_)) => "intset",
             Value::Set(Set::Table(_)) => "hashtable",
             Value::ZSet(ZSet::Pack(_)) => "listpack",
-            Value::ZSet(ZSet::Skip { .. }) => "skiplist",
+            Value::ZSet(ZSet::Skip(_)) => "skiplist",
         }
     }
 
@@ -92,35 +95,43 @@ impl Value {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        match self {
+            Value::Hash(h) => h.is_empty(),
+            Value::List(l) => l.is_empty(),
+            Value::Set(s) => s.is_empty(),
+            Value::ZSet(z) => z.is_empty(),
+        }
     }
 
-    /// Heap bytes this value holds (element allocations and container overhead, estimated
-    /// from capacities): what memory accounting charges the key for its value.
+    /// Heap bytes this value holds (its buffers, element allocations and container overhead
+    /// estimated from capacities, each rounded to the allocator's size class): what memory
+    /// accounting charges the key for its value.
     pub fn mem_usage(&self) -> usize {
         const BOX: usize = std::mem::size_of::<Elem>();
-        let elems = |it: &mut dyn Iterator<Item = &[u8]>| it.map(|e| e.len()).sum::<usize>();
+        let elems = |it: &mut dyn Iterator<Item = &[u8]>| {
+            it.map(|e| allocation_size(e.len())).sum::<usize>()
+        };
         match self {
-            Value::Hash(Hash::Pack(v)) => {
-                v.capacity() * 2 * BOX + elems(&mut v.iter().flat_map(|(f, x)| [&f[..], &x[..]]))
-            }
+            Value::Hash(Hash::Pack(b)) => b.mem_usage(),
             Value::Hash(Hash::Table(m)) => {
-                m.capacity() * (2 * BOX + 1)
+                allocation_size(std::mem::size_of_val(&**m))
+                    + m.capacity() * (2 * BOX + 1)
                     + elems(&mut m.iter().flat_map(|(f, x)| [&f[..], &x[..]]))
             }
-            Value::List(l) => l.0.capacity() * BOX + elems(&mut l.0.iter().map(|e| &e[..])),
-            Value::Set(Set::Ints(v)) => v.capacity() * 8,
+            Value::List(l) => l.mem_usage(),
+            Value::Set(Set::Ints(v)) => v.mem_usage(),
             Value::Set(Set::Table(s)) => {
-                s.capacity() * (BOX + 1) + elems(&mut s.iter().map(|e| &e[..]))
+                allocation_size(std::mem::size_of_val(&**s))
+                    + s.capacity() * (BOX + 1)
+                    + elems(&mut s.iter().map(|e| &e[..]))
             }
-            Value::ZSet(ZSet::Pack(v)) => {
-                v.capacity() * (8 + BOX) + elems(&mut v.iter().map(|(_, m)| &m[..]))
-            }
-            Value::ZSet(ZSet::Skip { scores, order }) => {
+            Value::ZSet(ZSet::Pack(b)) => b.mem_usage(),
+            Value::ZSet(ZSet::Skip(s)) => {
                 // Each member is held twice (index and order); B-tree nodes run ~2/3 full.
-                scores.capacity() * (BOX + 9)
-                    + order.len() * (8 + BOX) * 3 / 2
-                    + 2 * elems(&mut scores.keys().map(|m| &m[..]))
+                allocation_size(std::mem::size_of::<Skip>())
+                    + s.scores.capacity() * (BOX + 9)
+                    + s.order.len() * (8 + BOX) * 3 / 2
+                    + 2 * elems(&mut s.scores.keys().map(|m| &m[..]))
             }
         }
     }
@@ -136,7 +147,7 @@ impl Value {
         };
         let body = match self {
             Value::Hash(hash) => sum(&mut hash.iter().map(|(f, v)| pair(f, v))),
-            Value::List(l) => ordered(&mut l.0.iter().map(|e| h(e))),
+            Value::List(l) => ordered(&mut l.iter().map(h)),
             Value::Set(s) => sum(&mut s.members().map(|m| h(&m))),
             Value::ZSet(z) => ordered(&mut z.iter().map(|(s, m)| pair(&s.to_le_bytes(), m))),
         };
@@ -150,55 +161,112 @@ fn elem(b: &[u8]) -> Elem {
 
 // ---------------------------------------------------------------- hash
 
-/// Field → value. Small hashes are a vector in insertion order (as Redis's listpack, so
-/// `HGETALL` lists them in the same order Redis does).
+/// Field → value. A small hash is one packed buffer of `field, value, field, value ...` in
+/// insertion order (Redis's listpack, so `HGETALL` lists them in the order Redis does); a large
+/// one a hash table.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Hash {
-    Pack(Vec<(Elem, Elem)>),
-    Table(HashMap<Elem, Elem, Hasher>),
+    Pack(Buf),
+    Table(Box<HashMap<Elem, Elem, Hasher>>),
 }
 
 impl Default for Hash {
     fn default() -> Self {
-        Hash::Pack(Vec::new())
+        Hash::Pack(Buf::default())
     }
+}
+
+/// One pair of a packed hash: where it lies in the buffer and what it holds.
+struct PackedPair<'a> {
+    at: usize,
+    value_at: usize,
+    end: usize,
+    field: &'a [u8],
+    value: &'a [u8],
+}
+
+fn packed_pairs(buf: &[u8]) -> impl Iterator<Item = PackedPair<'_>> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        if at >= buf.len() {
+            return None;
+        }
+        let (field, value_at) = pack::get_str(buf, at);
+        let (value, end) = pack::get_str(buf, value_at);
+        let pair = PackedPair {
+            at,
+            value_at,
+            end,
+            field,
+            value,
+        };
+        at = end;
+        Some(pair)
+    })
 }
 
 impl Hash {
     pub fn len(&self) -> usize {
         match self {
-            Hash::Pack(v) => v.len(),
+            Hash::Pack(b) => packed_pairs(b.bytes()).count(),
             Hash::Table(m) => m.len(),
         }
     }
 
+    /// Without counting a packed hash's entries.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        match self {
+            Hash::Pack(b) => b.bytes().is_empty(),
+            Hash::Table(m) => m.is_empty(),
+        }
     }
 
     pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
         match self {
-            Hash::Pack(v) => v.iter().find(|(f, _)| &f[..] == field).map(|(_, x)| &x[..]),
+            Hash::Pack(b) => packed_pairs(b.bytes())
+                .find(|p| p.field == field)
+                .map(|p| p.value),
             Hash::Table(m) => m.get(field).map(|x| &x[..]),
         }
     }
 
     /// Sets `field`; true if it is new.
     pub fn insert(&mut self, field: &[u8], value: &[u8]) -> bool {
-        if let Hash::Pack(v) = self {
+        if let Hash::Pack(b) = self {
             let small =
                 field.len() <= HASH_MAX_LISTPACK_VALUE && value.len() <= HASH_MAX_LISTPACK_VALUE;
-            if let Some(slot) = v.iter_mut().find(|(f, _)| &f[..] == field) {
-                if small {
-                    slot.1 = elem(value);
+            let mut count = 0;
+            let mut found = None;
+            for p in packed_pairs(b.bytes()) {
+                count += 1;
+                if p.field == field {
+                    found = Some((p.value_at, p.end));
+                    break;
+                }
+            }
+            match found {
+                Some((value_at, end)) if small => {
+                    let mut new = Vec::with_capacity(pack::str_size(value.len()));
+                    pack::put_str(&mut new, value);
+                    b.splice(value_at, end, &new);
                     return false;
                 }
-            } else if small && v.len() < HASH_MAX_LISTPACK_ENTRIES {
-                v.push((elem(field), elem(value)));
-                return true;
+                None if small && count < HASH_MAX_LISTPACK_ENTRIES => {
+                    let mut new = Vec::with_capacity(
+                        pack::str_size(field.len()) + pack::str_size(value.len()),
+                    );
+                    pack::put_str(&mut new, field);
+                    pack::put_str(&mut new, value);
+                    let len = b.bytes().len();
+                    b.splice(len, len, &new);
+                    return true;
+                }
+                _ => {}
             }
-            let table = std::mem::take(v).into_iter().collect();
-            *self = Hash::Table(table);
+            let table = packed_pairs(b.bytes())
+                .map(|p| (elem(p.field), elem(p.value)))
+                .collect();
+            *self = Hash::Table(Box::new(table));
         }
         match self {
             Hash::Table(m) => m.insert(elem(field), elem(value)).is_none(),
@@ -208,53 +276,53 @@ impl Hash {
 
     pub fn remove(&mut self, field: &[u8]) -> bool {
         match self {
-            Hash::Pack(v) => match v.iter().position(|(f, _)| &f[..] == field) {
-                Some(i) => {
-                    v.remove(i);
-                    true
+            Hash::Pack(b) => {
+                let found = packed_pairs(b.bytes())
+                    .find(|p| p.field == field)
+                    .map(|p| (p.at, p.end));
+                match found {
+                    Some((at, end)) => {
+                        b.splice(at, end, &[]);
+                        true
+                    }
+                    None => false,
                 }
-                None => false,
-            },
+            }
             Hash::Table(m) => m.remove(field).is_some(),
         }
     }
 
     pub fn iter(&self) -> Box<dyn Iterator<Item = (&[u8], &[u8])> + '_> {
         match self {
-            Hash::Pack(v) => Box::new(v.iter().map(|(f, x)| (&f[..], &x[..]))),
+            Hash::Pack(b) => Box::new(packed_pairs(b.bytes()).map(|p| (p.field, p.value))),
             Hash::Table(m) => Box::new(m.iter().map(|(f, x)| (&f[..], &x[..]))),
         }
     }
-}
 
-// ---------------------------------------------------------------- list
-
-#[derive(Clone, Debug, PartialEq, Default)]
-pub struct List(pub VecDeque<Elem>);
-
-impl List {
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+    /// A small hash holding `pairs` as they come (a snapshot's packed hash).
+    fn packed(pairs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Hash {
+        let mut buf = Vec::new();
+        for (f, v) in pairs {
+            pack::put_str(&mut buf, &f);
+            pack::put_str(&mut buf, &v);
+        }
+        Hash::Pack(buf.into())
     }
 }
 
 // ---------------------------------------------------------------- set
 
-/// Members. A set of only integers (Redis's `string2ll` form) is a sorted vector of them, as
-/// Redis's intset, until it has more than `SET_MAX_INTSET_ENTRIES`.
+/// Members. A set of only integers (Redis's `string2ll` form) is a sorted packed array of them,
+/// as Redis's intset, until it has more than `SET_MAX_INTSET_ENTRIES`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Set {
-    Ints(Vec<i64>),
-    Table(HashSet<Elem, Hasher>),
+    Ints(IntSet),
+    Table(Box<HashSet<Elem, Hasher>>),
 }
 
 impl Default for Set {
     fn default() -> Self {
-        Set::Ints(Vec::new())
+        Set::Ints(IntSet::default())
     }
 }
 
@@ -272,7 +340,7 @@ impl Set {
 
     pub fn contains(&self, m: &[u8]) -> bool {
         match self {
-            Set::Ints(v) => parse_i64(m).is_some_and(|n| v.binary_search(&n).is_ok()),
+            Set::Ints(v) => parse_i64(m).is_some_and(|n| v.contains(n)),
             Set::Table(s) => s.contains(m),
         }
     }
@@ -281,20 +349,18 @@ impl Set {
     pub fn insert(&mut self, m: &[u8]) -> bool {
         if let Set::Ints(v) = self {
             if let Some(n) = parse_i64(m) {
-                match v.binary_search(&n) {
-                    Ok(_) => return false,
-                    Err(i) if v.len() < SET_MAX_INTSET_ENTRIES => {
-                        v.insert(i, n);
-                        return true;
-                    }
-                    Err(_) => {}
+                if v.contains(n) {
+                    return false;
+                }
+                if v.len() < SET_MAX_INTSET_ENTRIES {
+                    return v.insert(n);
                 }
             }
             let table = v
                 .iter()
-                .map(|n| elem(itoa::Buffer::new().format(*n).as_bytes()))
+                .map(|n| elem(itoa::Buffer::new().format(n).as_bytes()))
                 .collect();
-            *self = Set::Table(table);
+            *self = Set::Table(Box::new(table));
         }
         match self {
             Set::Table(s) => s.insert(elem(m)),
@@ -304,13 +370,7 @@ impl Set {
 
     pub fn remove(&mut self, m: &[u8]) -> bool {
         match self {
-            Set::Ints(v) => match parse_i64(m).map(|n| v.binary_search(&n)) {
-                Some(Ok(i)) => {
-                    v.remove(i);
-                    true
-                }
-                _ => false,
-            },
+            Set::Ints(v) => parse_i64(m).is_some_and(|n| v.remove(n)),
             Set::Table(s) => s.remove(m),
         }
     }
@@ -320,7 +380,7 @@ impl Set {
         match self {
             Set::Ints(v) => Box::new(
                 v.iter()
-                    .map(|n| elem(itoa::Buffer::new().format(*n).as_bytes())),
+                    .map(|n| elem(itoa::Buffer::new().format(n).as_bytes())),
             ),
             Set::Table(s) => Box::new(s.iter().cloned()),
         }
@@ -358,76 +418,128 @@ impl Ord for Score {
     }
 }
 
-/// Members with scores, ordered by (score, member). Small ones are one sorted vector (Redis's
-/// listpack); large ones an index by member plus a B-tree in order (Redis's skiplist).
+/// Members with scores, ordered by (score, member). A small one is one packed buffer of
+/// `score, member` entries in that order (Redis's listpack); a large one an index by member
+/// plus a B-tree in order (Redis's skiplist).
 #[derive(Clone, Debug, PartialEq)]
 pub enum ZSet {
-    Pack(Vec<(f64, Elem)>),
-    Skip {
-        scores: HashMap<Elem, f64, Hasher>,
-        order: BTreeSet<(Score, Elem)>,
-    },
+    Pack(Buf),
+    Skip(Box<Skip>),
+}
+
+/// The large encoding of a sorted set.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Skip {
+    pub scores: HashMap<Elem, f64, Hasher>,
+    pub order: BTreeSet<(Score, Elem)>,
 }
 
 impl Default for ZSet {
     fn default() -> Self {
-        ZSet::Pack(Vec::new())
+        ZSet::Pack(Buf::default())
     }
+}
+
+/// One entry of a packed sorted set: where it lies in the buffer and what it holds.
+struct PackedItem<'a> {
+    at: usize,
+    end: usize,
+    score: f64,
+    member: &'a [u8],
+}
+
+fn packed_items(buf: &[u8]) -> impl Iterator<Item = PackedItem<'_>> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        if at >= buf.len() {
+            return None;
+        }
+        let (score, member_at) = pack::get_score(buf, at);
+        let (member, end) = pack::get_str(buf, member_at);
+        let item = PackedItem {
+            at,
+            end,
+            score,
+            member,
+        };
+        at = end;
+        Some(item)
+    })
 }
 
 impl ZSet {
     pub fn len(&self) -> usize {
         match self {
-            ZSet::Pack(v) => v.len(),
-            ZSet::Skip { scores, .. } => scores.len(),
+            ZSet::Pack(b) => packed_items(b.bytes()).count(),
+            ZSet::Skip(s) => s.scores.len(),
         }
     }
 
+    /// Without counting a packed sorted set's entries.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        match self {
+            ZSet::Pack(b) => b.bytes().is_empty(),
+            ZSet::Skip(s) => s.scores.is_empty(),
+        }
     }
 
     pub fn score(&self, m: &[u8]) -> Option<f64> {
         match self {
-            ZSet::Pack(v) => v.iter().find(|(_, x)| &x[..] == m).map(|(s, _)| *s),
-            ZSet::Skip { scores, .. } => scores.get(m).copied(),
+            ZSet::Pack(b) => packed_items(b.bytes())
+                .find(|it| it.member == m)
+                .map(|it| it.score),
+            ZSet::Skip(s) => s.scores.get(m).copied(),
         }
     }
 
     /// Sets `m`'s score; true if it is new.
     pub fn insert(&mut self, score: f64, m: &[u8]) -> bool {
         let existed = self.remove(m);
-        if let ZSet::Pack(v) = self {
-            if v.len() < ZSET_MAX_LISTPACK_ENTRIES && m.len() <= ZSET_MAX_LISTPACK_VALUE {
-                let at = v.partition_point(|(s, x)| (Score(*s), &x[..]) < (Score(score), m));
-                v.insert(at, (score, elem(m)));
+        if let ZSet::Pack(b) = self {
+            if m.len() <= ZSET_MAX_LISTPACK_VALUE
+                && packed_items(b.bytes()).count() < ZSET_MAX_LISTPACK_ENTRIES
+            {
+                let key = (Score(score), m);
+                let at = packed_items(b.bytes())
+                    .find(|it| (Score(it.score), it.member) >= key)
+                    .map_or(b.bytes().len(), |it| it.at);
+                let mut new = Vec::with_capacity(9 + pack::str_size(m.len()));
+                pack::put_score(&mut new, score);
+                pack::put_str(&mut new, m);
+                b.splice(at, at, &new);
                 return !existed;
             }
-            let all = std::mem::take(v);
-            *self = ZSet::Skip {
-                scores: all.iter().map(|(s, x)| (x.clone(), *s)).collect(),
-                order: all.into_iter().map(|(s, x)| (Score(s), x)).collect(),
-            };
+            let mut skip = Skip::default();
+            for it in packed_items(b.bytes()) {
+                skip.scores.insert(elem(it.member), it.score);
+                skip.order.insert((Score(it.score), elem(it.member)));
+            }
+            *self = ZSet::Skip(Box::new(skip));
         }
-        if let ZSet::Skip { scores, order } = self {
-            scores.insert(elem(m), score);
-            order.insert((Score(score), elem(m)));
+        if let ZSet::Skip(s) = self {
+            s.scores.insert(elem(m), score);
+            s.order.insert((Score(score), elem(m)));
         }
         !existed
     }
 
     pub fn remove(&mut self, m: &[u8]) -> bool {
         match self {
-            ZSet::Pack(v) => match v.iter().position(|(_, x)| &x[..] == m) {
-                Some(i) => {
-                    v.remove(i);
-                    true
+            ZSet::Pack(b) => {
+                let found = packed_items(b.bytes())
+                    .find(|it| it.member == m)
+                    .map(|it| (it.at, it.end));
+                match found {
+                    Some((at, end)) => {
+                        b.splice(at, end, &[]);
+                        true
+                    }
+                    None => false,
                 }
-                None => false,
-            },
-            ZSet::Skip { scores, order } => match scores.remove_entry(m) {
-                Some((member, s)) => {
-                    order.remove(&(Score(s), member));
+            }
+            ZSet::Skip(s) => match s.scores.remove_entry(m) {
+                Some((member, score)) => {
+                    s.order.remove(&(Score(score), member));
                     true
                 }
                 None => false,
@@ -438,17 +550,25 @@ impl ZSet {
     /// Members in order (lowest score first).
     pub fn iter(&self) -> Box<dyn DoubleEndedIterator<Item = (f64, &[u8])> + '_> {
         match self {
-            ZSet::Pack(v) => Box::new(v.iter().map(|(s, m)| (*s, &m[..]))),
-            ZSet::Skip { order, .. } => Box::new(order.iter().map(|(s, m)| (s.0, &m[..]))),
+            // At most 128 entries, read forwards only: gathered so they can be walked both ways.
+            ZSet::Pack(b) => Box::new(
+                packed_items(b.bytes())
+                    .map(|it| (it.score, it.member))
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            ),
+            ZSet::Skip(s) => Box::new(s.order.iter().map(|(s, m)| (s.0, &m[..]))),
         }
     }
 
     /// 0-based rank of `m` in ascending order.
     pub fn rank(&self, m: &[u8]) -> Option<usize> {
-        let score = self.score(m)?;
         match self {
-            ZSet::Pack(v) => v.iter().position(|(_, x)| &x[..] == m),
-            ZSet::Skip { order, .. } => Some(order.range(..(Score(score), elem(m))).count()),
+            ZSet::Pack(b) => packed_items(b.bytes()).position(|it| it.member == m),
+            ZSet::Skip(s) => {
+                let score = *s.scores.get(m)?;
+                Some(s.order.range(..(Score(score), elem(m))).count())
+            }
         }
     }
 
@@ -491,13 +611,13 @@ impl From<Value> for Logical {
                 big: matches!(h, Hash::Table(_)),
                 pairs: h.iter().map(|(f, x)| (f.to_vec(), x.to_vec())).collect(),
             },
-            Value::List(l) => Logical::List(l.0.into_iter().map(Vec::from).collect()),
+            Value::List(l) => Logical::List(l.iter().map(<[u8]>::to_vec).collect()),
             Value::Set(s) => Logical::Set {
                 big: matches!(s, Set::Table(_)),
                 members: s.members().map(Vec::from).collect(),
             },
             Value::ZSet(z) => Logical::ZSet {
-                big: matches!(z, ZSet::Skip { .. }),
+                big: matches!(z, ZSet::Skip(_)),
                 items: z.iter().map(|(s, m)| (s, m.to_vec())).collect(),
             },
         }
@@ -507,22 +627,20 @@ impl From<Value> for Logical {
 impl From<Logical> for Value {
     fn from(l: Logical) -> Value {
         match l {
-            Logical::Hash { big, pairs } => {
-                let pairs = pairs
-                    .into_iter()
-                    .map(|(f, x)| (f.into_boxed_slice(), x.into_boxed_slice()));
-                Value::Hash(if big {
-                    Hash::Table(pairs.collect())
-                } else {
-                    Hash::Pack(pairs.collect())
-                })
-            }
-            Logical::List(items) => {
-                Value::List(List(items.into_iter().map(Vec::into_boxed_slice).collect()))
-            }
+            Logical::Hash { big, pairs } => Value::Hash(if big {
+                Hash::Table(Box::new(
+                    pairs
+                        .into_iter()
+                        .map(|(f, x)| (f.into_boxed_slice(), x.into_boxed_slice()))
+                        .collect(),
+                ))
+            } else {
+                Hash::packed(pairs)
+            }),
+            Logical::List(items) => Value::List(List::from_items(items)),
             Logical::Set { big, members } => {
                 let mut set = if big {
-                    Set::Table(Default::default())
+                    Set::Table(Box::default())
                 } else {
                     Set::default()
                 };
@@ -533,10 +651,7 @@ impl From<Logical> for Value {
             }
             Logical::ZSet { big, items } => {
                 let mut z = if big {
-                    ZSet::Skip {
-                        scores: Default::default(),
-                        order: Default::default(),
-                    }
+                    ZSet::Skip(Box::default())
                 } else {
                     ZSet::default()
                 };
@@ -569,7 +684,8 @@ mod tests {
         let mut s = Set::default();
         s.insert(b"3");
         s.insert(b"-1");
-        assert_eq!(s, Set::Ints(vec![-1, 3]));
+        assert!(matches!(s, Set::Ints(_)));
+        assert_eq!(s.members().collect::<Vec<_>>(), [elem(b"-1"), elem(b"3")]);
         s.insert(b"01");
         assert!(matches!(s, Set::Table(_)));
         assert!(s.contains(b"3") && s.contains(b"01") && !s.contains(b"1"));
@@ -599,5 +715,144 @@ mod tests {
         assert_eq!(back.encoding(), "skiplist");
         assert_eq!(back, v);
         assert_eq!(back.digest(), v.digest());
+    }
+
+    fn round_trip(v: &Value) -> Value {
+        let bytes = bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap();
+        bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn small_encodings_survive_serialization_in_order() {
+        let mut h = Hash::default();
+        for f in ["z", "a", "m"] {
+            h.insert(f.as_bytes(), b"v");
+        }
+        let v = round_trip(&Value::Hash(h.clone()));
+        assert_eq!(v.encoding(), "listpack");
+        assert_eq!(v, Value::Hash(h));
+        let s = Set::from_members([&b"7"[..], b"-70000", b"3"]);
+        let v = round_trip(&Value::Set(s.clone()));
+        assert_eq!(v.encoding(), "intset");
+        assert_eq!(v, Value::Set(s));
+        let z = ZSet::from_items([(1.5, elem(b"x")), (-3.0, elem(b"y")), (1e300, elem(b"z"))]);
+        let v = round_trip(&Value::ZSet(z.clone()));
+        assert_eq!(v.encoding(), "listpack");
+        assert_eq!(v, Value::ZSet(z));
+    }
+
+    #[test]
+    fn packed_values_cost_a_fraction_of_boxed_ones() {
+        let mut h = Hash::default();
+        let mut z = ZSet::default();
+        for i in 0..10 {
+            h.insert(
+                format!("f:{i:06}").as_bytes(),
+                format!("v:{i:06}").as_bytes(),
+            );
+            z.insert(i as f64, format!("m:{i:06}").as_bytes());
+        }
+        // 10 pairs of two 1+8 byte strings; 10 members of 1 (score) + 1 + 8 bytes.
+        assert_eq!(Value::Hash(h).mem_usage(), allocation_size(180));
+        assert_eq!(Value::ZSet(z).mem_usage(), allocation_size(100));
+        // Ten 2-byte integers; ten 1+8+1 byte list entries in one chunk of a one-chunk deque.
+        let s = Set::from_members(
+            (1000..1010)
+                .map(|i| format!("{i}"))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(|m| m.as_bytes()),
+        );
+        assert_eq!(Value::Set(s).mem_usage(), allocation_size(20));
+        let l = List::from_items((0..10).map(|i| format!("m:{i:06}")));
+        assert_eq!(
+            Value::List(l).mem_usage(),
+            allocation_size(24) + allocation_size(100)
+        );
+    }
+
+    use proptest::prelude::*;
+
+    /// Fields from a small alphabet (so operations meet existing ones), now and then too long
+    /// for the small encoding.
+    fn field() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            20 => (0u16..200).prop_map(|i| format!("f{i}").into_bytes()),
+            1 => (0u16..3).prop_map(|i| format!("{i}{}", "x".repeat(70)).into_bytes()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn hash_matches_an_insertion_ordered_model(
+            ops in prop::collection::vec((0u8..4, field(), field()), 0..400),
+        ) {
+            let mut h = Hash::default();
+            let mut model: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            let mut grew = false;
+            for (op, f, v) in ops {
+                if op == 0 {
+                    let removed = model.iter().position(|(x, _)| *x == f).map(|i| model.remove(i));
+                    prop_assert_eq!(h.remove(&f), removed.is_some());
+                } else {
+                    let new = match model.iter_mut().find(|(x, _)| *x == f) {
+                        Some(slot) => { slot.1 = v.clone(); false }
+                        None => { model.push((f.clone(), v.clone())); true }
+                    };
+                    grew |= model.len() > HASH_MAX_LISTPACK_ENTRIES
+                        || f.len() > HASH_MAX_LISTPACK_VALUE
+                        || v.len() > HASH_MAX_LISTPACK_VALUE;
+                    prop_assert_eq!(h.insert(&f, &v), new);
+                }
+                prop_assert_eq!(h.get(&f), model.iter().find(|(x, _)| *x == f).map(|(_, v)| &v[..]));
+                prop_assert_eq!(h.len(), model.len());
+                prop_assert_eq!(matches!(h, Hash::Table(_)), grew);
+            }
+            let mut pairs: Vec<(Vec<u8>, Vec<u8>)> =
+                h.iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect();
+            if !grew {
+                prop_assert_eq!(&pairs, &model);
+            }
+            pairs.sort();
+            model.sort();
+            prop_assert_eq!(pairs, model);
+        }
+
+        #[test]
+        fn zset_matches_an_ordered_model(
+            ops in prop::collection::vec(
+                (0u8..4, field(), prop_oneof![(-5i32..300).prop_map(f64::from), -1e9f64..1e9]),
+                0..400,
+            ),
+        ) {
+            let mut z = ZSet::default();
+            let mut model: std::collections::HashMap<Vec<u8>, f64> = Default::default();
+            let mut grew = false;
+            for (op, m, score) in ops {
+                if op == 0 {
+                    prop_assert_eq!(z.remove(&m), model.remove(&m).is_some());
+                } else {
+                    prop_assert_eq!(z.insert(score, &m), model.insert(m.clone(), score).is_none());
+                    grew |= model.len() > ZSET_MAX_LISTPACK_ENTRIES || m.len() > ZSET_MAX_LISTPACK_VALUE;
+                }
+                prop_assert_eq!(z.score(&m), model.get(&m).copied());
+                prop_assert_eq!(z.len(), model.len());
+                prop_assert_eq!(matches!(z, ZSet::Skip(_)), grew);
+            }
+            let mut expected: Vec<(f64, Vec<u8>)> = model.into_iter().map(|(m, s)| (s, m)).collect();
+            expected.sort_by(|a, b| (Score(a.0), &a.1).cmp(&(Score(b.0), &b.1)));
+            let got: Vec<(f64, Vec<u8>)> = z.iter().map(|(s, m)| (s, m.to_vec())).collect();
+            prop_assert_eq!(&got, &expected);
+            let back: Vec<(f64, Vec<u8>)> = z.iter().rev().map(|(s, m)| (s, m.to_vec())).collect();
+            prop_assert_eq!(back.len(), expected.len());
+            for (i, (_, m)) in expected.iter().enumerate() {
+                prop_assert_eq!(z.rank(m), Some(i));
+            }
+            prop_assert_eq!(&round_trip(&Value::ZSet(z.clone())), &Value::ZSet(z));
+        }
     }
 }

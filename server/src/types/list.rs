@@ -25,9 +25,9 @@ fn side(arg: &[u8]) -> Result<bool, CommandError> {
 
 fn pop(l: &mut List, left: bool) -> Option<Elem> {
     if left {
-        l.0.pop_front()
+        l.pop_front()
     } else {
-        l.0.pop_back()
+        l.pop_back()
     }
 }
 
@@ -42,9 +42,9 @@ pub fn write(w: &mut Writer<'_, '_>, id: CommandId, args: &[Bytes]) -> CommandRe
             };
             for e in &args[2..] {
                 if matches!(id, Lpush | Lpushx) {
-                    l.0.push_front(e[..].into());
+                    l.push_front(e);
                 } else {
-                    l.0.push_back(e[..].into());
+                    l.push_back(e);
                 }
             }
             Ok(Frame::Integer(l.len() as i64))
@@ -84,7 +84,7 @@ pub fn write(w: &mut Writer<'_, '_>, id: CommandId, args: &[Bytes]) -> CommandRe
             if i < 0 || i >= len {
                 return Err(CommandError::Err("index out of range".into()));
             }
-            l.0[i as usize] = args[3][..].into();
+            l.set(i as usize, &args[3]);
             Ok(Frame::ok())
         }
         Linsert => {
@@ -98,10 +98,10 @@ pub fn write(w: &mut Writer<'_, '_>, id: CommandId, args: &[Bytes]) -> CommandRe
             let Some(l) = w.list_mut(key, false)? else {
                 return Ok(Frame::Integer(0));
             };
-            let Some(at) = l.0.iter().position(|e| e[..] == args[3][..]) else {
+            let Some(at) = l.iter().position(|e| e == &args[3][..]) else {
                 return Ok(Frame::Integer(-1));
             };
-            l.0.insert(if before { at } else { at + 1 }, args[4][..].into());
+            l.insert(if before { at } else { at + 1 }, &args[4]);
             Ok(Frame::Integer(l.len() as i64))
         }
         Lrem => {
@@ -114,28 +114,7 @@ pub fn write(w: &mut Writer<'_, '_>, id: CommandId, args: &[Bytes]) -> CommandRe
             } else {
                 count.unsigned_abs() as usize
             };
-            let target = &args[3][..];
-            let mut removed = 0;
-            if count >= 0 {
-                let mut i = 0;
-                while i < l.0.len() && removed < limit {
-                    if l.0[i][..] == *target {
-                        l.0.remove(i);
-                        removed += 1;
-                    } else {
-                        i += 1;
-                    }
-                }
-            } else {
-                let mut i = l.0.len();
-                while i > 0 && removed < limit {
-                    i -= 1;
-                    if l.0[i][..] == *target {
-                        l.0.remove(i);
-                        removed += 1;
-                    }
-                }
-            }
+            let removed = l.remove_matching(&args[3], limit, count < 0);
             Ok(Frame::Integer(removed as i64))
         }
         Ltrim => {
@@ -144,11 +123,8 @@ pub fn write(w: &mut Writer<'_, '_>, id: CommandId, args: &[Bytes]) -> CommandRe
                 return Ok(Frame::ok());
             };
             match index_range(start, stop, l.len()) {
-                Some((from, to)) => {
-                    l.0.truncate(to);
-                    l.0.drain(..from);
-                }
-                None => l.0.clear(),
+                Some((from, to)) => l.retain_range(from, to),
+                None => l.clear(),
             }
             Ok(Frame::ok())
         }
@@ -181,9 +157,9 @@ fn lmove(
     let d = w.list_mut(dst, true)?.expect("created");
     let reply = bulk(&e);
     if to_left {
-        d.0.push_front(e);
+        d.push_front(&e);
     } else {
-        d.0.push_back(e);
+        d.push_back(&e);
     }
     Ok(reply)
 }
@@ -232,7 +208,7 @@ pub fn read(r: &Reader<'_>, id: CommandId, args: &[Bytes]) -> CommandResult {
                 return Ok(Frame::Array(Vec::new()));
             };
             Ok(Frame::Array(match index_range(start, stop, l.len()) {
-                Some((from, to)) => l.0.range(from..to).map(|e| bulk(e)).collect(),
+                Some((from, to)) => l.iter_from(from).take(to - from).map(bulk).collect(),
                 None => Vec::new(),
             }))
         }
@@ -246,7 +222,7 @@ pub fn read(r: &Reader<'_>, id: CommandId, args: &[Bytes]) -> CommandResult {
             } else {
                 index
             };
-            Ok(match usize::try_from(i).ok().and_then(|i| l.0.get(i)) {
+            Ok(match usize::try_from(i).ok().and_then(|i| l.get(i)) {
                 Some(e) => bulk(e),
                 None => Frame::Null,
             })
@@ -305,21 +281,34 @@ fn lpos(r: &Reader<'_>, args: &[Bytes]) -> CommandResult {
     };
     let mut skip = rank.unsigned_abs() as usize - 1;
     let mut found = Vec::new();
-    let indexes: Box<dyn Iterator<Item = usize>> = if rank > 0 {
-        Box::new(0..limit)
+    // One pass over the elements (indexing a chunked list per element would cost a walk each).
+    let n = l.len();
+    let matches: Box<dyn Iterator<Item = usize>> = if rank > 0 {
+        Box::new(
+            l.iter()
+                .take(limit)
+                .enumerate()
+                .filter(|(_, e)| *e == target)
+                .map(|(i, _)| i),
+        )
     } else {
-        Box::new((l.len() - limit..l.len()).rev())
+        Box::new(
+            l.iter()
+                .rev()
+                .take(limit)
+                .enumerate()
+                .filter(|(_, e)| *e == target)
+                .map(move |(k, _)| n - 1 - k),
+        )
     };
-    for i in indexes {
-        if l.0[i][..] == *target {
-            if skip > 0 {
-                skip -= 1;
-                continue;
-            }
-            found.push(Frame::Integer(i as i64));
-            if found.len() >= want {
-                break;
-            }
+    for i in matches {
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
+        found.push(Frame::Integer(i as i64));
+        if found.len() >= want {
+            break;
         }
     }
     Ok(match count {

@@ -83,11 +83,7 @@ pub fn write(w: &mut Writer<'_, '_>, args: &[Bytes]) -> CommandResult {
     };
     let dest = spec.store.as_ref().expect("only STORE writes");
     let n = out.len();
-    let list = List(
-        out.into_iter()
-            .map(|v| v.unwrap_or_default().into_boxed_slice())
-            .collect(),
-    );
+    let list = List::from_items(out.into_iter().map(Option::unwrap_or_default));
     w.store(dest, Value::List(list));
     Ok(Frame::Integer(n as i64))
 }
@@ -173,7 +169,7 @@ fn pattern_slot(pattern: &[u8]) -> Option<u16> {
 fn source(entry: Option<&Entry>) -> Result<Option<Source>, CommandError> {
     let Some(e) = entry else { return Ok(None) };
     let (items, is_set) = match e.collection() {
-        Some(Value::List(l)) => (l.0.iter().map(|x| x.to_vec()).collect(), false),
+        Some(Value::List(l)) => (l.iter().map(<[u8]>::to_vec).collect(), false),
         Some(Value::Set(s)) => (s.members().map(|m| m.to_vec()).collect(), true),
         Some(Value::ZSet(z)) => (z.iter().map(|(_, m)| m.to_vec()).collect(), false),
         _ => return Err(CommandError::WrongType),

@@ -746,10 +746,10 @@ pub fn read(r: &Reader<'_>, id: CommandId, args: &[Bytes]) -> CommandResult {
         Zscan => {
             let scan = scan_args(args)?;
             let z = r.zset(&args[1])?;
-            if let Some(ZSet::Skip { scores, .. }) = z {
+            if let Some(ZSet::Skip(skip)) = z {
                 return Ok(scan.step(
-                    scores.len(),
-                    scores.iter().map(|(m, s)| (&m[..], *s)),
+                    skip.scores.len(),
+                    skip.scores.iter().map(|(m, s)| (&m[..], *s)),
                     |m, s, out| out.extend([bulk(m), Frame::bulk(format_reply_double(s))]),
                 ));
             }
