@@ -260,13 +260,17 @@ fn check_tls_replication(tls_replication: Option<&str>, tls_cluster: &str) -> Re
     match tls_replication {
         None => Ok(()),
         Some(v) if v == tls_cluster => Ok(()),
-        Some("yes") => Err("tls-replication yes needs tls-cluster yes: shoal replicates over \
+        Some("yes") => Err(
+            "tls-replication yes needs tls-cluster yes: shoal replicates over \
              the peer port (Raft between a shard's replicas), which only tls-cluster encrypts"
-            .into()),
-        Some(_) => Err("tls-replication no cannot hold with tls-cluster yes: shoal replicates \
+                .into(),
+        ),
+        Some(_) => Err(
+            "tls-replication no cannot hold with tls-cluster yes: shoal replicates \
              over the peer port (Raft between a shard's replicas), which tls-cluster yes \
              encrypts; drop the tls-replication line"
-            .into()),
+                .into(),
+        ),
     }
 }
 
@@ -396,7 +400,10 @@ mod tests {
             "yes".into(),
         ])
         .unwrap_err();
-        assert!(e.contains("tls-replication yes needs tls-cluster yes"), "{e}");
+        assert!(
+            e.contains("tls-replication yes needs tls-cluster yes"),
+            "{e}"
+        );
         std::fs::write(&path, "bogus-directive 1\n").unwrap();
         assert!(Config::load_from(args(&[])).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
