@@ -18,6 +18,8 @@ pub struct ClientHandle {
     pub id: u64,
     pub addr: SocketAddr,
     pub laddr: SocketAddr,
+    /// Connected over TLS (`--tls-port`): redirections and the topology name TLS ports.
+    pub tls: bool,
     pub created: Instant,
     /// Milliseconds since `created` of the last command.
     last_active_ms: AtomicU64,
@@ -52,14 +54,15 @@ pub struct ClientMeta {
 impl ClientHandle {
     /// A handle outside the registry (id 0): commands a peer forwarded run under one.
     pub fn detached(addr: SocketAddr) -> ClientHandle {
-        ClientHandle::new(0, addr, addr)
+        ClientHandle::new(0, addr, addr, false)
     }
 
-    fn new(id: u64, addr: SocketAddr, laddr: SocketAddr) -> ClientHandle {
+    fn new(id: u64, addr: SocketAddr, laddr: SocketAddr, tls: bool) -> ClientHandle {
         ClientHandle {
             id,
             addr,
             laddr,
+            tls,
             created: Instant::now(),
             last_active_ms: AtomicU64::new(0),
             last_command: AtomicUsize::new(0),
@@ -191,6 +194,7 @@ impl ClientRegistry {
         &self,
         addr: SocketAddr,
         laddr: SocketAddr,
+        tls: bool,
         max: usize,
     ) -> Option<Arc<ClientHandle>> {
         if self.connected.fetch_add(1, Ordering::AcqRel) >= max {
@@ -198,7 +202,7 @@ impl ClientRegistry {
             return None;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let handle = Arc::new(ClientHandle::new(id, addr, laddr));
+        let handle = Arc::new(ClientHandle::new(id, addr, laddr, tls));
         self.clients.insert(id, handle.clone());
         Some(handle)
     }

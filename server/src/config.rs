@@ -58,6 +58,11 @@ pub struct Config {
     /// certificate, key and CA above; every node of a cluster needs the same setting.
     #[arg(long, default_value = "no", value_parser = ["yes", "no"])]
     pub tls_cluster: String,
+    /// Redis's switch for TLS on master-replica links. shoal's replicas are Raft peers that
+    /// replicate over the peer port, which `--tls-cluster` secures, so this can only agree
+    /// with it: accepted when it does (a Redis TLS config loads unchanged), refused otherwise.
+    #[arg(long, value_parser = ["yes", "no"])]
+    pub tls_replication: Option<String>,
     /// PEM certificate this node presents when it connects to a peer (default:
     /// `--tls-cert-file`).
     #[arg(long, requires = "tls_client_key_file")]
@@ -230,8 +235,10 @@ impl Config {
             .resolved()
     }
 
-    /// Settings parsed from several flag values into one (the output buffer limits).
+    /// Settings parsed from several flag values into one (the output buffer limits), and
+    /// settings checked against each other.
     fn resolved(mut self) -> Result<Config, String> {
+        check_tls_replication(self.tls_replication.as_deref(), &self.tls_cluster)?;
         if !self.client_output_buffer_limit.is_empty() {
             // A value may hold several words (a quoted config line, as CONFIG REWRITE writes).
             let words: Vec<&str> = self
@@ -244,6 +251,26 @@ impl Config {
                 .map_err(|e| format!("client-output-buffer-limit: {e}"))?;
         }
         Ok(self)
+    }
+}
+
+/// `tls-replication` must describe what `tls-cluster` does: replication between shoal's
+/// replicas is Raft traffic on the peer port, TLS exactly when the peer port is.
+fn check_tls_replication(tls_replication: Option<&str>, tls_cluster: &str) -> Result<(), String> {
+    match tls_replication {
+        None => Ok(()),
+        Some(v) if v == tls_cluster => Ok(()),
+        Some("yes") => Err(
+            "tls-replication yes needs tls-cluster yes: shoal replicates over \
+             the peer port (Raft between a shard's replicas), which only tls-cluster encrypts"
+                .into(),
+        ),
+        Some(_) => Err(
+            "tls-replication no cannot hold with tls-cluster yes: shoal replicates \
+             over the peer port (Raft between a shard's replicas), which tls-cluster yes \
+             encrypts; drop the tls-replication line"
+                .into(),
+        ),
     }
 }
 
@@ -353,6 +380,30 @@ mod tests {
         assert_eq!(c.output_limits.normal.hard, 1 << 20);
         assert_eq!(c.output_limits.pubsub.soft_secs, 5);
         assert_eq!(c.tls_cluster, "yes");
+        // tls-replication: accepted where it agrees with tls-cluster, refused (saying why)
+        // where it would promise what the peer port does not do.
+        for (text, accepted) in [
+            ("tls-cluster yes\ntls-replication yes\n", true),
+            ("tls-replication no\n", true),
+            ("tls-replication yes\n", false),
+            ("tls-cluster yes\ntls-replication no\n", false),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            match Config::load_from(args(&[])) {
+                Ok(c) => assert!(accepted, "{text:?} accepted: {:?}", c.tls_replication),
+                Err(e) => assert!(!accepted && e.contains("peer port"), "{text:?}: {e}"),
+            }
+        }
+        let e = Config::load_from(vec![
+            "shoal-server".into(),
+            "--tls-replication".into(),
+            "yes".into(),
+        ])
+        .unwrap_err();
+        assert!(
+            e.contains("tls-replication yes needs tls-cluster yes"),
+            "{e}"
+        );
         std::fs::write(&path, "bogus-directive 1\n").unwrap();
         assert!(Config::load_from(args(&[])).is_err());
         std::fs::remove_dir_all(&dir).unwrap();

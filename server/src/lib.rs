@@ -64,12 +64,6 @@ pub async fn run(
         None => None,
     };
     let tls = net::tls::acceptor(&config).map_err(std::io::Error::other)?;
-    let tls_listener = match (&tls, config.tls_port) {
-        (Some(_), Some(port)) => {
-            Some(tokio::net::TcpListener::bind((config.bind.as_str(), port)).await?)
-        }
-        _ => None,
-    };
     let node = Node::start(config, &listeners).await?;
     if let Some(listener) = http {
         let addr = listener.local_addr()?;
@@ -78,7 +72,11 @@ pub async fn run(
         println!("shoal http on {addr}");
         tokio::spawn(http::serve(node.clone(), listener));
     }
-    let Listeners { client, peer } = listeners;
+    let Listeners {
+        client,
+        peer,
+        tls: tls_listener,
+    } = listeners;
     let handler = {
         let node = node.clone();
         move |group, request| cluster::service::handle(node.clone(), group, request)

@@ -8,12 +8,23 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::broadcast;
 
-/// Lines a slow monitor may fall behind before it skips ahead (it is told how many it missed).
-const BACKLOG: usize = 8192;
+use crate::clients::ClientHandle;
+use crate::net::connection::ClientStream;
+use crate::net::output_limit::{Class, ClassLimit, Exceeded, Watch};
+use crate::node::Node;
+
+/// Lines the feed holds for a monitor task that has not taken them yet (each task drains it
+/// into its own [`Backlog`] at once); one that falls this far behind skips ahead and is told
+/// how many it missed.
+const FEED_LINES: usize = 1024;
 
 pub struct Monitor {
     watchers: AtomicUsize,
@@ -24,7 +35,7 @@ impl Default for Monitor {
     fn default() -> Self {
         Monitor {
             watchers: AtomicUsize::new(0),
-            feed: broadcast::channel(BACKLOG).0,
+            feed: broadcast::channel(FEED_LINES).0,
         }
     }
 }
@@ -56,38 +67,147 @@ impl Monitor {
         line.push_str("\r\n");
         let _ = self.feed.send(Bytes::from(line));
     }
+}
 
-    /// Streams the feed to `stream` (already answered `+OK`) until the client closes it or the
-    /// node shuts down. Input from the client is read and ignored (so a closed socket is seen).
-    pub async fn watch(
-        &self,
-        mut stream: impl crate::net::connection::ClientStream,
-        stop: tokio_util::sync::CancellationToken,
-    ) {
-        let mut rx = self.feed.subscribe();
-        self.watchers.fetch_add(1, Ordering::Relaxed);
-        let mut sink = BytesMut::with_capacity(1024);
-        loop {
-            let line = tokio::select! {
-                _ = stop.cancelled() => break,
-                read = stream.read_buf(&mut sink) => match read {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => { sink.clear(); continue }
-                },
-                line = rx.recv() => line,
-            };
-            let bytes = match line {
-                Ok(bytes) => bytes,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    Bytes::from(format!("+(monitor skipped {n} commands: too slow)\r\n"))
-                }
+/// Streams the feed to `stream` (already answered `+OK`) until the client closes it, is
+/// killed, passes its output limit, or the node shuts down. Input from the client is read and
+/// ignored (so a closed socket is seen).
+///
+/// Lines are taken off the shared feed as they come and queued here, so a monitor that does
+/// not read holds its own backlog, never the feed's: that backlog is its unsent output
+/// (`omem`), held to the `normal` class's `client-output-buffer-limit` as Redis holds
+/// monitors (hard: closed at once; soft: closed after its seconds). With no hard limit (Redis's
+/// default for `normal`), lines past [`BACKSTOP`] are dropped and the monitor is told how many
+/// it missed: its memory stays bounded either way.
+pub async fn watch(node: &Node, stream: impl ClientStream, handle: &ClientHandle) {
+    let monitor = &node.monitor;
+    let mut rx = monitor.feed.subscribe();
+    monitor.watchers.fetch_add(1, Ordering::Relaxed);
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let limit_now = || node.config.read().output_limits.of(Class::Normal);
+    let mut limit = limit_now();
+    let mut watch = Watch::default();
+    let mut backlog = Backlog::default();
+    let mut sink = BytesMut::with_capacity(1024);
+    let mut recheck = tokio::time::interval(LIMIT_RECHECK);
+    // Whether written bytes may still sit in the stream (TLS buffers a record's tail).
+    let mut unflushed = false;
+    loop {
+        tokio::select! {
+            _ = handle.kill.cancelled() => break,
+            read = reader.read_buf(&mut sink) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(_) => sink.clear(),
+            },
+            line = rx.recv() => match line {
+                Ok(line) => backlog.push(line, limit),
+                Err(broadcast::error::RecvError::Lagged(n)) => backlog.skipped += n,
                 Err(broadcast::error::RecvError::Closed) => break,
-            };
-            if stream.write_all(&bytes).await.is_err() {
-                break;
-            }
+            },
+            // Write what is pending; once nothing is, flush (TLS may hold a record's tail).
+            output = async {
+                if backlog.is_empty() {
+                    writer.flush().await.map(|()| None)
+                } else {
+                    writer.write_vectored(&backlog.slices()).await.map(Some)
+                }
+            }, if unflushed || !backlog.is_empty() => match output {
+                Err(_) | Ok(Some(0)) => break,
+                Ok(Some(n)) => {
+                    backlog.advance(n);
+                    unflushed = true;
+                    node.stats.net_output_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Ok(None) => unflushed = false,
+            },
+            // The soft limit's clock runs while nothing happens; CONFIG SET may change limits.
+            _ = recheck.tick() => limit = limit_now(),
         }
-        self.watchers.fetch_sub(1, Ordering::Relaxed);
+        let pending = backlog.bytes;
+        handle.output_bytes.store(pending, Ordering::Relaxed);
+        handle
+            .mem_bytes
+            .store(pending + sink.capacity(), Ordering::Relaxed);
+        if let Some(which) = watch.check(limit, pending as u64, Instant::now()) {
+            let which = match which {
+                Exceeded::Hard => "hard",
+                Exceeded::Soft => "soft",
+            };
+            handle.close_for_output_limit(Class::Normal.name(), which);
+            break;
+        }
+    }
+    monitor.watchers.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// The most a monitor may have pending when its class has no hard limit: further lines are
+/// dropped (and counted) until it catches up. Redis's default `pubsub` hard limit.
+pub const BACKSTOP: usize = 32 << 20;
+
+/// How often a monitor re-reads its limits while waiting.
+const LIMIT_RECHECK: Duration = Duration::from_secs(1);
+
+/// One monitor's unsent lines: the feed's own buffers (shared by every monitor), not copies.
+#[derive(Default)]
+struct Backlog {
+    lines: VecDeque<Bytes>,
+    /// Their total length: the monitor's unsent output.
+    bytes: usize,
+    /// Lines dropped (no hard limit, backlog at [`BACKSTOP`]) and not yet reported.
+    skipped: u64,
+}
+
+/// Lines handed to one vectored write.
+const LINES_PER_WRITE: usize = 64;
+
+impl Backlog {
+    fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Queues `line`, after a note of the lines skipped before it, if any; past the backstop
+    /// (only without a hard limit, which closes the monitor instead) the line is skipped.
+    fn push(&mut self, line: Bytes, limit: ClassLimit) {
+        if limit.hard == 0 && self.bytes + line.len() > BACKSTOP {
+            self.skipped += 1;
+            return;
+        }
+        if self.skipped > 0 {
+            let note = format!("+(monitor skipped {} commands: too slow)\r\n", self.skipped);
+            self.skipped = 0;
+            self.push_line(Bytes::from(note));
+        }
+        self.push_line(line);
+    }
+
+    fn push_line(&mut self, line: Bytes) {
+        self.bytes += line.len();
+        self.lines.push_back(line);
+    }
+
+    /// The first lines, for one write.
+    fn slices(&self) -> Vec<IoSlice<'_>> {
+        self.lines
+            .iter()
+            .take(LINES_PER_WRITE)
+            .map(|l| IoSlice::new(l))
+            .collect()
+    }
+
+    /// Drops the first `n` bytes (written).
+    fn advance(&mut self, mut n: usize) {
+        self.bytes -= n;
+        while n > 0 {
+            let Some(front) = self.lines.front_mut() else {
+                return;
+            };
+            if front.len() > n {
+                front.advance(n);
+                return;
+            }
+            n -= front.len();
+            self.lines.pop_front();
+        }
     }
 }
 

@@ -73,6 +73,9 @@ pub struct Node {
     pub run_id: String,
     /// The address clients connect to (with the real port when `--port 0` was given).
     pub client_addr: RwLock<Option<SocketAddr>>,
+    /// The port TLS clients connect to (`--tls-port`, resolved when 0 was given); published
+    /// in this node's record in group 0.
+    pub tls_port: Option<u16>,
     /// Where the HTTP endpoint listens (`--http-port`), once bound.
     pub http_addr: RwLock<Option<SocketAddr>>,
     pub shutdown: CancellationToken,
@@ -97,6 +100,8 @@ pub fn group_shard(group: GroupId) -> ShardId {
 pub struct Listeners {
     pub client: TcpListener,
     pub peer: TcpListener,
+    /// `--tls-port`'s listener (TLS clients), when configured.
+    pub tls: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -110,7 +115,11 @@ impl Listeners {
                     format!("cluster port {}: {e}", config.peer_port()),
                 )
             })?;
-        Ok(Listeners { client, peer })
+        let tls = match config.tls_port {
+            Some(port) => Some(TcpListener::bind((config.bind.as_str(), port)).await?),
+            None => None,
+        };
+        Ok(Listeners { client, peer, tls })
     }
 }
 
@@ -211,6 +220,10 @@ impl Node {
             started: Instant::now(),
             run_id: random_hex_id(),
             client_addr: RwLock::new(None),
+            tls_port: match &listeners.tls {
+                Some(l) => Some(l.local_addr()?.port()),
+                None => None,
+            },
             http_addr: RwLock::new(None),
             shutdown: CancellationToken::new(),
             drain: Default::default(),
@@ -423,6 +436,31 @@ impl Node {
     }
 
     /// Where `id` is reached: group 0's record, else any local group's membership.
+    /// The TLS port node `id` published (this node's own, for itself).
+    pub fn tls_port_of(&self, id: NodeId) -> Option<u16> {
+        if id == self.id {
+            return self.tls_port;
+        }
+        self.topology().nodes.get(&id).and_then(|r| r.tls_port)
+    }
+
+    /// Where a client should be sent to reach node `id`: its TLS port when the client came
+    /// over TLS and the node has one (as Redis Cluster redirects TLS clients), else its plain
+    /// client address.
+    pub fn client_addr_for(&self, id: NodeId, tls: bool) -> Option<String> {
+        let info = self.node_info(id)?;
+        match self.tls_port_of(id).filter(|_| tls) {
+            Some(port) => {
+                let host = info
+                    .client_addr
+                    .rsplit_once(':')
+                    .map_or(info.client_addr.as_str(), |(host, _)| host);
+                Some(format!("{host}:{port}"))
+            }
+            None => Some(info.client_addr),
+        }
+    }
+
     pub fn node_info(&self, id: NodeId) -> Option<NodeInfo> {
         if id == self.id {
             return Some(self.info.clone());

@@ -330,7 +330,10 @@ impl Pipeline {
                             version,
                         );
                     }
-                    _ => self.queue_future(moved(node, group, slot), version),
+                    _ => {
+                        let tls = session.handle.tls;
+                        self.queue_future(moved(node, group, slot, tls), version)
+                    }
                 }
                 return;
             }
@@ -778,7 +781,7 @@ impl Pipeline {
                     spec, group, args, ..
                 } if session.redirect => {
                     let slot = route::request_slot(spec, &args).unwrap_or(0);
-                    match moved(self.node.clone(), group, slot).await {
+                    match moved(self.node.clone(), group, slot, session.handle.tls).await {
                         Done::Reply(f) => f,
                         _ => unreachable!("moved always replies"),
                     }
@@ -923,8 +926,9 @@ pub(crate) fn not_served(e: NotServed) -> Frame {
 }
 
 /// A Redis Cluster client's answer for a group led elsewhere: `-MOVED slot ip:port` to the
-/// leader, once one is known (waiting out an election up to [`RETRY_DEADLINE`]).
-async fn moved(node: Arc<Node>, group: GroupId, slot: u16) -> Done {
+/// leader, once one is known (waiting out an election up to [`RETRY_DEADLINE`]); a client
+/// connected over TLS is sent to the leader's TLS port.
+async fn moved(node: Arc<Node>, group: GroupId, slot: u16, tls: bool) -> Done {
     let deadline = Instant::now() + RETRY_DEADLINE;
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -932,10 +936,8 @@ async fn moved(node: Arc<Node>, group: GroupId, slot: u16) -> Done {
             // This node's own stale view ("I lead") does not count until it really does.
             l != node.id || node.replica(group).is_some_and(|r| r.is_leader())
         });
-        if let Some(addr) = leader.and_then(|l| node.node_info(l)) {
-            return Done::Reply(
-                CommandError::Raw(format!("MOVED {slot} {}", addr.client_addr)).into(),
-            );
+        if let Some(addr) = leader.and_then(|l| node.client_addr_for(l, tls)) {
+            return Done::Reply(CommandError::Raw(format!("MOVED {slot} {addr}")).into());
         }
         if Instant::now() + backoff > deadline {
             return Done::Reply(

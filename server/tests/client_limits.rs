@@ -1,5 +1,6 @@
 //! Clients that do not play fair, against the real binary: one that never reads its replies,
-//! a subscriber that never reads its messages, slowloris senders, idle clients. The server's
+//! a subscriber that never reads its messages, a monitor that never reads its feed, slowloris
+//! senders, idle clients. The server's
 //! memory stays bounded (its peak RSS, and `omem`/`tot-mem` in `CLIENT LIST`), the offender is
 //! disconnected where `client-output-buffer-limit` or `timeout` says so (and counted in
 //! `INFO stats`), and every other client keeps being served.
@@ -282,6 +283,124 @@ fn a_subscriber_that_never_reads_is_disconnected_at_the_pubsub_limit_and_publish
         stat(&mut admin, "client_output_buffer_limit_disconnections"),
         1
     );
+    assert_serves(&server, Duration::from_secs(2));
+}
+
+/// Sends `rounds` pipelined batches of 256 `ECHO <32 KB>` (8 MB of monitor lines a round) and
+/// checks every reply: the monitored client must not be held up by a monitor.
+fn echo_traffic(talker: &mut Client, rounds: usize) {
+    let payload = "e".repeat(32 * 1024);
+    let batch: Vec<Vec<&str>> = (0..256).map(|_| vec!["ECHO", &payload]).collect();
+    let started = Instant::now();
+    for _ in 0..rounds {
+        for reply in talker.pipeline(&batch) {
+            assert_eq!(reply, bulk(&payload));
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the monitored client was held up: {:?}",
+        started.elapsed()
+    );
+}
+
+/// A MONITOR client that never reads: its backlog of lines is its unsent output (`omem`), held
+/// to the `normal` class's `client-output-buffer-limit` as Redis holds monitors. With no limit
+/// (the default) the backlog stops at a backstop (32 MB) and lines past it are skipped; with a
+/// hard limit (set by CONFIG SET while it waits, or before it starts) it is disconnected. The
+/// server's memory stays bounded and the monitored clients are served throughout.
+#[test]
+fn a_monitor_that_never_reads_is_bounded_then_disconnected_at_the_normal_limit() {
+    let server = Server::start();
+    let mut admin = server.client();
+    let mut talker = server.client();
+    let mut watcher = server.client();
+    assert_eq!(watcher.cmd(&["CLIENT", "SETNAME", "watcher"]), ok());
+    assert_eq!(watcher.cmd(&["MONITOR"]), ok());
+    let peak_before = peak_rss(server.pid());
+
+    // 64 MB of lines, twice the backstop.
+    echo_traffic(&mut talker, 8);
+    let mut seen = None;
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            seen = client_fields(&mut admin, "watcher");
+            seen.as_ref().is_some_and(|f| field(f, "omem") >= 16 * MB)
+        }),
+        "the monitor's backlog never showed: {seen:?}"
+    );
+    let backlogged = seen.expect("the monitor is connected");
+    assert!(
+        field(&backlogged, "omem") <= 32 * MB,
+        "past the backstop: {backlogged:?}"
+    );
+    echo_traffic(&mut talker, 4);
+    let after = client_fields(&mut admin, "watcher").expect("still connected without a limit");
+    assert!(
+        field(&after, "omem") <= 32 * MB && field(&after, "tot-mem") <= 33 * MB,
+        "past the backstop: {after:?}"
+    );
+    let growth = peak_rss(server.pid()).saturating_sub(peak_before);
+    assert_eq!(
+        stat(&mut admin, "client_output_buffer_limit_disconnections"),
+        0
+    );
+
+    // A hard limit set while it waits: closed at the next check.
+    assert_eq!(
+        admin.cmd(&[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "normal 4mb 0 0"
+        ]),
+        ok()
+    );
+    // Still reading nothing (a monitor that drained would be under the limit again).
+    assert!(
+        eventually(Duration::from_secs(10), || stat(
+            &mut admin,
+            "client_output_buffer_limit_disconnections"
+        ) == 1),
+        "the monitor is not disconnected at its new hard limit"
+    );
+    let read = drain_until_closed(&mut watcher, Duration::from_secs(10))
+        .expect("the monitor is disconnected at its new hard limit");
+    assert!(read <= 40 * MB, "read {read} bytes");
+    assert!(client_fields(&mut admin, "watcher").is_none());
+
+    // A monitor that starts under the limit: closed once 4 MB wait for it.
+    let mut second = server.client();
+    assert_eq!(second.cmd(&["CLIENT", "SETNAME", "second"]), ok());
+    assert_eq!(second.cmd(&["MONITOR"]), ok());
+    echo_traffic(&mut talker, 2);
+    assert!(
+        eventually(Duration::from_secs(10), || stat(
+            &mut admin,
+            "client_output_buffer_limit_disconnections"
+        ) == 2),
+        "the second monitor is not disconnected at its hard limit"
+    );
+    let read = drain_until_closed(&mut second, Duration::from_secs(10))
+        .expect("the second monitor is disconnected");
+    assert!(read < 12 * MB, "read {read} bytes past a 4 MB hard limit");
+    assert!(client_fields(&mut admin, "second").is_none());
+    let total_growth = peak_rss(server.pid()).saturating_sub(peak_before);
+    eprintln!(
+        "monitor: omem {} then {} (tot-mem {}), peak RSS +{} KB at the backstop, +{} KB in all; \
+         the second monitor read {read} bytes",
+        field(&backlogged, "omem"),
+        field(&after, "omem"),
+        field(&after, "tot-mem"),
+        growth / 1024,
+        total_growth / 1024
+    );
+    assert!(
+        total_growth < 80 * MB,
+        "peak RSS grew by {} MB for 112 MB of monitor lines",
+        total_growth / MB
+    );
+    echo_traffic(&mut talker, 1);
     assert_serves(&server, Duration::from_secs(2));
 }
 

@@ -1,7 +1,9 @@
 //! Mutual TLS on the peer port (`--tls-cluster yes`) with real processes and certificates made
-//! here with the openssl CLI: a 3-node cluster forms, replicates and serves `redis-cli --tls`;
-//! a node whose certificate comes from another CA, and a node speaking plain TCP, are refused
-//! (both sides log why) and never become members.
+//! here with the openssl CLI: a 3-node cluster (`--cluster-mode redirect`) forms, replicates and
+//! serves `redis-cli --tls -c`, which follows MOVED to the leaders' TLS ports; the topology
+//! replies name TLS ports to TLS clients and plain ports to plain ones; a node whose
+//! certificate comes from another CA, and a node speaking plain TCP, are refused (both sides
+//! log why) and never become members.
 
 mod common;
 use common::*;
@@ -95,19 +97,113 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `redis-cli --tls` (with the node certificate as its client certificate) against `port`.
+/// `redis-cli --tls -c` (with the node certificate as its client certificate) against
+/// `port`: follows MOVED, which must therefore name a TLS port.
 fn tls_cli(dir: &Path, port: u16, cmd: &[&str]) -> String {
+    let (success, out) = tls_cli_once(dir, port, &["-c"], cmd);
+    assert!(success, "redis-cli {cmd:?}: {out}");
+    out
+}
+
+/// One `redis-cli --tls` run with `flags`: whether it succeeded, and its output trimmed.
+fn tls_cli_once(dir: &Path, port: u16, flags: &[&str], cmd: &[&str]) -> (bool, String) {
     let out = Command::new("redis-cli")
         .current_dir(dir)
         .args([
             "--tls", "--cacert", "ca.crt", "--cert", "node.crt", "--key", "node.key",
         ])
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(flags)
         .args(cmd)
         .output()
         .expect("redis-cli");
-    assert!(out.status.success(), "redis-cli {cmd:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (
+        out.status.success(),
+        format!("{text}{}", String::from_utf8_lossy(&out.stderr).trim()),
+    )
+}
+
+/// The ports a topology reply's text names, among `candidates`.
+fn ports_named(text: &str, candidates: &[u16]) -> std::collections::BTreeSet<u16> {
+    text.split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse::<u16>().ok())
+        .filter(|p| candidates.contains(p))
+        .collect()
+}
+
+/// The values following each `tls-port` line of `CLUSTER SHARDS` as redis-cli prints it.
+fn shards_tls_ports(text: &str) -> std::collections::BTreeSet<u16> {
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    lines
+        .windows(2)
+        .filter(|w| w[0] == "tls-port")
+        .filter_map(|w| w[1].parse().ok())
+        .collect()
+}
+
+/// TLS clients see TLS ports (`CLUSTER SLOTS`, `NODES`, MOVED), plain clients the plain ones,
+/// and `CLUSTER SHARDS` shows both to everyone; `redis-cli --tls -c` follows a MOVED.
+fn topology_names_tls_ports_to_tls_clients(cluster: &mut Cluster, dir: &Path, tls_ports: &[u16]) {
+    let plain_ports: Vec<u16> = cluster.nodes.iter().map(|n| n.port()).collect();
+    let all: Vec<u16> = plain_ports.iter().chain(tls_ports).copied().collect();
+    let tls_set: std::collections::BTreeSet<u16> = tls_ports.iter().copied().collect();
+    let plain_set: std::collections::BTreeSet<u16> = plain_ports.iter().copied().collect();
+    // Each node publishes its TLS port in group 0 after joining: wait until all know all.
+    let mut last = String::new();
+    let published = eventually(Duration::from_secs(30), || {
+        plain_ports.iter().all(|&port| {
+            last = redis_cli(port, &["CLUSTER", "SHARDS"]);
+            shards_tls_ports(&last) == tls_set
+        })
+    });
+    assert!(
+        published,
+        "CLUSTER SHARDS lacks the TLS ports {tls_set:?}: {last}"
+    );
+    for &port in &plain_ports {
+        let shards = redis_cli(port, &["CLUSTER", "SHARDS"]);
+        assert_eq!(
+            ports_named(&shards, &all),
+            &plain_set | &tls_set,
+            "{shards}"
+        );
+        let slots = redis_cli(port, &["CLUSTER", "SLOTS"]);
+        assert_eq!(ports_named(&slots, &all), plain_set, "plain SLOTS: {slots}");
+        let nodes = redis_cli(port, &["CLUSTER", "NODES"]);
+        assert_eq!(ports_named(&nodes, &all), plain_set, "plain NODES: {nodes}");
+    }
+    for &port in tls_ports {
+        let slots = tls_cli(dir, port, &["CLUSTER", "SLOTS"]);
+        assert_eq!(ports_named(&slots, &all), tls_set, "TLS SLOTS: {slots}");
+        let nodes = tls_cli(dir, port, &["CLUSTER", "NODES"]);
+        let addrs: std::collections::BTreeSet<u16> = nodes
+            .lines()
+            .filter_map(|l| l.split(' ').nth(1)?.split(['@', ':']).nth(1)?.parse().ok())
+            .collect();
+        assert_eq!(addrs, tls_set, "TLS NODES: {nodes}");
+    }
+    // A key led by another node: plain redis-cli --tls shows the MOVED naming the leader's TLS
+    // port; with -c it follows it, and the leader serves the value over TLS.
+    let via = tls_ports[0];
+    let (key, moved) = (0..200)
+        .map(|i| format!("moved-{i}"))
+        .find_map(|key| {
+            let (_, out) = tls_cli_once(dir, via, &[], &["GET", &key]);
+            out.contains("MOVED").then_some((key, out))
+        })
+        .expect("some key is led by another node");
+    let slot = shoal_protocol::key_slot(key.as_bytes());
+    let target = tls_ports
+        .iter()
+        .copied()
+        .find(|&p| p != via && moved.contains(&format!("MOVED {slot} 127.0.0.1:{p}")))
+        .unwrap_or_else(|| panic!("MOVED to a plain or unknown port: {moved}"));
+    assert_eq!(tls_cli(dir, via, &["SET", &key, "followed"]), "OK");
+    assert_eq!(
+        tls_cli_once(dir, target, &[], &["GET", &key]),
+        (true, "followed".to_owned())
+    );
 }
 
 /// A `shoal-server` joining through `seed` with `flags`; stderr to `log`.
@@ -154,7 +250,14 @@ fn a_tls_cluster_forms_and_serves_and_refuses_foreign_and_plaintext_peers() {
     };
     let tls_ports = [free_port(), free_port(), free_port()];
     let node_flags = |i: usize| -> Vec<String> {
-        let mut f = cmd(&["--shards", "4", "--replicas", "3"]);
+        let mut f = cmd(&[
+            "--shards",
+            "4",
+            "--replicas",
+            "3",
+            "--cluster-mode",
+            "redirect",
+        ]);
         f.extend(tls_flags("node", "ca"));
         f.extend(cmd(&["--tls-port", &tls_ports[i].to_string()]));
         f
@@ -169,6 +272,7 @@ fn a_tls_cluster_forms_and_serves_and_refuses_foreign_and_plaintext_peers() {
     }
     cluster.wait_ok(Duration::from_secs(60));
     cluster.wait_balanced(3, Duration::from_secs(90));
+    topology_names_tls_ports_to_tls_clients(&mut cluster, &dir, &tls_ports);
 
     // Clients over TLS, writes replicated over the TLS peer links to every node.
     for i in 0..50 {

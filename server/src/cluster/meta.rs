@@ -44,9 +44,42 @@ pub struct NodeRecord {
     /// The random token of the join request that admitted it: a retried request (its reply
     /// was lost) gets the same id back; a new process gets a new id.
     pub join_token: String,
+    /// The node's `--tls-port` (TLS clients are redirected there), published by the node
+    /// itself. Last, so a record written before it existed decodes as [`NodeRecordV1`] and an
+    /// older binary reading a new record ignores it (bincode leaves trailing bytes unread).
+    pub tls_port: Option<u16>,
+}
+
+/// A node record as written before `tls_port` (kept so those records stay readable).
+#[derive(Deserialize)]
+struct NodeRecordV1 {
+    id: NodeId,
+    client_addr: String,
+    peer_addr: String,
+    join_token: String,
 }
 
 impl NodeRecord {
+    /// Decodes a record of either layout.
+    pub fn decode(bytes: &[u8]) -> Option<NodeRecord> {
+        decode::<NodeRecord>(bytes).or_else(|| {
+            decode::<NodeRecordV1>(bytes).map(|v1| NodeRecord {
+                id: v1.id,
+                client_addr: v1.client_addr,
+                peer_addr: v1.peer_addr,
+                join_token: v1.join_token,
+                tls_port: None,
+            })
+        })
+    }
+
+    /// The address TLS clients are sent to: the client address's host with the TLS port.
+    pub fn tls_addr(&self) -> Option<String> {
+        let port = self.tls_port?;
+        let (host, _) = self.client_addr.rsplit_once(':')?;
+        Some(format!("{host}:{port}"))
+    }
+
     pub fn info(&self) -> NodeInfo {
         NodeInfo {
             client_addr: self.client_addr.clone(),
@@ -170,7 +203,7 @@ impl Topology {
             if key == CLUSTER_KEY {
                 topology.params = decode(value);
             } else if let Some(id) = key.strip_prefix("{meta}node:") {
-                if let (Ok(id), Some(record)) = (id.parse(), decode::<NodeRecord>(value)) {
+                if let (Ok(id), Some(record)) = (id.parse(), NodeRecord::decode(value)) {
                     topology.nodes.insert(id, record);
                 }
             } else if let Some(shard) = key.strip_prefix("{meta}shard:") {
@@ -254,5 +287,36 @@ mod tests {
         };
         assert_eq!(decode::<ShardRecord>(&encode(&r)), Some(r));
         assert_eq!(decode::<NodeRecord>(b"\xff\xff"), None);
+    }
+
+    /// Records written before `tls_port` existed still decode (as having no TLS port), and a
+    /// new record read by an older binary yields the fields it knows.
+    #[test]
+    fn node_records_of_both_layouts_decode() {
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct Old {
+            id: NodeId,
+            client_addr: String,
+            peer_addr: String,
+            join_token: String,
+        }
+        let old = Old {
+            id: 3,
+            client_addr: "10.0.0.3:6379".into(),
+            peer_addr: "10.0.0.3:16379".into(),
+            join_token: "t".into(),
+        };
+        let record = NodeRecord::decode(&encode(&old)).expect("an old record decodes");
+        assert_eq!((record.id, record.tls_port), (3, None));
+        assert_eq!(record.client_addr, old.client_addr);
+        assert_eq!(record.tls_addr(), None);
+
+        let new = NodeRecord {
+            tls_port: Some(6380),
+            ..record
+        };
+        assert_eq!(NodeRecord::decode(&encode(&new)), Some(new.clone()));
+        assert_eq!(new.tls_addr().as_deref(), Some("10.0.0.3:6380"));
+        assert_eq!(decode::<Old>(&encode(&new)), Some(old));
     }
 }

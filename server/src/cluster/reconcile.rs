@@ -12,6 +12,7 @@
 //! - For each replica it hosts but no longer belongs to (group 0's record of the shard names
 //!   neither it nor a move to it, for [`STALE_GRACE`]): delete it ([`Node::remove_group`]).
 //! - Once group 0 says it has `Left` (drained): stop, erasing its state.
+//! - When its own record in group 0 lacks its current `--tls-port`: rewrite the record.
 //!
 //! Only leaders act, and each step is re-derived from the current state every tick, so a
 //! leader change or a crash mid-way simply leaves the next leader to continue.
@@ -24,7 +25,7 @@ use openraft::ChangeMembers;
 
 use super::meta::{encode, shard_key, NodeState, ShardRecord, Topology};
 use super::rebalance::{self, Liveness, LEFT_NODE_GRACE};
-use super::service::{ensure_metadata, meta_set};
+use super::service::{ensure_metadata, meta_set, publish_tls_port};
 use super::{leaders, place, ShardId, DEFAULT_EPSILON};
 use crate::node::{group_shard, Node};
 use crate::raft::types::{NodeId, NodeInfo};
@@ -83,6 +84,9 @@ pub async fn run(node: Arc<Node>) {
         }
         if let Err(e) = reconcile_meta(&node, &topology, &mut state.liveness).await {
             tracing::debug!(error = %e, "metadata reconcile step failed");
+        }
+        if let Err(e) = publish_tls_port(&node, &topology).await {
+            tracing::debug!(error = %e, "publishing this node's TLS port failed");
         }
         if topology.nodes.is_empty() {
             continue;

@@ -51,6 +51,8 @@ pub struct ShardView {
 pub struct ClusterView {
     pub shards: Vec<ShardView>,
     pub nodes: BTreeMap<NodeId, NodeInfo>,
+    /// The TLS ports nodes published (`--tls-port`).
+    pub tls_ports: BTreeMap<NodeId, u16>,
     /// Nodes the metadata group has marked down (Redis's `fail`).
     pub down: std::collections::BTreeSet<NodeId>,
     pub myself: NodeId,
@@ -94,6 +96,10 @@ impl ClusterView {
         let mut nodes: BTreeMap<NodeId, NodeInfo> =
             topology.nodes.values().map(|n| (n.id, n.info())).collect();
         nodes.entry(node.id).or_insert_with(|| node.info.clone());
+        let tls_ports = nodes
+            .keys()
+            .filter_map(|&id| node.tls_port_of(id).map(|port| (id, port)))
+            .collect();
         let epoch = node
             .replica(crate::rpc::META_GROUP)
             .map_or(0, |r| r.metrics().current_term);
@@ -106,31 +112,39 @@ impl ClusterView {
         ClusterView {
             shards,
             nodes,
+            tls_ports,
             down,
             myself: node.id,
             epoch,
         }
     }
 
-    /// `ip` and `port` of a node's client address, and its peer port (`cport`).
-    fn endpoint(&self, id: NodeId) -> (String, u16, u16) {
+    /// `ip` and `port` of a node's client address, and its peer port (`cport`). For a TLS
+    /// client (`tls`), the port is the node's TLS port when it has one: Redis Cluster shows
+    /// TLS clients the ports they can follow.
+    fn endpoint(&self, id: NodeId, tls: bool) -> (String, u16, u16) {
         let Some(info) = self.nodes.get(&id) else {
             return (String::new(), 0, 0);
         };
         let (ip, port) = split_addr(&info.client_addr);
         let (_, cport) = split_addr(&info.peer_addr);
+        let port = match self.tls_ports.get(&id) {
+            Some(&tls_port) if tls => tls_port,
+            _ => port,
+        };
         (ip, port, cport)
     }
 
-    /// `CLUSTER SLOTS`: one entry per slot range, its leader first, then its replicas.
-    pub fn slots(&self) -> Frame {
+    /// `CLUSTER SLOTS`: one entry per slot range, its leader first, then its replicas (with
+    /// TLS ports for a TLS client).
+    pub fn slots(&self, tls: bool) -> Frame {
         let mut entries: Vec<(u16, Frame)> = Vec::new();
         for s in &self.shards {
             let Some(leader) = s.leader else { continue };
             for &(start, end) in &s.ranges {
                 let mut entry = vec![Frame::Integer(start as i64), Frame::Integer(end as i64)];
                 for id in std::iter::once(leader).chain(s.replicas.iter().copied()) {
-                    let (ip, port, _) = self.endpoint(id);
+                    let (ip, port, _) = self.endpoint(id, tls);
                     entry.push(Frame::Array(vec![
                         Frame::Bulk(Bytes::from(ip)),
                         Frame::Integer(port as i64),
@@ -145,7 +159,8 @@ impl ClusterView {
         Frame::Array(entries.into_iter().map(|(_, f)| f).collect())
     }
 
-    /// `CLUSTER SHARDS`: per shard its slot ranges and its nodes with their roles.
+    /// `CLUSTER SHARDS`: per shard its slot ranges and its nodes with their roles; `port` is
+    /// the plain port and `tls-port` is there for a node with one, whoever asks (as Redis 7).
     pub fn shards(&self) -> Frame {
         let text = |s: &str| Frame::Bulk(Bytes::copy_from_slice(s.as_bytes()));
         let shards = self
@@ -164,10 +179,15 @@ impl ClusterView {
                     .chain(s.replicas.iter().map(|&id| (id, "replica")));
                 let nodes = members
                     .map(|(id, role)| {
-                        let (ip, port, _) = self.endpoint(id);
-                        Frame::Map(vec![
+                        let (ip, port, _) = self.endpoint(id, false);
+                        let mut fields = vec![
                             (text("id"), text(&redis_node_id(id))),
                             (text("port"), Frame::Integer(port as i64)),
+                        ];
+                        if let Some(&tls_port) = self.tls_ports.get(&id) {
+                            fields.push((text("tls-port"), Frame::Integer(tls_port as i64)));
+                        }
+                        fields.extend([
                             (text("ip"), text(&ip)),
                             (text("endpoint"), text(&ip)),
                             (text("replication-offset"), Frame::Integer(0)),
@@ -180,7 +200,8 @@ impl ClusterView {
                                     "online"
                                 }),
                             ),
-                        ])
+                        ]);
+                        Frame::Map(fields)
                     })
                     .collect();
                 Frame::Map(vec![
@@ -193,8 +214,8 @@ impl ClusterView {
     }
 
     /// `CLUSTER NODES`: `id ip:port@cport flags master ping pong epoch link slot...`, one line
-    /// per node.
-    pub fn nodes_text(&self, now_ms: u64) -> String {
+    /// per node (`port` a TLS port for a TLS client, as in `slots`).
+    pub fn nodes_text(&self, now_ms: u64, tls: bool) -> String {
         let mut led: BTreeMap<NodeId, Vec<(u16, u16)>> = BTreeMap::new();
         let mut follows: BTreeMap<NodeId, NodeId> = BTreeMap::new();
         for s in &self.shards {
@@ -206,7 +227,7 @@ impl ClusterView {
         }
         let mut out = String::new();
         for &id in self.nodes.keys() {
-            let (ip, port, cport) = self.endpoint(id);
+            let (ip, port, cport) = self.endpoint(id, tls);
             let me = if id == self.myself { "myself," } else { "" };
             let (role, master) = match (led.get(&id), follows.get(&id)) {
                 (Some(_), _) | (None, None) => ("master", "-".to_owned()),

@@ -178,6 +178,8 @@ async fn join(node: &Arc<Node>, request: JoinRequest) -> Result<JoinReply, Strin
         client_addr: request.client_addr,
         peer_addr: request.peer_addr,
         join_token: request.token,
+        // The join request predates TLS ports; the node publishes its own (`publish_tls_port`).
+        tls_port: None,
     };
     meta_set(node, &node_key(id), encode(&record)).await?;
     tracing::info!(node = id, peer = %record.peer_addr, "admitted a node");
@@ -198,6 +200,7 @@ pub async fn ensure_metadata(node: &Arc<Node>, topology: &Topology) -> Result<()
             client_addr: node.info.client_addr.clone(),
             peer_addr: node.info.peer_addr.clone(),
             join_token: String::new(),
+            tls_port: node.tls_port,
         };
         meta_set(node, &node_key(node.id), encode(&record)).await?;
         let highest = topology
@@ -220,5 +223,24 @@ pub async fn ensure_metadata(node: &Arc<Node>, topology: &Topology) -> Result<()
             meta_set(node, NEXT_NODE_ID_KEY, Bytes::from(highest.to_string())).await?;
         }
     }
+    Ok(())
+}
+
+/// Makes this node's record in group 0 carry its current TLS port (a joined node's record is
+/// written without it, and a restart may change `--tls-port`), so every node can send TLS
+/// clients to it. Writes only when the record differs.
+pub async fn publish_tls_port(node: &Arc<Node>, topology: &Topology) -> Result<(), String> {
+    let Some(record) = topology.nodes.get(&node.id) else {
+        return Ok(());
+    };
+    if record.tls_port == node.tls_port {
+        return Ok(());
+    }
+    let record = NodeRecord {
+        tls_port: node.tls_port,
+        ..record.clone()
+    };
+    meta_set(node, &node_key(node.id), encode(&record)).await?;
+    node.refresh_topology();
     Ok(())
 }

@@ -97,7 +97,7 @@ pub fn help(ctx: &mut Ctx<'_>) -> CommandResult {
 /// on keys led elsewhere get `-MOVED`.
 pub fn slots(ctx: &mut Ctx<'_>) -> CommandResult {
     ctx.session.redirect = true;
-    Ok(ClusterView::of(ctx.node).slots())
+    Ok(ClusterView::of(ctx.node).slots(ctx.session.handle.tls))
 }
 
 /// `CLUSTER SHARDS` (marks the connection a cluster client, as `CLUSTER SLOTS` does).
@@ -109,7 +109,7 @@ pub fn shards(ctx: &mut Ctx<'_>) -> CommandResult {
 /// `CLUSTER NODES` (marks the connection a cluster client, as `CLUSTER SLOTS` does).
 pub fn nodes(ctx: &mut Ctx<'_>) -> CommandResult {
     ctx.session.redirect = true;
-    let text = ClusterView::of(ctx.node).nodes_text(ctx.now_ms);
+    let text = ClusterView::of(ctx.node).nodes_text(ctx.now_ms, ctx.session.handle.tls);
     Ok(text_reply(ctx, text))
 }
 

@@ -108,6 +108,12 @@ const PARAMS: &[Param] = &[
         get: |c| c.tls_cluster.clone(),
         set: None,
     },
+    // Replication is TLS exactly when the peer port is (see `Config::tls_replication`).
+    Param {
+        name: "tls-replication",
+        get: |c| c.tls_cluster.clone(),
+        set: None,
+    },
     Param {
         name: "save",
         get: |_| String::new(),

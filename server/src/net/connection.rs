@@ -264,7 +264,7 @@ async fn run(
             }
             if session.monitor {
                 flush(node, &mut stream, &mut wbuf, &mut out).await?;
-                node.monitor.watch(stream, handle.kill.clone()).await;
+                crate::monitor::watch(node, stream, handle).await;
                 return Ok(());
             }
             if wbuf.len() >= FLUSH_AT {

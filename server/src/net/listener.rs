@@ -42,7 +42,7 @@ pub async fn accept_loop(node: Arc<Node>, listener: TcpListener, tls: Option<Tls
         }
         let laddr = stream.local_addr().unwrap_or(addr);
         let max = node.config.read().maxclients;
-        match node.clients.register(addr, laddr, max) {
+        match node.clients.register(addr, laddr, tls.is_some(), max) {
             Some(handle) => {
                 let _ = stream.set_nodelay(true);
                 match &tls {
