@@ -40,6 +40,28 @@ impl Default for Monitor {
     }
 }
 
+/// A monitor's place on the feed; counted in [`Monitor::active`] while it lives.
+pub struct Subscription<'a> {
+    rx: broadcast::Receiver<Bytes>,
+    watchers: &'a AtomicUsize,
+}
+
+impl Drop for Subscription<'_> {
+    fn drop(&mut self) {
+        self.watchers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Starts receiving the feed (and makes requests publish to it).
+pub fn subscribe(monitor: &Monitor) -> Subscription<'_> {
+    let rx = monitor.feed.subscribe();
+    monitor.watchers.fetch_add(1, Ordering::Relaxed);
+    Subscription {
+        rx,
+        watchers: &monitor.watchers,
+    }
+}
+
 impl Monitor {
     /// Whether anyone is watching (cheap; checked per request).
     pub fn active(&self) -> bool {
@@ -79,10 +101,15 @@ impl Monitor {
 /// monitors (hard: closed at once; soft: closed after its seconds). With no hard limit (Redis's
 /// default for `normal`), lines past [`BACKSTOP`] are dropped and the monitor is told how many
 /// it missed: its memory stays bounded either way.
-pub async fn watch(node: &Node, stream: impl ClientStream, handle: &ClientHandle) {
-    let monitor = &node.monitor;
-    let mut rx = monitor.feed.subscribe();
-    monitor.watchers.fetch_add(1, Ordering::Relaxed);
+/// `subscription` is taken (with [`subscribe`]) before MONITOR's `+OK` goes out, so every
+/// command received after the client reads that `+OK` reaches it.
+pub async fn watch(
+    node: &Node,
+    stream: impl ClientStream,
+    handle: &ClientHandle,
+    mut subscription: Subscription<'_>,
+) {
+    let rx = &mut subscription.rx;
     let (mut reader, mut writer) = tokio::io::split(stream);
     let limit_now = || node.config.read().output_limits.of(Class::Normal);
     let mut limit = limit_now();
@@ -137,7 +164,6 @@ pub async fn watch(node: &Node, stream: impl ClientStream, handle: &ClientHandle
             break;
         }
     }
-    monitor.watchers.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// The most a monitor may have pending when its class has no hard limit: further lines are

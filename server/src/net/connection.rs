@@ -263,8 +263,10 @@ async fn run(
                 return flush(node, &mut stream, &mut wbuf, &mut out).await;
             }
             if session.monitor {
+                // Subscribed before the +OK is sent: the client sees every command after it.
+                let subscription = crate::monitor::subscribe(&node.monitor);
                 flush(node, &mut stream, &mut wbuf, &mut out).await?;
-                crate::monitor::watch(node, stream, handle).await;
+                crate::monitor::watch(node, stream, handle, subscription).await;
                 return Ok(());
             }
             if wbuf.len() >= FLUSH_AT {
