@@ -318,7 +318,7 @@ cmd_up() {
     local env=""
     [[ $BASE == 7001 ]] || env+="SHOAL_BASE_PORT=$BASE "
     [[ $DIR == "/tmp/shoal-cluster-$BASE" ]] || env+="SHOAL_CLUSTER_DIR=$DIR "
-    echo "shoal cluster ready: $n nodes on 127.0.0.1:$BASE..$(port_of "$n"); connect with: redis-cli -p $BASE"
+    echo "shoal cluster ready: $n nodes on 127.0.0.1:$BASE..$(port_of "$n"); connect with: redis-cli -c -p $BASE"
     echo "manage it with: $env$0 status | kill I | restart I | add | remove I | down [--clean]"
 }
 
