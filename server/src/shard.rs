@@ -21,7 +21,7 @@ use crate::raft::network::{GroupNetworkFactory, PeerPool};
 use crate::raft::state_machine::ShardStateMachine;
 use crate::raft::types::{NodeId, TypeConfig};
 use crate::rpc::GroupId;
-use crate::store::eviction::{choose_victims, MemoryLimits, Policy};
+use crate::store::eviction::{choose_victims, MemoryLimits, Policy, SampledSlots};
 use crate::store::expiry::{cycle_due, ExpiryCursor, BUDGET, TICK};
 use crate::store::{now_ms, Keyspace, Proposal, StateMachine, TxReader, WriteOp};
 
@@ -382,6 +382,9 @@ impl Replica {
     pub async fn run_eviction(self: Arc<Self>, shutdown: CancellationToken) {
         /// Keys per `Evict` entry.
         const BATCH: usize = 1024;
+        /// Each run frees `budget / SLACK_DIVISOR` bytes more than the excess (under 1%).
+        const SLACK_DIVISOR: usize = 128;
+        let mut sampled = SampledSlots::default();
         const IDLE_TICK: Duration = Duration::from_secs(1);
         loop {
             let tick = match self.limits.shard_budget() {
@@ -402,22 +405,25 @@ impl Replica {
                 }
                 let keyspace = self.keyspace.clone();
                 let samples = self.limits.samples();
+                // A little below the budget, so a steady write load does not need a batch
+                // (a Raft entry) per write that crosses it.
+                let to_free = used - budget + budget / SLACK_DIVISOR;
+                let mut listed = std::mem::take(&mut sampled);
                 let chosen = tokio::task::spawn_blocking(move || {
                     let mut rng = rand::thread_rng();
                     let now = now_ms();
-                    choose_victims(
-                        &keyspace,
-                        policy,
-                        samples,
-                        now,
-                        used - budget,
-                        BATCH,
-                        &mut rng,
-                    )
+                    let slots = listed.get(&keyspace, policy.volatile_only());
+                    let keys = choose_victims(
+                        &keyspace, slots, policy, samples, now, to_free, BATCH, &mut rng,
+                    );
+                    (keys, listed)
                 })
                 .await;
                 let keys = match chosen {
-                    Ok(keys) => keys,
+                    Ok((keys, listed)) => {
+                        sampled = listed;
+                        keys
+                    }
                     Err(e) => {
                         tracing::error!(group = self.group, error = %e, "eviction task failed");
                         return;

@@ -170,11 +170,41 @@ struct Candidate {
     size: usize,
 }
 
+/// The slots eviction samples from ([`Keyspace::populated_slots`]), listed again at most every
+/// [`SampledSlots::REFRESH`]: listing takes all 16384 slot locks, and an eviction run under a
+/// steady write load chooses victims hundreds of times a second (listing each time took a
+/// third of the server's CPU in `scripts/bench-eviction.sh`). A stale list costs nothing
+/// wrong: an emptied slot yields no sample, a newly filled one waits for the next listing.
+#[derive(Default)]
+pub struct SampledSlots {
+    slots: Vec<u16>,
+    /// When, and for which `volatile`, the list was taken.
+    taken: Option<(std::time::Instant, bool)>,
+}
+
+impl SampledSlots {
+    pub const REFRESH: std::time::Duration = std::time::Duration::from_millis(100);
+
+    pub fn get(&mut self, ks: &Keyspace, volatile: bool) -> &[u16] {
+        let fresh = self
+            .taken
+            .is_some_and(|(at, v)| v == volatile && at.elapsed() < Self::REFRESH);
+        if !fresh {
+            self.slots = ks.populated_slots(volatile);
+            self.taken = Some((std::time::Instant::now(), volatile));
+        }
+        &self.slots
+    }
+}
+
 /// Chooses keys of `ks` to evict under `policy` until their estimated size reaches `to_free`
-/// or `max` keys are chosen. Returns fewer (maybe none) if the keyspace runs out of candidates
-/// (`volatile-*` with few keys that have a deadline).
+/// or `max` keys are chosen, sampling `slots` (the populated ones, see [`SampledSlots`]).
+/// Returns fewer (maybe none) if the keyspace runs out of candidates (`volatile-*` with few
+/// keys that have a deadline).
+#[allow(clippy::too_many_arguments)]
 pub fn choose_victims(
     ks: &Keyspace,
+    slots: &[u16],
     policy: Policy,
     samples: usize,
     now: UnixMillis,
@@ -183,7 +213,6 @@ pub fn choose_victims(
     rng: &mut impl Rng,
 ) -> Vec<Bytes> {
     let volatile = policy.volatile_only();
-    let slots = ks.populated_slots(volatile);
     let mut chosen: HashSet<Bytes> = HashSet::new();
     let mut victims = Vec::new();
     if slots.is_empty() || policy == Policy::NoEviction {
@@ -280,6 +309,7 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let victims = choose_victims(
             &ks,
+            &ks.populated_slots(false),
             Policy::AllkeysLru,
             5,
             20_000,
@@ -300,7 +330,16 @@ mod tests {
             (0, if i % 2 == 1 { 1_000_000 + i as u64 } else { 0 })
         });
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let victims = choose_victims(&ks, Policy::VolatileTtl, 5, 0, usize::MAX, 400, &mut rng);
+        let victims = choose_victims(
+            &ks,
+            &ks.populated_slots(true),
+            Policy::VolatileTtl,
+            5,
+            0,
+            usize::MAX,
+            400,
+            &mut rng,
+        );
         assert_eq!(victims.len(), 400);
         assert!(victims.iter().all(|k| index(k) % 2 == 1));
         let near = victims.iter().filter(|k| index(k) < 2000).count();
@@ -320,9 +359,28 @@ mod tests {
             Policy::VolatileRandom,
             Policy::NoEviction,
         ] {
-            assert!(choose_victims(&ks, policy, 5, 0, usize::MAX, 10, &mut rng).is_empty());
+            assert!(choose_victims(
+                &ks,
+                &ks.populated_slots(policy.volatile_only()),
+                policy,
+                5,
+                0,
+                usize::MAX,
+                10,
+                &mut rng
+            )
+            .is_empty());
         }
-        let all = choose_victims(&ks, Policy::AllkeysRandom, 5, 0, usize::MAX, 500, &mut rng);
+        let all = choose_victims(
+            &ks,
+            &ks.populated_slots(false),
+            Policy::AllkeysRandom,
+            5,
+            0,
+            usize::MAX,
+            500,
+            &mut rng,
+        );
         assert_eq!(all.iter().collect::<HashSet<_>>().len(), all.len());
         assert!(all.len() <= 100);
     }
