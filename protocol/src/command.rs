@@ -524,6 +524,15 @@ static IS_CONTAINER: LazyLock<Vec<bool>> = LazyLock::new(|| {
 static BY_NAME: LazyLock<HashMap<&'static str, &'static CommandSpec, foldhash::fast::FixedState>> =
     LazyLock::new(|| COMMANDS.iter().map(|c| (c.name, c)).collect());
 
+/// A command's arguments from its words, as a client sends them (`args(&["SET", "k", "v"])`):
+/// for tests and tools that build requests by hand.
+pub fn args(words: &[&str]) -> Vec<Bytes> {
+    words
+        .iter()
+        .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+        .collect()
+}
+
 impl CommandSpec {
     /// Finds a command or subcommand by its table name (`get`, `config|get`), case-insensitively.
     pub fn by_name(name: &str) -> Option<&'static CommandSpec> {
@@ -691,13 +700,6 @@ fn lookup_name(name: &[u8], parent: Option<&str>) -> Option<&'static CommandSpec
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(words: &[&str]) -> Vec<Bytes> {
-        words
-            .iter()
-            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
-            .collect()
-    }
 
     #[test]
     fn ids_index_the_table() {

@@ -214,13 +214,7 @@ pub fn combine(parts: &[Part], replies: Vec<Frame>) -> Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(words: &[&str]) -> Vec<Bytes> {
-        words
-            .iter()
-            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
-            .collect()
-    }
+    use shoal_protocol::command::args;
 
     fn ring() -> SlotRing {
         SlotRing::new(&(0..16).collect::<Vec<_>>(), crate::cluster::DEFAULT_VNODES)

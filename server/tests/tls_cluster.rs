@@ -13,88 +13,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl must be installed");
-    assert!(out.status.success(), "openssl {args:?}: {out:?}");
-}
-
-/// `<ca>.crt/key`, a self-signed CA.
-fn make_ca(dir: &Path, ca: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-keyout",
-            &format!("{ca}.key"),
-            "-out",
-            &format!("{ca}.crt"),
-            "-subj",
-            &format!("/CN=shoal test {ca}"),
-        ],
-    );
-}
-
 /// `<name>.crt/key` signed by `ca`, for 127.0.0.1, usable as server and as client (a node
 /// presents the same certificate on both ends of its peer connections, as Redis's nodes do).
 fn make_node_cert(dir: &Path, ca: &str, name: &str) {
-    std::fs::write(
-        dir.join(format!("{name}.ext")),
+    certs::make_cert(
+        dir,
+        ca,
+        name,
         "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN=shoal {name}"),
-        ],
     );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}.crt"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            &format!("{name}.crt"),
-            "-extfile",
-            &format!("{name}.ext"),
-        ],
-    );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `redis-cli --tls -c` (with the node certificate as its client certificate) against
@@ -225,9 +152,9 @@ fn cert_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("shoal-tls-cluster-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    make_ca(&dir, "ca");
+    certs::make_ca(&dir, "ca");
     make_node_cert(&dir, "ca", "node");
-    make_ca(&dir, "other-ca");
+    certs::make_ca(&dir, "other-ca");
     make_node_cert(&dir, "other-ca", "stranger");
     dir
 }

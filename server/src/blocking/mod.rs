@@ -251,13 +251,7 @@ pub fn parse_timeout(arg: &[u8]) -> Result<Option<Duration>, CommandError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(words: &[&str]) -> Vec<Bytes> {
-        words
-            .iter()
-            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
-            .collect()
-    }
+    use shoal_protocol::command::args;
 
     fn err(r: Result<impl std::fmt::Debug, CommandError>) -> String {
         r.unwrap_err().to_string()

@@ -8,8 +8,8 @@
 //!
 //! Elections and membership: [`log_raft_events`] watches openraft's *server* metrics, which
 //! change only with the vote, the role, the leader or the membership, never per entry: the data
-//! path does not wake it. Snapshots: the state machine calls [`snapshot_built`],
-//! [`snapshot_installed`] and [`snapshot_loaded`] where they happen.
+//! path does not wake it. Snapshots: the state machine calls [`snapshot_built`] and
+//! [`snapshot_applied`] (installed from the leader, or loaded at start) where they happen.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -136,23 +136,28 @@ pub fn snapshot_built(
     );
 }
 
-/// The replica replaced its state with a snapshot its leader sent (it was too far behind for
-/// the log).
-pub fn snapshot_installed(ids: GroupIds, meta: &SnapshotMeta, id: &str, path: &Path, keys: usize) {
-    tracing::info!(
-        node = ids.node,
-        group = ids.group,
-        shard = ids.shard(),
-        index = meta.last_log_id.as_ref().map(|l| l.index),
-        id,
-        keys,
-        path = %path.display(),
-        "raft: snapshot installed"
-    );
+/// Where a snapshot that replaced a replica's state came from.
+#[derive(Clone, Copy, Debug)]
+pub enum SnapshotSource {
+    /// Its leader sent it (the replica was too far behind for the log).
+    Installed,
+    /// The replica started from its newest valid snapshot on disk.
+    Loaded,
 }
 
-/// The replica started from its newest valid snapshot on disk.
-pub fn snapshot_loaded(ids: GroupIds, meta: &SnapshotMeta, id: &str, path: &Path, keys: usize) {
+/// The replica's state is now the snapshot at `path` (`keys` entries).
+pub fn snapshot_applied(
+    source: SnapshotSource,
+    ids: GroupIds,
+    meta: &SnapshotMeta,
+    id: &str,
+    path: &Path,
+    keys: usize,
+) {
+    let how = match source {
+        SnapshotSource::Installed => "installed",
+        SnapshotSource::Loaded => "loaded",
+    };
     tracing::info!(
         node = ids.node,
         group = ids.group,
@@ -161,6 +166,6 @@ pub fn snapshot_loaded(ids: GroupIds, meta: &SnapshotMeta, id: &str, path: &Path
         id,
         keys,
         path = %path.display(),
-        "raft: snapshot loaded"
+        "raft: snapshot {how}"
     );
 }

@@ -160,7 +160,8 @@ impl ShardStateMachine {
         for (_, path) in &candidates {
             match load_file(path) {
                 Ok(loaded) => {
-                    events::snapshot_loaded(
+                    events::snapshot_applied(
+                        events::SnapshotSource::Loaded,
                         ids,
                         &loaded.meta,
                         &loaded.id,
@@ -689,7 +690,8 @@ impl SnapshotDir {
                 return Err(e);
             }
         };
-        events::snapshot_installed(
+        events::snapshot_applied(
+            events::SnapshotSource::Installed,
             self.inner.ids,
             meta,
             &loaded.id,

@@ -2,6 +2,8 @@
 //! RESP client and with Debian's `redis-cli`.
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -11,6 +13,15 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use shoal_protocol::{decode_frame, encode_command, Frame, Limits};
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (the OS picked it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
 
 /// A running server process; killed (and its data dir removed) when dropped.
 pub struct Server {
