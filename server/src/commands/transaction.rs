@@ -10,11 +10,16 @@
 //! - All keys of a transaction (and the watched keys) must share one slot, else
 //!   `-CROSSSLOT` (a queued command in another slot is refused and aborts the transaction, as
 //!   Redis Cluster refuses it).
-//! - `WATCH` reads each key's fingerprint (value and deadline) on the slot's leader after a
+//! - `WATCH` reads each key's fingerprint (value and deadline, combined with the write stamp of
+//!   the key's bucket in its slot: `keyspace::watch_print`) on the slot's leader after a
 //!   linearizable barrier; `apply` aborts the `EXEC` (nil reply) when any watched key's
-//!   fingerprint differs at the entry's clock: rewritten, deleted, created or expired. One
-//!   difference from Redis: a key rewritten with exactly the same value and deadline between
-//!   `WATCH` and `EXEC` does not abort.
+//!   fingerprint differs at the entry's clock: written (even with the same value, or back to
+//!   the value it had), deleted, created or expired, as in Redis. One difference from Redis:
+//!   a slot keeps 16 write stamps, each shared by the slot's keys that hash to it, so a write
+//!   to *another* key of the same slot and bucket aborts too (about 1 in 16 writes to other
+//!   keys of the watched key's slot, e.g. keys sharing a `{hash tag}`). That is only a
+//!   spurious abort, which a client retries as after any other; a change of the watched key
+//!   itself never goes unnoticed.
 //! - Node-level commands (`PING`, `ECHO`, `PUBLISH`, ...) queued in a transaction run on this
 //!   node when the `EXEC` reply comes back; commands that span shards (`DBSIZE`, `KEYS`,
 //!   `FLUSHALL`, `SCAN`, ...) are refused inside `MULTI`.
@@ -32,7 +37,6 @@ use crate::pipeline::{not_served, RETRY_DEADLINE};
 use crate::route::{self, Route};
 use crate::rpc::{ForwardReply, GroupId, PeerRequest, PeerResponse};
 use crate::shard::{NotServed, Replica};
-use crate::store::keyspace::fingerprint;
 use crate::store::{Keyspace, Proposal, TxReader, TxStep, UnixMillis, Watched, WriteOp};
 
 /// How long a transaction's request may take on the leader.
@@ -254,6 +258,7 @@ pub async fn run_job(node: &Arc<Node>, session: &mut Session, job: TxJob) -> Fra
                 if tx.watched.iter().any(|w| w.key == key) {
                     continue;
                 }
+                // Always an integer from this build's leader (`keyspace::watch_print`).
                 let fingerprint = match print {
                     Frame::Integer(i) => Some(i as u64),
                     _ => None,
@@ -378,10 +383,7 @@ async fn watch_here(
     let slots = replica.keyspace().read_slots(keys.iter().map(|k| &k[..]));
     Ok(Frame::Array(
         keys.iter()
-            .map(|k| match slots.get(k, now) {
-                Some(e) => Frame::Integer(fingerprint(e) as i64),
-                None => Frame::Null,
-            })
+            .map(|k| Frame::Integer(slots.watch_print(k, now) as i64))
             .collect(),
     ))
 }

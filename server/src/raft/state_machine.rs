@@ -15,7 +15,7 @@
 //! stops (`Fatal`), on every replica alike, since they all apply the same entry. The only errors
 //! `apply` passes on are those of the log stream it reads from.
 //!
-//! # Snapshot file format (version 1)
+//! # Snapshot file format (version 2)
 //!
 //! One file per snapshot, `snapshot-<term>-<index>.snap` named after its last log id
 //! (`snapshot-none.snap` for a snapshot of nothing applied):
@@ -27,13 +27,31 @@
 //!                SnapshotMeta is last_log_id, last_membership and openraft's reserved
 //!                (always empty) 0.9 snapshot_id slot; the id after it is ours, for logs
 //! records        per key, bincode (standard config) of (key: bytes, value: bytes,
-//!                expires_at: Option<u64> unix ms); slot 0's keys first, then slot 1's, ...
+//!                expires_at: Option<u64> unix ms, collection: Option<bytes>); slot 0's keys
+//!                first, then slot 1's, ...
+//! stamps         u32 LE count n, then n times: slot u16 LE, 16 write stamps u32 LE each
+//!                (`keyspace::Stamps`), slots in increasing order; a slot not listed has
+//!                none (all zero)
 //! record count   u64 LE
 //! crc32          u32 LE    CRC-32 (IEEE) of every byte before the trailer
 //! ```
 //!
 //! Expired keys not yet deleted are records like any other: replicas decide expiry by the clock
 //! in each entry, so a snapshot reproduces the stored state exactly, due keys included.
+//!
+//! The write stamps (what `WATCH` compares besides the data, see `store::keyspace`) are
+//! replicated state too: `apply` of an `EXEC` reads them, so a replica started from a snapshot
+//! must hold the very stamps the snapshot's writer held at its last log id, or it could decide
+//! an `EXEC` differently. Each slot's stamps are taken under the same read lock as its records
+//! (and saved with them by the copy-on-write capture). Slots never move between groups (the
+//! ring is fixed for the cluster's life; a shard's move changes its replicas, which catch up by
+//! snapshot and log), so no stamps travel any other way.
+//!
+//! Version 1 (no stamps section) is still read: its slots load with all stamps zero. A replica
+//! that loads a version-1 file may thus hold other stamps than one that applied the same log
+//! (until both restart from version-2 snapshots of the same state), so after an upgrade a
+//! `WATCH`ed `EXEC` could abort on some replicas only; upgrade with no transaction using
+//! `WATCH` in flight, and let every group take a new snapshot before relying on them.
 //!
 //! A snapshot is written to a `.tmp` sibling, fsynced, renamed into place, and the directory
 //! fsynced; then all but the newest [`SNAPSHOTS_KEPT`] snapshots are deleted. A reader checks
@@ -77,6 +95,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::types::{Entry as LogEntry, LogId, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::cluster::events::{self, GroupIds};
+use crate::store::keyspace::{Stamps, STAMP_BUCKETS};
 use crate::store::state_machine::MAX_STRING_LEN;
 use crate::store::value::Value;
 use crate::store::{Entry, Keyspace, StateMachine, WriteOp};
@@ -86,8 +105,12 @@ use crate::store::Proposal;
 
 /// The first bytes of every snapshot file.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"SHOALSNP";
-/// The layout described in the module documentation; a reader rejects any other version.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// The layout described in the module documentation, which this build writes.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// The oldest layout a reader accepts (version 1: no stamps section).
+pub const SNAPSHOT_OLDEST_VERSION: u32 = 1;
+/// Size of one slot's entry in the stamps section.
+const STAMP_RECORD_LEN: usize = 2 + 4 * STAMP_BUCKETS;
 /// Snapshot files a directory keeps: the newest, and one to fall back on if it is damaged.
 pub const SNAPSHOTS_KEPT: usize = 2;
 
@@ -168,7 +191,9 @@ impl ShardStateMachine {
                         path,
                         loaded.entries.len(),
                     );
-                    this.sm.keyspace().replace_all(loaded.entries);
+                    this.sm
+                        .keyspace()
+                        .replace_all(loaded.entries, loaded.stamps);
                     this.last_applied = loaded.meta.last_log_id;
                     this.last_membership = loaded.meta.last_membership.clone();
                     *this.dir.inner.current.lock() = Some((loaded.meta, path.clone()));
@@ -440,11 +465,16 @@ impl BuildJob {
         .map_err(io::Error::other)?;
         let mut image = SlotImage::default();
         let mut records = 0;
+        let mut stamps = Vec::new();
         for slot in 0..SLOT_COUNT {
             self.capture.take(&self.keyspace, slot, &mut image);
             out.write_all(&image.bytes)?;
             records += image.records;
+            if let Some(s) = image.stamps {
+                stamps.push((slot, s));
+            }
         }
+        write_stamps(&mut out, &stamps)?;
         let (mut out, crc) = out.finish();
         out.write_all(&records.to_le_bytes())?;
         out.write_all(&crc.to_le_bytes())?;
@@ -469,11 +499,12 @@ struct CaptureState {
     saved: HashMap<u16, SlotImage>,
 }
 
-/// One slot's encoded records.
+/// One slot's encoded records, and its write stamps as they were with them.
 #[derive(Default)]
 struct SlotImage {
     bytes: Vec<u8>,
     records: u64,
+    stamps: Option<Stamps>,
 }
 
 impl SlotImage {
@@ -541,7 +572,7 @@ impl Capture {
 fn encode_slot(keyspace: &Keyspace, slot: u16, out: &mut SlotImage) {
     out.bytes.clear();
     out.records = 0;
-    keyspace.export_slot(slot, &mut |entry: &Entry| {
+    out.stamps = keyspace.export_slot(slot, &mut |entry: &Entry| {
         // A collection travels as its serde form after an empty string value.
         let collection = entry.collection().map(|v| {
             bincode::serde::encode_to_vec(v, bincode::config::standard())
@@ -555,6 +586,48 @@ fn encode_slot(keyspace: &Keyspace, slot: u16, out: &mut SlotImage) {
         .expect("encoding bytes and integers into a Vec cannot fail");
         out.records += 1;
     });
+}
+
+/// Writes the stamps section (see the module documentation).
+fn write_stamps(out: &mut impl Write, stamps: &[(u16, Stamps)]) -> io::Result<()> {
+    out.write_all(&(stamps.len() as u32).to_le_bytes())?;
+    for (slot, s) in stamps {
+        out.write_all(&slot.to_le_bytes())?;
+        for stamp in s {
+            out.write_all(&stamp.to_le_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the stamps section: at most one entry per slot, slots in increasing order.
+fn read_stamps(reader: &mut impl Read) -> io::Result<Vec<(u16, Stamps)>> {
+    let mut count = [0u8; 4];
+    reader.read_exact(&mut count)?;
+    let count = u32::from_le_bytes(count);
+    if count > SLOT_COUNT as u32 {
+        return Err(invalid_data(format!(
+            "snapshot lists stamps of {count} slots"
+        )));
+    }
+    let mut stamps: Vec<(u16, Stamps)> = Vec::with_capacity(count as usize);
+    let mut record = [0u8; STAMP_RECORD_LEN];
+    for _ in 0..count {
+        reader.read_exact(&mut record)?;
+        let slot = u16::from_le_bytes([record[0], record[1]]);
+        if slot >= SLOT_COUNT || stamps.last().is_some_and(|(prev, _)| *prev >= slot) {
+            return Err(invalid_data(format!(
+                "snapshot stamps of slot {slot} out of range or order"
+            )));
+        }
+        let mut s: Stamps = [0; STAMP_BUCKETS];
+        for (i, stamp) in s.iter_mut().enumerate() {
+            let at = 2 + 4 * i;
+            *stamp = u32::from_le_bytes(record[at..at + 4].try_into().expect("4 bytes"));
+        }
+        stamps.push((slot, s));
+    }
+    Ok(stamps)
 }
 
 /// A group's snapshot directory, shared by the state machine and its builders.
@@ -698,7 +771,7 @@ impl SnapshotDir {
             &path,
             loaded.entries.len(),
         );
-        keyspace.replace_all(loaded.entries);
+        keyspace.replace_all(loaded.entries, loaded.stamps);
         *self.inner.current.lock() = Some((meta.clone(), path));
         self.prune();
         Ok(())
@@ -741,6 +814,8 @@ struct Loaded {
     meta: SnapshotMeta,
     id: String,
     entries: Vec<Entry>,
+    /// Write stamps of the slots that have any (none from a version-1 file).
+    stamps: Vec<(u16, Stamps)>,
 }
 
 fn load_file(path: &Path) -> io::Result<Loaded> {
@@ -764,9 +839,10 @@ fn verify(file: &mut File, mut copy: Option<&mut impl Write>) -> io::Result<u64>
         return Err(invalid_data("not a shoal snapshot (bad magic)".to_owned()));
     }
     let version = u32::from_le_bytes(header[8..].try_into().expect("4 bytes"));
-    if version != SNAPSHOT_FORMAT_VERSION {
+    if !(SNAPSHOT_OLDEST_VERSION..=SNAPSHOT_FORMAT_VERSION).contains(&version) {
         return Err(invalid_data(format!(
-            "snapshot format version {version}, this build reads {SNAPSHOT_FORMAT_VERSION}"
+            "snapshot format version {version}, this build reads \
+             {SNAPSHOT_OLDEST_VERSION} to {SNAPSHOT_FORMAT_VERSION}"
         )));
     }
     let mut crc = crc32fast::Hasher::new();
@@ -810,7 +886,10 @@ fn verify(file: &mut File, mut copy: Option<&mut impl Write>) -> io::Result<u64>
 /// Decodes a file [`verify`] accepted.
 fn decode(file: &mut File, records: u64) -> io::Result<Loaded> {
     let len = file.metadata()?.len();
-    file.seek(SeekFrom::Start(HEADER_LEN))?;
+    let mut header = [0u8; HEADER_LEN as usize];
+    file.seek(SeekFrom::Start(0))?;
+    file.read_exact(&mut header)?;
+    let version = u32::from_le_bytes(header[8..].try_into().expect("4 bytes"));
     let mut reader = CountingReader {
         inner: BufReader::with_capacity(IO_BUFFER, file),
         read: HEADER_LEN,
@@ -841,6 +920,10 @@ fn decode(file: &mut File, records: u64) -> io::Result<Loaded> {
         };
         entries.push(entry);
     }
+    let stamps = match version {
+        1 => Vec::new(),
+        _ => read_stamps(&mut reader)?,
+    };
     if reader.read != len - TRAILER_LEN {
         return Err(invalid_data(format!(
             "snapshot records end at byte {}, the trailer starts at {}",
@@ -848,7 +931,12 @@ fn decode(file: &mut File, records: u64) -> io::Result<Loaded> {
             len - TRAILER_LEN
         )));
     }
-    Ok(Loaded { meta, id, entries })
+    Ok(Loaded {
+        meta,
+        id,
+        entries,
+        stamps,
+    })
 }
 
 fn invalid_data(message: String) -> io::Error {
@@ -1306,6 +1394,7 @@ mod tests {
         let mut src = open(src_dir.path());
         apply_all(&mut src, sets(1, 3000, "k")).await;
         let at_build = dump(src.keyspace());
+        let stamps_at_build = all_stamps(src.keyspace());
         let applied = src.applied_state().await.unwrap();
 
         let mut builder = src.get_snapshot_builder().await;
@@ -1348,7 +1437,74 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(dump(dst.keyspace()), at_build);
+        assert_eq!(all_stamps(dst.keyspace()), stamps_at_build);
+        assert_ne!(all_stamps(src.keyspace()), stamps_at_build);
         assert_eq!(dst.applied_state().await.unwrap(), applied);
+    }
+
+    /// Every slot's write stamps.
+    fn all_stamps(ks: &Keyspace) -> Vec<Option<Stamps>> {
+        (0..SLOT_COUNT).map(|slot| ks.slot_stamps(slot)).collect()
+    }
+
+    /// What `WATCH key` records at clock 1000.
+    fn watch_print(ks: &Keyspace, key: &str) -> u64 {
+        ks.read_slots([key.as_bytes()])
+            .watch_print(key.as_bytes(), 1000)
+    }
+
+    #[tokio::test]
+    async fn write_stamps_survive_a_snapshot_and_version_1_files_still_load() {
+        let (src_dir, dst_dir, v1_dir) = (
+            TempDir::new().unwrap(),
+            TempDir::new().unwrap(),
+            TempDir::new().unwrap(),
+        );
+        let mut src = open(src_dir.path());
+        let mut entries = sets(1, 500, "k");
+        // Rewrites with the same value: only the stamps tell them apart.
+        entries.extend((0..100).map(|i| {
+            let op = set(&format!("k{i}"), &format!("value-{i}"), Expiry::Clear);
+            normal(501 + i, 1000, op)
+        }));
+        apply_all(&mut src, entries).await;
+        let stamps = all_stamps(src.keyspace());
+        assert!(stamps.iter().flatten().any(|s| s.iter().any(|&n| n > 1)));
+        let prints: Vec<u64> = (0..500)
+            .map(|i| watch_print(src.keyspace(), &format!("k{i}")))
+            .collect();
+
+        let snap = build(&mut src).await;
+        let mut file = snap.snapshot;
+        let bytes = read_all(&mut file).await;
+        let mut dst = open(dst_dir.path());
+        dst.install_snapshot(&snap.meta, file).await.unwrap();
+        assert_eq!(all_stamps(dst.keyspace()), stamps);
+        let dst_prints: Vec<u64> = (0..500)
+            .map(|i| watch_print(dst.keyspace(), &format!("k{i}")))
+            .collect();
+        assert_eq!(dst_prints, prints);
+        drop(dst);
+        assert_eq!(all_stamps(open(dst_dir.path()).keyspace()), stamps);
+
+        // The same snapshot as version 1 wrote it: no stamps section.
+        let with_stamps = stamps.iter().flatten().count();
+        let body_end = bytes.len() - TRAILER_LEN as usize - (4 + with_stamps * STAMP_RECORD_LEN);
+        let mut v1 = bytes[..body_end].to_vec();
+        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let records = bytes[bytes.len() - 12..bytes.len() - 4].to_vec();
+        let crc = crc32fast::hash(&v1);
+        v1.extend_from_slice(&records);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        let name = snapshot_file_name(snap.meta.last_log_id.as_ref());
+        fs::write(v1_dir.path().join(name), &v1).unwrap();
+        let mut old = open(v1_dir.path());
+        assert_eq!(dump(old.keyspace()), dump(src.keyspace()));
+        assert!(all_stamps(old.keyspace()).iter().all(Option::is_none));
+        assert_eq!(
+            old.applied_state().await.unwrap(),
+            src.applied_state().await.unwrap()
+        );
     }
 
     #[tokio::test]

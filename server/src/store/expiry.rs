@@ -219,6 +219,9 @@ mod tests {
         let left = ks.read_slot(slot).table().structure_bytes();
         assert_eq!(ks.used_memory(), left);
         ks.write_all_slots().clear();
-        assert_eq!(ks.used_memory(), 0);
+        // What is left is the slot's write stamps: a flush keeps (and bumps) them.
+        let left = ks.read_slot(slot).table().structure_bytes();
+        assert!(left > 0 && left <= 64);
+        assert_eq!(ks.used_memory(), left);
     }
 }

@@ -13,6 +13,13 @@
 //! Memory accounting has one choke point too: every change goes through [`SlotsMut`], which
 //! adds or subtracts [`Entry::mem_usage`] and the slot tables' own allocations, so
 //! [`Keyspace::used_memory`] is exact for what it estimates and equal on every replica.
+//!
+//! The same choke point keeps each slot's *write stamps* for `WATCH`: [`STAMP_BUCKETS`]
+//! wrapping counters per slot (allocated on the slot's first write), one of which, the key's
+//! bucket ([`stamp_bucket`]), every change of a key bumps — a write that stores the same
+//! value included, so a transaction watching the key aborts as Redis's does (see
+//! [`watch_print`]). The stamps are replicated state: `apply` reads them, so they follow only
+//! from the log (and from snapshots, which carry them), never from anything local.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -32,6 +39,23 @@ use super::entry::{Entry, UnixMillis};
 
 /// No deadline known in a slot.
 const NEVER: u64 = u64::MAX;
+
+/// Write stamp counters per slot (see the module documentation).
+pub const STAMP_BUCKETS: usize = 16;
+
+/// A slot's write stamps: one wrapping counter per bucket of keys.
+pub type Stamps = [u32; STAMP_BUCKETS];
+
+/// Bytes a slot's stamps take once allocated (counted in the slot's memory account).
+fn stamps_bytes() -> usize {
+    super::entry::allocation_size(std::mem::size_of::<Stamps>())
+}
+
+/// The stamp bucket of `key` within its slot. A hash with no per-process seed (unlike the
+/// tables' hasher): every replica must bump the same bucket for the same key.
+pub fn stamp_bucket(key: &[u8]) -> usize {
+    crc32fast::hash(key) as usize % STAMP_BUCKETS
+}
 
 type Hasher = foldhash::fast::RandomState;
 
@@ -57,6 +81,8 @@ pub struct SlotTable {
     deadlines: DeadlineIndex,
     /// This slot's share of `Keyspace::used`.
     bytes: usize,
+    /// Write stamps, allocated on the slot's first write (`None` reads as all zero).
+    stamps: Option<Box<Stamps>>,
 }
 
 impl SlotTable {
@@ -82,9 +108,22 @@ impl SlotTable {
         self.deadlines.len()
     }
 
-    /// Bytes of the slot's own structures (hash table, deadline index), entries excluded.
+    /// Bytes of the slot's own structures (hash table, deadline index, write stamps),
+    /// entries excluded.
     pub fn structure_bytes(&self) -> usize {
-        self.entries.allocation_size() + self.deadlines.allocation_size()
+        self.entries.allocation_size()
+            + self.deadlines.allocation_size()
+            + self.stamps.as_ref().map_or(0, |_| stamps_bytes())
+    }
+
+    /// The write stamp of `key`'s bucket (0 before the slot's first write).
+    pub fn stamp(&self, key: &[u8]) -> u32 {
+        self.stamps.as_ref().map_or(0, |s| s[stamp_bucket(key)])
+    }
+
+    /// The slot's write stamps (`None`: never written, all zero).
+    pub fn stamps(&self) -> Option<Stamps> {
+        self.stamps.as_deref().copied()
     }
 }
 
@@ -286,13 +325,15 @@ impl Keyspace {
     }
 
     /// Calls `f` on every entry of `slot`, expired ones included (a snapshot must reproduce the
-    /// state exactly). Only this slot's read lock is held, and only for the call: a snapshot
-    /// copies the keyspace one slot at a time.
-    pub fn export_slot(&self, slot: u16, f: &mut impl FnMut(&Entry)) {
+    /// state exactly), and returns the slot's write stamps as they are with those entries.
+    /// Only this slot's read lock is held, and only for the call: a snapshot copies the
+    /// keyspace one slot at a time.
+    pub fn export_slot(&self, slot: u16, f: &mut impl FnMut(&Entry)) -> Option<Stamps> {
         let table = self.slots[slot as usize].read();
         for entry in table.entries.iter() {
             f(entry);
         }
+        table.stamps()
     }
 
     /// Removes `keys` and inserts `entries` in their place (a transaction's scratch copy).
@@ -306,27 +347,57 @@ impl Keyspace {
         }
     }
 
-    /// Replaces the whole keyspace with `entries` (installing a snapshot). Every slot's write
+    /// Replaces the whole keyspace with `entries` and every slot's write stamps with `stamps`
+    /// (installing a snapshot; a slot not listed gets none, i.e. all zero). Every slot's write
     /// lock is held for the whole swap, so readers see the old contents or the new, never a mix;
     /// the changes go through [`SlotsMut`], so key, volatile and deadline bookkeeping stays
     /// exact. A key given twice keeps its last entry.
-    pub fn replace_all(&self, entries: impl IntoIterator<Item = Entry>) {
+    pub fn replace_all(
+        &self,
+        entries: impl IntoIterator<Item = Entry>,
+        stamps: impl IntoIterator<Item = (u16, Stamps)>,
+    ) {
         let mut slots = self.write_all_slots();
         slots.clear();
         for entry in entries {
             slots.insert(entry);
         }
+        // The inserts bumped stamps; the snapshot's are the replicated ones.
+        let mut given: Vec<Option<Stamps>> = vec![None; SLOT_COUNT as usize];
+        for (slot, s) in stamps {
+            if let Some(at) = given.get_mut(slot as usize) {
+                *at = Some(s);
+            }
+        }
+        for (slot, s) in given.into_iter().enumerate() {
+            slots.set_stamps(slot as u16, s);
+        }
+    }
+
+    /// The write stamps of `slot` (`None`: never written, all zero).
+    pub fn slot_stamps(&self, slot: u16) -> Option<Stamps> {
+        self.slots[slot as usize].read().stamps()
     }
 }
 
 /// A hash of an entry's key, value and deadline, the same on every replica (no per-process
-/// seed): the data digest adds them up, and `WATCH` compares a key's before and at `EXEC`.
+/// seed): the data digest adds them up, and [`watch_print`] builds on it.
 pub fn fingerprint(e: &Entry) -> u64 {
     let value = e
         .collection()
         .map_or_else(|| crc32fast::hash(e.value()) as u64, |v| v.digest());
     let h = (crc32fast::hash(e.key()) as u64) << 32 ^ value;
     crate::cluster::hash2(0x5e7d, h, e.expires_at().unwrap_or(0))
+}
+
+/// What `WATCH` records of a key and `EXEC`'s `apply` compares: the live entry's
+/// [`fingerprint`] (or absence) combined with the write stamp of the key's bucket, so any
+/// write to the key in between changes it, even one that leaves the same value. The one
+/// function both sides use ([`SlotsRef::watch_print`], [`SlotsMut::watch_print`]).
+pub fn watch_print(entry: Option<&Entry>, stamp: u32) -> u64 {
+    // Absent: a constant no present key's fingerprint is expected to equal.
+    let data = entry.map_or(0x0ab5_e17b_u64, fingerprint);
+    crate::cluster::hash2(0x3a7c, data, stamp as u64)
 }
 
 /// A slot held for reading.
@@ -365,6 +436,12 @@ impl SlotsRef<'_> {
             find(table, self.ks.hash(key), key).filter(|e| !e.is_expired(now)),
             now,
         )
+    }
+
+    /// [`watch_print`] of `key` at `now` (`WATCH` on the slot's leader). Counts as an access.
+    pub fn watch_print(&self, key: &[u8], now: UnixMillis) -> u64 {
+        let stamp = table_of(&self.guards, key).map_or(0, |t| t.stamp(key));
+        watch_print(self.get(key, now), stamp)
     }
 }
 
@@ -411,7 +488,41 @@ impl SlotsMut<'_> {
         if !self.in_place.iter().any(|(k, _)| k == key) {
             self.in_place.push((key.to_vec(), size));
         }
+        // Lent out to be changed: counts as a write even if the caller changes nothing.
+        self.bump(key);
         self.get_mut(key, now)
+    }
+
+    /// Bumps the write stamp of `key`'s bucket, allocating the slot's stamps on its first
+    /// write (accounted like the slot's other structures).
+    fn bump(&mut self, key: &[u8]) {
+        let ks = self.ks;
+        let table = self.table(key);
+        if table.stamps.is_none() {
+            table.stamps = Some(Box::new([0; STAMP_BUCKETS]));
+            Self::account(ks, &mut table.bytes, 0, stamps_bytes());
+        }
+        let stamps = table.stamps.as_mut().expect("allocated above");
+        let bucket = &mut stamps[stamp_bucket(key)];
+        *bucket = bucket.wrapping_add(1);
+    }
+
+    /// Sets `slot`'s write stamps (installing a snapshot), accounting their allocation.
+    fn set_stamps(&mut self, slot: u16, stamps: Option<Stamps>) {
+        let ks = self.ks;
+        let table = self.table_at(slot);
+        let before = table.stamps.as_ref().map_or(0, |_| stamps_bytes());
+        table.stamps = stamps.map(Box::new);
+        let after = table.stamps.as_ref().map_or(0, |_| stamps_bytes());
+        Self::account(ks, &mut table.bytes, before, after);
+    }
+
+    /// [`watch_print`] of `key` at `now` (`EXEC`'s check inside `apply`). The stamp is read
+    /// before the lookup, which may reclaim an expired entry (a change that does not bump:
+    /// the key read as absent before it too).
+    pub fn watch_print(&mut self, key: &[u8], now: UnixMillis) -> u64 {
+        let stamp = self.table(key).stamp(key);
+        watch_print(self.get(key, now), stamp)
     }
 
     /// The size `key`'s entry is accounted at: `current`, unless it was lent out in place.
@@ -473,7 +584,8 @@ impl SlotsMut<'_> {
         let slot = self.slot_of(key);
         let expired = find(self.table_at(slot), hash, key)?.is_expired(now);
         if expired {
-            self.remove(key);
+            // Reads as absent already: reclaiming it changes nothing a reader (or WATCH) sees.
+            self.remove_entry(key, false);
             return None;
         }
         let e = self
@@ -503,11 +615,13 @@ impl SlotsMut<'_> {
         let result = f(entry);
         let after = entry.mem_usage();
         Self::account(ks, &mut self.table(key).bytes, before, after);
+        self.bump(key);
         Some(result)
     }
 
     /// Inserts or replaces the entry for its key; returns the previous one.
     pub fn insert(&mut self, entry: Entry) -> Option<Entry> {
+        self.bump(entry.key());
         let hash = self.ks.hash(entry.key());
         let deadline = entry.expires_at();
         let ks = self.ks;
@@ -562,6 +676,12 @@ impl SlotsMut<'_> {
 
     /// Removes `key` (expired or not); returns the entry.
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        self.remove_entry(key, true)
+    }
+
+    /// Removes `key`; bumps its write stamp if `bump` and it existed. Only the reclaim of an
+    /// entry already expired at the clock of the change passes `false`.
+    fn remove_entry(&mut self, key: &[u8], bump: bool) -> Option<Entry> {
         let hash = self.ks.hash(key);
         let ks = self.ks;
         let table = self.table(key);
@@ -571,6 +691,9 @@ impl SlotsMut<'_> {
             .ok()?
             .remove()
             .0;
+        if bump {
+            self.bump(key);
+        }
         let size = self.accounted_size(key, entry.mem_usage());
         let slot = self.slot_of(key);
         let table = self.table_at(slot);
@@ -590,7 +713,8 @@ impl SlotsMut<'_> {
         let hash = self.ks.hash(key);
         let expired = find(self.table(key), hash, key).is_some_and(|e| e.is_expired(now));
         if expired {
-            self.remove(key);
+            // Read as absent at `now` already: no stamp bump (see `get_mut`).
+            self.remove_entry(key, false);
         }
         expired
     }
@@ -600,10 +724,15 @@ impl SlotsMut<'_> {
         let hash = self.ks.hash(key);
         let ks = self.ks;
         let slot = self.slot_of(key);
-        let table = self.table_at(slot);
-        let Some(entry) = table.entries.find_mut(hash, |e| e.key() == key) else {
+        if find(self.table_at(slot), hash, key).is_none() {
             return false;
-        };
+        }
+        self.bump(key);
+        let table = self.table_at(slot);
+        let entry = table
+            .entries
+            .find_mut(hash, |e| e.key() == key)
+            .expect("found just above");
         let old_deadline = entry.expires_at();
         let was = old_deadline.is_some();
         let before = entry.mem_usage();
@@ -678,7 +807,8 @@ impl SlotsMut<'_> {
         ks.next_deadline[slot as usize].store(earliest, Ordering::Relaxed);
     }
 
-    /// Empties every held slot.
+    /// Empties every held slot. Every key of a slot that held any may have changed, so each
+    /// bucket's write stamp is bumped (the stamps stay allocated).
     pub fn clear(&mut self) {
         for (slot, table) in &mut self.guards {
             self.ks
@@ -688,11 +818,20 @@ impl SlotsMut<'_> {
                 .volatile
                 .fetch_sub(table.volatile, Ordering::Relaxed);
             self.ks.used.fetch_sub(table.bytes, Ordering::Relaxed);
+            if table.stamps.is_none() && !table.entries.is_empty() {
+                table.stamps = Some(Box::new([0; STAMP_BUCKETS]));
+            }
+            if let Some(stamps) = table.stamps.as_mut() {
+                for s in stamps.iter_mut() {
+                    *s = s.wrapping_add(1);
+                }
+            }
             table.entries.clear();
             table.entries.shrink_to_fit(|_| 0);
             table.deadlines.clear();
             table.volatile = 0;
-            table.bytes = 0;
+            table.bytes = table.stamps.as_ref().map_or(0, |_| stamps_bytes());
+            self.ks.used.fetch_add(table.bytes, Ordering::Relaxed);
             self.ks.next_deadline[*slot as usize].store(NEVER, Ordering::Relaxed);
         }
     }

@@ -151,8 +151,10 @@ pub enum TxStep {
     Read { args: Vec<Bytes>, keys: Vec<Bytes> },
 }
 
-/// A key `WATCH`ed before a transaction and what it held then: the fingerprint of its live
-/// entry (see `keyspace::fingerprint`), `None` if it was absent or expired.
+/// A key `WATCH`ed before a transaction and what it held then: `keyspace::watch_print` of it
+/// (its live entry's fingerprint, or its absence, combined with its bucket's write stamp).
+/// Always `Some` from this build; `None` (an older build's "absent") never matches, so such
+/// an `EXEC` aborts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Watched {
     pub key: Bytes,

@@ -11,7 +11,6 @@ use shoal_protocol::Frame;
 
 use super::dump::Dumped;
 use super::entry::{Entry, UnixMillis};
-use super::keyspace::fingerprint;
 use super::keyspace::{Keyspace, SlotsMut};
 use super::ops::{Condition, ExpireCondition, Expiry, Proposal, TxStep, Watched, WriteOp};
 use crate::error::{CommandError, CommandResult};
@@ -97,10 +96,11 @@ impl StateMachine {
         steps: &[TxStep],
         now: UnixMillis,
     ) -> Frame {
-        // A key that changed, expired or appeared since WATCH aborts the transaction.
+        // A key written (even with the same value), expired or created since WATCH aborts
+        // the transaction; so does a write to another key of its stamp bucket.
         if watched
             .iter()
-            .any(|w| s.get(&w.key, now).map(fingerprint) != w.fingerprint)
+            .any(|w| Some(s.watch_print(&w.key, now)) != w.fingerprint)
         {
             return Frame::NullArray;
         }
@@ -505,6 +505,15 @@ mod tests {
         let rb: Vec<Frame> = log.iter().map(|p| b_.apply(p)).collect();
         assert_eq!(ra, rb);
         assert_eq!(dump(&a), dump(&b_));
+        assert_eq!(stamps(&a), stamps(&b_));
+        assert!(stamps(&a).iter().any(Option::is_some));
+    }
+
+    /// Every slot's write stamps.
+    fn stamps(m: &StateMachine) -> Vec<Option<crate::store::keyspace::Stamps>> {
+        (0..shoal_protocol::SLOT_COUNT)
+            .map(|slot| m.keyspace().slot_stamps(slot))
+            .collect()
     }
 
     fn data(args: &[&str]) -> WriteOp {
@@ -533,6 +542,7 @@ mod tests {
         let rb: Vec<Frame> = log.iter().map(|p| b_.apply(p)).collect();
         assert_eq!(ra, rb);
         assert_eq!(a.keyspace().digest(2000), b_.keyspace().digest(2000));
+        assert_eq!(stamps(&a), stamps(&b_));
         // A string command on a collection answers WRONGTYPE and changes nothing.
         let before = a.keyspace().digest(2000);
         assert_eq!(
@@ -717,11 +727,7 @@ mod tests {
         });
         let m = StateMachine::with_tx_reader(Arc::new(Keyspace::new()), Some(reader));
         apply(&m, 1, set("{t}a", "1", Expiry::At(100)));
-        let print = m
-            .keyspace()
-            .read_key_slot(b"{t}a")
-            .get(b"{t}a", 1)
-            .map(fingerprint);
+        let print = watch(&m, "{t}a", 1);
         let exec = |watched: Option<u64>| WriteOp::Exec {
             watched: vec![Watched {
                 key: b("{t}a"),
@@ -754,11 +760,133 @@ mod tests {
         // Changed since (the increment): aborted again.
         assert_eq!(apply(&m, 4, exec(print)), Frame::NullArray);
         // Expired at the entry's clock counts as changed too.
-        let now = m
-            .keyspace()
-            .read_key_slot(b"{t}a")
-            .get(b"{t}a", 5)
-            .map(fingerprint);
+        let now = watch(&m, "{t}a", 5);
         assert_eq!(apply(&m, 101, exec(now)), Frame::NullArray);
+    }
+
+    /// What `WATCH key` records on the leader at `now`.
+    fn watch(m: &StateMachine, key: &str, now: UnixMillis) -> Option<u64> {
+        let slots = m.keyspace().read_slots([key.as_bytes()]);
+        Some(slots.watch_print(key.as_bytes(), now))
+    }
+
+    /// `EXEC` of one `INCR {t}n` watching `key` as `print`; true if it ran.
+    fn exec_ran(m: &StateMachine, now: UnixMillis, key: &str, print: Option<u64>) -> bool {
+        let op = WriteOp::Exec {
+            watched: vec![Watched {
+                key: b(key),
+                fingerprint: print,
+            }],
+            steps: vec![TxStep::Write(WriteOp::IncrBy {
+                key: b("{t}n"),
+                delta: 1,
+            })],
+        };
+        match apply(m, now, op) {
+            Frame::NullArray => false,
+            Frame::Array(_) => true,
+            other => panic!("EXEC answered {other:?}"),
+        }
+    }
+
+    /// A key of `{t}`'s slot whose stamp bucket is (`same`) or is not that of `key`.
+    fn neighbour(key: &str, same: bool) -> String {
+        use crate::store::keyspace::stamp_bucket;
+        (0..)
+            .map(|i| format!("{{t}}other{i}"))
+            .find(|k| (stamp_bucket(k.as_bytes()) == stamp_bucket(key.as_bytes())) == same)
+            .expect("some key fits")
+    }
+
+    #[test]
+    fn exec_aborts_when_a_watched_key_was_written_even_with_the_same_value() {
+        let m = sm();
+        apply(&m, 1, set("{t}k", "v", Expiry::Clear));
+        // Untouched: runs.
+        let print = watch(&m, "{t}k", 1);
+        assert!(exec_ran(&m, 2, "{t}k", print));
+        // The same value written again (Redis: any write touches the key): aborts.
+        let print = watch(&m, "{t}k", 2);
+        apply(&m, 3, set("{t}k", "v", Expiry::Clear));
+        assert!(!exec_ran(&m, 4, "{t}k", print));
+        // A -> B -> A: aborts.
+        let print = watch(&m, "{t}k", 4);
+        apply(&m, 5, set("{t}k", "w", Expiry::Clear));
+        apply(&m, 6, set("{t}k", "v", Expiry::Clear));
+        assert!(!exec_ran(&m, 7, "{t}k", print));
+        // Absent at WATCH, created and deleted again: aborts.
+        let print = watch(&m, "{t}gone", 7);
+        apply(&m, 8, set("{t}gone", "x", Expiry::Clear));
+        apply(
+            &m,
+            9,
+            WriteOp::Delete {
+                keys: vec![b("{t}gone")],
+            },
+        );
+        assert!(!exec_ran(&m, 10, "{t}gone", print));
+        // A collection changed in place and back (SADD, SREM): aborts.
+        apply(&m, 10, data(&["SADD", "{t}s", "a"]));
+        let print = watch(&m, "{t}s", 10);
+        apply(&m, 11, data(&["SADD", "{t}s", "b"]));
+        apply(&m, 12, data(&["SREM", "{t}s", "b"]));
+        assert!(!exec_ran(&m, 13, "{t}s", print));
+        // A deadline set and cleared again: aborts.
+        let print = watch(&m, "{t}k", 13);
+        apply(
+            &m,
+            14,
+            WriteOp::Expire {
+                key: b("{t}k"),
+                at_ms: 1000,
+                condition: ExpireCondition::Always,
+            },
+        );
+        apply(&m, 15, WriteOp::Persist { key: b("{t}k") });
+        assert!(!exec_ran(&m, 16, "{t}k", print));
+        // FLUSHALL and the same key written back: aborts.
+        let print = watch(&m, "{t}k", 16);
+        apply(&m, 17, WriteOp::FlushAll);
+        apply(&m, 18, set("{t}k", "v", Expiry::Clear));
+        assert!(!exec_ran(&m, 19, "{t}k", print));
+    }
+
+    #[test]
+    fn exec_ignores_writes_to_other_keys_of_another_stamp_bucket() {
+        let m = sm();
+        apply(&m, 1, set("{t}k", "v", Expiry::Clear));
+        let other = neighbour("{t}k", false);
+        let print = watch(&m, "{t}k", 1);
+        apply(&m, 2, set(&other, "x", Expiry::Clear));
+        apply(
+            &m,
+            3,
+            WriteOp::Delete {
+                keys: vec![b(&other)],
+            },
+        );
+        assert!(exec_ran(&m, 4, "{t}k", print));
+        // The documented false positive: another key of the same bucket aborts.
+        let same = neighbour("{t}k", true);
+        let print = watch(&m, "{t}k", 4);
+        apply(&m, 5, set(&same, "x", Expiry::Clear));
+        assert!(!exec_ran(&m, 6, "{t}k", print));
+    }
+
+    #[test]
+    fn exec_of_a_key_already_expired_at_watch_survives_its_reclaim() {
+        let m = sm();
+        apply(&m, 1, set("{t}k", "v", Expiry::At(10)));
+        // Expired (absent) when watched; active expiry deletes it: nothing a client could see
+        // changed, as in Redis.
+        let print = watch(&m, "{t}k", 20);
+        apply(
+            &m,
+            21,
+            WriteOp::DeleteExpired {
+                keys: vec![b("{t}k")],
+            },
+        );
+        assert!(exec_ran(&m, 22, "{t}k", print));
     }
 }
