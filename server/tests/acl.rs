@@ -162,6 +162,51 @@ fn requirepass_guards_the_default_user_and_hello_can_authenticate() {
     }
 }
 
+/// Redis 7: SORT's BY (with a real pattern) and GET read keys the ACL check never saw, so they
+/// need access to every key; plain SORT needs only the sorted key.
+#[test]
+fn sort_by_and_get_need_access_to_every_key() {
+    let server = Server::start();
+    let mut admin = server.client();
+    for (i, w) in ["3", "1", "2"].iter().enumerate() {
+        admin.cmd(&["RPUSH", "{s}list", &i.to_string()]);
+        admin.cmd(&["SET", &format!("{{s}}w_{i}"), w]);
+    }
+    assert_eq!(
+        admin.cmd(&["ACL", "SETUSER", "lister", "on", "nopass", "~{s}list", "+@all"]),
+        ok()
+    );
+    assert_eq!(
+        admin.cmd(&["ACL", "SETUSER", "all", "on", "nopass", "allkeys", "+@all"]),
+        ok()
+    );
+    let mut lister = server.client();
+    assert_eq!(lister.cmd(&["AUTH", "lister", "x"]), ok());
+    assert_eq!(
+        texts(&lister.cmd(&["SORT", "{s}list"])),
+        vec!["0", "1", "2"]
+    );
+    // A constant BY (no `*`) reads no other key: allowed.
+    assert_eq!(
+        texts(&lister.cmd(&["SORT", "{s}list", "BY", "nosort"])),
+        vec!["0", "1", "2"]
+    );
+    assert_eq!(
+        lister.cmd(&["SORT", "{s}list", "BY", "{s}w_*"]),
+        err("ERR BY option of SORT denied due to insufficient ACL permissions.")
+    );
+    assert_eq!(
+        lister.cmd(&["SORT_RO", "{s}list", "GET", "#"]),
+        err("ERR GET option of SORT denied due to insufficient ACL permissions.")
+    );
+    let mut all = server.client();
+    assert_eq!(all.cmd(&["AUTH", "all", "x"]), ok());
+    assert_eq!(
+        texts(&all.cmd(&["SORT", "{s}list", "BY", "{s}w_*"])),
+        vec!["1", "2", "0"]
+    );
+}
+
 /// A non-loopback IPv4 address of this machine, if it has one.
 fn external_ip() -> Option<std::net::IpAddr> {
     // Routing towards a public address picks the outgoing interface; nothing is sent.

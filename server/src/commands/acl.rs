@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use shoal_protocol::{CommandSpec, Flags, Frame};
+use shoal_protocol::{CommandId, CommandSpec, Flags, Frame};
 
 use super::args::text;
 use super::client::help_reply;
@@ -16,6 +16,7 @@ use crate::cluster::service::run_on;
 use crate::error::{CommandError, CommandResult};
 use crate::node::Node;
 use crate::rpc::META_GROUP;
+use crate::types::sort;
 
 /// Checks `spec` and its keys against the session's user; a refusal is logged in `ACL LOG`.
 pub fn authorize(
@@ -41,6 +42,15 @@ pub fn authorize(
         None => &User::default(),
     };
     match user.check(spec, args) {
+        Ok(()) if !user.all_keys && matches!(spec.id, CommandId::Sort | CommandId::SortRo) => {
+            // Not an ACL denial in Redis either (no `ACL LOG` entry): SORT's own refusal.
+            match sort::option_needing_every_key(args, spec.id == CommandId::SortRo) {
+                Some(option) => Err(Frame::error(format!(
+                    "ERR {option} option of SORT denied due to insufficient ACL permissions."
+                ))),
+                None => Ok(()),
+            }
+        }
         Ok(()) => Ok(()),
         Err(denied) => {
             let (reason, object, error) = match &denied {

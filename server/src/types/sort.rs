@@ -88,6 +88,21 @@ pub fn write(w: &mut Writer<'_, '_>, args: &[Bytes]) -> CommandResult {
     Ok(Frame::Integer(n as i64))
 }
 
+/// The option (`BY` with a real pattern, or `GET`) that makes `args` read keys other than the
+/// sorted one, if any: Redis 7 runs those only for a user with access to every key, and
+/// answers `-ERR <option> option of SORT denied due to insufficient ACL permissions.`
+/// otherwise. `None` too if `args` do not parse (the command reports that itself).
+pub fn option_needing_every_key(args: &[Bytes], readonly: bool) -> Option<&'static str> {
+    let spec = parse(args, readonly).ok()?;
+    if spec.by.is_some() {
+        Some("BY")
+    } else if !spec.gets.is_empty() {
+        Some("GET")
+    } else {
+        None
+    }
+}
+
 fn parse(args: &[Bytes], readonly: bool) -> Result<SortSpec, CommandError> {
     let slot = key_slot(&args[1]);
     let mut spec = SortSpec::default();
