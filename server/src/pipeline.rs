@@ -365,6 +365,7 @@ impl Pipeline {
                 }
                 Ok(call) => {
                     let wait = self.pushing_wait;
+                    let redirect = session.redirect;
                     self.queue_future(
                         async move {
                             // A forwarded wait ends early if its client leaves the forwarding node.
@@ -387,6 +388,16 @@ impl Pipeline {
                                     args,
                                     leader,
                                 },
+                                // Redirect mode answers `Again` with MOVED to the new leader.
+                                Outcome::LeadershipLost if redirect => Done::Again {
+                                    spec,
+                                    group,
+                                    args,
+                                    leader: None,
+                                },
+                                Outcome::LeadershipLost => {
+                                    Done::Reply(blocking::unblocked_by_failover())
+                                }
                             }
                         },
                         version,

@@ -364,6 +364,46 @@ fn blocking_steps(
     Ok(())
 }
 
+/// In redirect mode (Redis Cluster's way) a client blocked on a leader that steps down is sent
+/// to the new leader with `MOVED`, as Redis Cluster redirects a client blocked on a slot its
+/// node no longer serves; `redis-cli -c` and cluster clients follow it and wait there.
+#[test]
+fn a_cluster_client_blocked_on_a_leader_that_steps_down_gets_moved() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(
+        3,
+        &[
+            "--appendfsync",
+            "no",
+            "--shards",
+            "3",
+            "--cluster-mode",
+            "redirect",
+        ],
+    );
+    cluster.wait_balanced(3, Duration::from_secs(90));
+    let key = "{bq}moved";
+    let shard = shard_of(key, 3);
+    let (leader_id, leader, _) = leader_and_follower(&mut cluster, shard);
+    let mut waiting = Client::connect(leader);
+    let mut admin = Client::connect(leader);
+    waiting.send(&["BLPOP", key, "0"]);
+    wait_clients_field(&mut admin, "shoal_blocked_waiters", 1);
+    drop(admin);
+    // SIGTERM: the node hands its leaderships over before it closes its connections.
+    cluster.by_id(leader_id).terminate(Duration::from_secs(20));
+    let reply = waiting.read();
+    let text = error_text(&reply);
+    // To a node that took the leadership over (it may move again later: leader balancing).
+    let others: Vec<String> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.id != leader_id)
+        .map(|n| format!("MOVED {} {}", key_slot(key.as_bytes()), n.addr))
+        .collect();
+    assert!(others.contains(&text), "{text} is none of {others:?}");
+}
+
 /// 3 nodes, 3 replicas of every shard: clients on the key's shard leader and on a node that
 /// forwards to it are woken by pushes from either, in blocking order across nodes; timeouts
 /// and BLMOVE work through the forward; a leader that steps down (SIGTERM hands leadership

@@ -1,6 +1,6 @@
 //! One blocked client on the shard's leader: pop at once if a key is ready, else wait in the
 //! replica's [`Waiters`](super::Waiters) until woken, the timeout, or the end of this node's
-//! leadership (`-UNBLOCKED`, never a hang).
+//! leadership (`-UNBLOCKED`, or `MOVED` for a cluster client: never a hang).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +17,11 @@ pub enum Outcome {
     Reply(Frame),
     /// Not the leader when it began: nothing was proposed; run it where the leader is.
     NotLeader(Option<NodeId>),
+    /// This node stopped leading while the client waited, with no pop in flight: nothing was
+    /// taken. A cluster client is sent to the new leader (`MOVED`, as Redis Cluster redirects
+    /// a client blocked on a slot its node no longer serves); any other gets
+    /// [`unblocked_by_failover`], Redis's reply when a master turns replica.
+    LeadershipLost,
 }
 
 /// Serves `call` on `replica`, which led its group when the request arrived.
@@ -57,7 +62,7 @@ pub async fn serve(node: &Node, replica: Arc<Replica>, call: Call) -> Outcome {
         tokio::select! {
             _ = registration.woken() => attempt = true,
             _ = timeout => return Outcome::Reply(call.timed_out()),
-            _ = leadership_lost(&replica) => return Outcome::Reply(unblocked_by_failover()),
+            _ = leadership_lost(&replica) => return Outcome::LeadershipLost,
         }
     }
 }
