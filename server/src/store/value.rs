@@ -20,6 +20,97 @@ pub type Elem = Box<[u8]>;
 
 type Hasher = foldhash::fast::RandomState;
 
+/// A large collection's table with the allocation bytes of its elements kept current, so
+/// memory accounting ([`Value::mem_usage`], run on every write of the key) costs O(1) rather
+/// than a walk over every element. Reads go through `Deref`; changes only through the
+/// methods below, which keep the count.
+#[derive(Clone, Debug, Default)]
+pub struct Counted<T> {
+    table: T,
+    elem_bytes: usize,
+}
+
+impl<T> std::ops::Deref for Counted<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.table
+    }
+}
+
+impl<T: PartialEq> PartialEq for Counted<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.table == other.table
+    }
+}
+
+impl Counted<HashMap<Elem, Elem, Hasher>> {
+    /// Sets `field` to `value`; true if the field is new.
+    fn insert(&mut self, field: Elem, value: Elem) -> bool {
+        let (f, v) = (allocation_size(field.len()), allocation_size(value.len()));
+        match self.table.insert(field, value) {
+            // The map keeps its own copy of the field: only the value changed.
+            Some(old) => {
+                self.elem_bytes = self.elem_bytes + v - allocation_size(old.len());
+                false
+            }
+            None => {
+                self.elem_bytes += f + v;
+                true
+            }
+        }
+    }
+
+    fn remove(&mut self, field: &[u8]) -> bool {
+        match self.table.remove_entry(field) {
+            Some((f, v)) => {
+                self.elem_bytes -= allocation_size(f.len()) + allocation_size(v.len());
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl FromIterator<(Elem, Elem)> for Counted<HashMap<Elem, Elem, Hasher>> {
+    fn from_iter<I: IntoIterator<Item = (Elem, Elem)>>(pairs: I) -> Self {
+        let mut table = Self::default();
+        for (f, v) in pairs {
+            table.insert(f, v);
+        }
+        table
+    }
+}
+
+impl Counted<HashSet<Elem, Hasher>> {
+    /// Adds `m`; true if it is new.
+    fn insert(&mut self, m: Elem) -> bool {
+        let size = allocation_size(m.len());
+        let new = self.table.insert(m);
+        if new {
+            self.elem_bytes += size;
+        }
+        new
+    }
+
+    fn remove(&mut self, m: &[u8]) -> bool {
+        let removed = self.table.remove(m);
+        if removed {
+            self.elem_bytes -= allocation_size(m.len());
+        }
+        removed
+    }
+}
+
+impl FromIterator<Elem> for Counted<HashSet<Elem, Hasher>> {
+    fn from_iter<I: IntoIterator<Item = Elem>>(members: I) -> Self {
+        let mut table = Self::default();
+        for m in members {
+            table.insert(m);
+        }
+        table
+    }
+}
+
 /// Redis's `hash-max-listpack-entries` / `-value` defaults.
 pub const HASH_MAX_LISTPACK_ENTRIES: usize = 128;
 pub const HASH_MAX_LISTPACK_VALUE: usize = 64;
@@ -108,22 +199,19 @@ impl Value {
     /// accounting charges the key for its value.
     pub fn mem_usage(&self) -> usize {
         const BOX: usize = std::mem::size_of::<Elem>();
-        let elems = |it: &mut dyn Iterator<Item = &[u8]>| {
-            it.map(|e| allocation_size(e.len())).sum::<usize>()
-        };
         match self {
             Value::Hash(Hash::Pack(b)) => b.mem_usage(),
             Value::Hash(Hash::Table(m)) => {
                 allocation_size(std::mem::size_of_val(&**m))
                     + m.capacity() * (2 * BOX + 1)
-                    + elems(&mut m.iter().flat_map(|(f, x)| [&f[..], &x[..]]))
+                    + m.elem_bytes
             }
             Value::List(l) => l.mem_usage(),
             Value::Set(Set::Ints(v)) => v.mem_usage(),
             Value::Set(Set::Table(s)) => {
                 allocation_size(std::mem::size_of_val(&**s))
                     + s.capacity() * (BOX + 1)
-                    + elems(&mut s.iter().map(|e| &e[..]))
+                    + s.elem_bytes
             }
             Value::ZSet(ZSet::Pack(b)) => b.mem_usage(),
             Value::ZSet(ZSet::Skip(s)) => {
@@ -131,7 +219,7 @@ impl Value {
                 allocation_size(std::mem::size_of::<Skip>())
                     + s.scores.capacity() * (BOX + 9)
                     + s.order.len() * (8 + BOX) * 3 / 2
-                    + 2 * elems(&mut s.scores.keys().map(|m| &m[..]))
+                    + 2 * s.member_bytes
             }
         }
     }
@@ -167,7 +255,7 @@ fn elem(b: &[u8]) -> Elem {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Hash {
     Pack(Buf),
-    Table(Box<HashMap<Elem, Elem, Hasher>>),
+    Table(Box<Counted<HashMap<Elem, Elem, Hasher>>>),
 }
 
 impl Default for Hash {
@@ -269,7 +357,7 @@ impl Hash {
             *self = Hash::Table(Box::new(table));
         }
         match self {
-            Hash::Table(m) => m.insert(elem(field), elem(value)).is_none(),
+            Hash::Table(m) => m.insert(elem(field), elem(value)),
             Hash::Pack(_) => unreachable!("converted above"),
         }
     }
@@ -288,7 +376,7 @@ impl Hash {
                     None => false,
                 }
             }
-            Hash::Table(m) => m.remove(field).is_some(),
+            Hash::Table(m) => m.remove(field),
         }
     }
 
@@ -317,7 +405,7 @@ impl Hash {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Set {
     Ints(IntSet),
-    Table(Box<HashSet<Elem, Hasher>>),
+    Table(Box<Counted<HashSet<Elem, Hasher>>>),
 }
 
 impl Default for Set {
@@ -427,11 +515,41 @@ pub enum ZSet {
     Skip(Box<Skip>),
 }
 
-/// The large encoding of a sorted set.
-#[derive(Clone, Debug, PartialEq, Default)]
+/// The large encoding of a sorted set. Changed only through [`Skip::put`] and
+/// [`Skip::take`], which keep `member_bytes` (see [`Counted`]).
+#[derive(Clone, Debug, Default)]
 pub struct Skip {
     pub scores: HashMap<Elem, f64, Hasher>,
     pub order: BTreeSet<(Score, Elem)>,
+    /// The allocation bytes of the members (each held once in `scores`, once in `order`).
+    member_bytes: usize,
+}
+
+impl PartialEq for Skip {
+    fn eq(&self, other: &Self) -> bool {
+        self.scores == other.scores && self.order == other.order
+    }
+}
+
+impl Skip {
+    /// Adds `m` (not present) with `score`.
+    fn put(&mut self, score: f64, m: &[u8]) {
+        self.scores.insert(elem(m), score);
+        self.order.insert((Score(score), elem(m)));
+        self.member_bytes += allocation_size(m.len());
+    }
+
+    /// Removes `m`; true if it was present.
+    fn take(&mut self, m: &[u8]) -> bool {
+        match self.scores.remove_entry(m) {
+            Some((member, score)) => {
+                self.member_bytes -= allocation_size(member.len());
+                self.order.remove(&(Score(score), member));
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl Default for ZSet {
@@ -511,14 +629,12 @@ impl ZSet {
             }
             let mut skip = Skip::default();
             for it in packed_items(b.bytes()) {
-                skip.scores.insert(elem(it.member), it.score);
-                skip.order.insert((Score(it.score), elem(it.member)));
+                skip.put(it.score, it.member);
             }
             *self = ZSet::Skip(Box::new(skip));
         }
         if let ZSet::Skip(s) = self {
-            s.scores.insert(elem(m), score);
-            s.order.insert((Score(score), elem(m)));
+            s.put(score, m);
         }
         !existed
     }
@@ -537,13 +653,7 @@ impl ZSet {
                     None => false,
                 }
             }
-            ZSet::Skip(s) => match s.scores.remove_entry(m) {
-                Some((member, score)) => {
-                    s.order.remove(&(Score(score), member));
-                    true
-                }
-                None => false,
-            },
+            ZSet::Skip(s) => s.take(m),
         }
     }
 
@@ -667,6 +777,46 @@ impl From<Logical> for Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn walked(it: impl Iterator<Item = usize>) -> usize {
+        it.map(allocation_size).sum()
+    }
+
+    #[test]
+    fn large_tables_keep_their_element_bytes_exact_through_writes() {
+        let mut h = Hash::default();
+        let mut set = Set::default();
+        let mut z = ZSet::default();
+        for i in 0..600u32 {
+            let k = format!("member-{}", i % 450);
+            let v = "v".repeat((i % 37) as usize);
+            h.insert(k.as_bytes(), v.as_bytes());
+            set.insert(k.as_bytes());
+            z.insert(f64::from(i), k.as_bytes());
+            if i % 7 == 0 {
+                let gone = format!("member-{}", i / 2);
+                h.remove(gone.as_bytes());
+                set.remove(gone.as_bytes());
+                z.remove(gone.as_bytes());
+            }
+        }
+        let Hash::Table(m) = &h else {
+            panic!("large hash")
+        };
+        assert_eq!(
+            m.elem_bytes,
+            walked(m.iter().flat_map(|(f, v)| [f.len(), v.len()]))
+        );
+        let Set::Table(t) = &set else {
+            panic!("large set")
+        };
+        assert_eq!(t.elem_bytes, walked(t.iter().map(|m| m.len())));
+        let ZSet::Skip(sk) = &z else {
+            panic!("large zset")
+        };
+        assert_eq!(sk.member_bytes, walked(sk.scores.keys().map(|m| m.len())));
+        assert_eq!(sk.scores.len(), sk.order.len());
+    }
 
     #[test]
     fn encodings_switch_at_redis_thresholds_and_never_back() {
