@@ -253,6 +253,31 @@ fn restore_options_and_errors_match_redis() {
             .collect();
         assert_eq!(got, want, "{shown:?}");
     }
+    // IDLETIME sets the restored key's LRU idle time (not under an LFU policy), FREQ its LFU
+    // counter (only under one), as Redis's objectSetLRUOrLFU.
+    for c in [&mut r, &mut s] {
+        let idle: Vec<&[u8]> = vec![b"RESTORE", b"idle", b"0", &good, b"IDLETIME", b"1000"];
+        assert_eq!(cmd_bytes(c, &idle), Frame::Simple("OK".into()));
+    }
+    for c in [&mut r, &mut s] {
+        match c.cmd(&["OBJECT", "IDLETIME", "idle"]) {
+            Frame::Integer(secs) => assert!((1000..1010).contains(&secs), "IDLETIME {secs}"),
+            other => panic!("OBJECT IDLETIME: {other:?}"),
+        }
+    }
+    for c in [&mut r, &mut s] {
+        assert_eq!(
+            c.cmd(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lfu"]),
+            Frame::Simple("OK".into())
+        );
+        let freq: Vec<&[u8]> = vec![b"RESTORE", b"freq", b"0", &good, b"FREQ", b"100"];
+        assert_eq!(cmd_bytes(c, &freq), Frame::Simple("OK".into()));
+        assert_eq!(c.cmd(&["OBJECT", "FREQ", "freq"]), Frame::Integer(100));
+        assert_eq!(
+            c.cmd(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]),
+            Frame::Simple("OK".into())
+        );
+    }
     // The relative TTL became a deadline.
     match s.cmd(&["PTTL", "h"]) {
         Frame::Integer(ms) => assert!((90_000..=100_000).contains(&ms), "PTTL {ms}"),

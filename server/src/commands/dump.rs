@@ -24,7 +24,7 @@ pub fn dump(ctx: &mut Ctx<'_>) -> CommandResult {
 /// The options are checked here, in Redis's order; the payload is decoded here too (the log
 /// carries the value, not the payload), but an existing key is only seen by `apply`, which
 /// answers `-BUSYKEY` before any TTL or payload error, as Redis does. `IDLETIME` and `FREQ`
-/// are validated and otherwise ignored: access words are not replicated state.
+/// travel in the entry and set the restored key's access word on every replica.
 pub fn restore(ctx: &mut Ctx<'_>) -> CommandResult {
     let args = ctx.args;
     let (mut replace, mut absttl) = (false, false);
@@ -73,5 +73,7 @@ pub fn restore(ctx: &mut Ctx<'_>) -> CommandResult {
         ttl_ms,
         absttl,
         replace,
+        idle_ms: idle.map(|secs| (secs as u64).saturating_mul(1000)),
+        freq: freq.map(|f| f as u8),
     })
 }

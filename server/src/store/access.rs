@@ -71,6 +71,17 @@ impl Tracking {
         )
     }
 
+    /// The word `RESTORE ... IDLETIME | FREQ` gives a key at `now` (Redis's
+    /// `objectSetLRUOrLFU`): `freq` counts under LFU, `idle_ms` under LRU; `None` if the one
+    /// that counts was not given.
+    pub fn restored(&self, now: UnixMillis, idle_ms: Option<u64>, freq: Option<u8>) -> Option<u32> {
+        if self.is_lfu() {
+            freq.map(|f| lfu_word(now, f))
+        } else {
+            idle_ms.map(|idle| lru_clock(now.saturating_sub(idle)))
+        }
+    }
+
     /// The LFU counter after decay (`OBJECT FREQ`, Redis's `LFUDecrAndReturn`).
     pub fn lfu_counter(&self, word: u32, now: UnixMillis) -> u8 {
         let decay = self.decay_minutes.load(Ordering::Relaxed);

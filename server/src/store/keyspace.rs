@@ -480,6 +480,11 @@ impl Drop for SlotsMut<'_> {
 }
 
 impl SlotsMut<'_> {
+    /// How entries' access words are kept (eviction settings).
+    pub fn tracking(&self) -> &Tracking {
+        self.ks.tracking()
+    }
+
     /// The live entry for `key` for a change in place that [`modify`](Self::modify) cannot
     /// express (a collection command mutating its value through several calls); its size is
     /// accounted afterwards (see `in_place`).

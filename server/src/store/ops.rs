@@ -122,13 +122,17 @@ pub enum WriteOp {
     /// `RESTORE` with the payload the proposer decoded, or the error text it was refused with
     /// (a bad TTL or payload): Redis looks for an existing key first, so a refusal is only
     /// answered once `apply` has found the key free (`-BUSYKEY` otherwise). `ttl_ms` is
-    /// relative to the entry's clock unless `absttl`; 0 means none. Reply `+OK`.
+    /// relative to the entry's clock unless `absttl`; 0 means none. `idle_ms` / `freq`
+    /// (`IDLETIME` / `FREQ`) set the restored key's access word, as Redis's
+    /// `objectSetLRUOrLFU`: `freq` under an LFU policy, `idle_ms` under any other. Reply `+OK`.
     Restore {
         key: Bytes,
         value: Result<Dumped, String>,
         ttl_ms: i64,
         absttl: bool,
         replace: bool,
+        idle_ms: Option<u64>,
+        freq: Option<u8>,
     },
     /// Eviction: delete `keys`, chosen by the leader under `maxmemory`. Reply: how many existed.
     Evict { keys: Vec<Bytes> },

@@ -367,6 +367,8 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
             ttl_ms,
             absttl,
             replace,
+            idle_ms,
+            freq,
         } => {
             if !replace && s.get(key, now).is_some() {
                 return Err(CommandError::Raw(
@@ -388,6 +390,10 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
                     Dumped::String(v) => Entry::new(key, v, deadline as u64),
                     Dumped::Collection(c) => Entry::new_collection(key, c.clone(), deadline as u64),
                 });
+                // The access word is not replicated state: each replica sets its own alike.
+                if let Some(word) = s.tracking().restored(now, *idle_ms, *freq) {
+                    s.modify(key, now, |e| e.set_access(word));
+                }
             }
             Frame::ok()
         }
