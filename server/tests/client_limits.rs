@@ -33,6 +33,19 @@ fn stat(client: &mut Client, field: &str) -> u64 {
         .expect("a number")
 }
 
+/// Clients closed so far for passing an output buffer limit (`INFO stats`).
+fn limit_disconnections(admin: &mut Client) -> u64 {
+    stat(admin, "client_output_buffer_limit_disconnections")
+}
+
+/// `CONFIG SET client-output-buffer-limit <limits>`, which must succeed.
+fn set_output_limits(admin: &mut Client, limits: &str) {
+    assert_eq!(
+        admin.cmd(&["CONFIG", "SET", "client-output-buffer-limit", limits]),
+        ok()
+    );
+}
+
 /// `CLIENT LIST`'s fields for the client named `name`.
 fn client_fields(
     client: &mut Client,
@@ -139,15 +152,7 @@ fn a_client_that_never_reads_is_bounded_then_disconnected_at_its_output_limits()
     let stuck = field(&after, "omem");
     assert!(stuck > 0, "{after:?}");
     let soft = (stuck / 2).max(1).to_string();
-    assert_eq!(
-        admin.cmd(&[
-            "CONFIG",
-            "SET",
-            "client-output-buffer-limit",
-            &format!("normal 0 {soft} 1")
-        ]),
-        ok()
-    );
+    set_output_limits(&mut admin, &format!("normal 0 {soft} 1"));
     assert_eq!(
         admin.cmd(&["CONFIG", "GET", "client-output-buffer-limit"]),
         Frame::Array(vec![
@@ -161,10 +166,8 @@ fn a_client_that_never_reads_is_bounded_then_disconnected_at_its_output_limits()
     // again after each write): the server closes it on its own.
     let started = Instant::now();
     assert!(
-        eventually(Duration::from_secs(10), || stat(
-            &mut admin,
-            "client_output_buffer_limit_disconnections"
-        ) == 1),
+        eventually(Duration::from_secs(10), || limit_disconnections(&mut admin)
+            == 1),
         "the stalled client is not disconnected at its soft limit"
     );
     let read = drain_until_closed(&mut stalled, Duration::from_secs(10))
@@ -174,22 +177,11 @@ fn a_client_that_never_reads_is_bounded_then_disconnected_at_its_output_limits()
         "closed before the soft limit's second ran out"
     );
     assert!(read < 64 * MB, "it cannot have received every reply");
-    assert_eq!(
-        stat(&mut admin, "client_output_buffer_limit_disconnections"),
-        1
-    );
+    assert_eq!(limit_disconnections(&mut admin), 1);
 
     // A hard limit: 64 replies of 1 MB asked for at once reach 8 MB at the 8th; the client is
     // closed and the rest never buffered.
-    assert_eq!(
-        admin.cmd(&[
-            "CONFIG",
-            "SET",
-            "client-output-buffer-limit",
-            "normal 8mb 0 0"
-        ]),
-        ok()
-    );
+    set_output_limits(&mut admin, "normal 8mb 0 0");
     let peak_before = peak_rss(server.pid());
     let mut greedy = server.client();
     let commands: Vec<Vec<&str>> = (0..64).map(|_| vec!["GET", "big"]).collect();
@@ -214,10 +206,7 @@ fn a_client_that_never_reads_is_bounded_then_disconnected_at_its_output_limits()
         "peak RSS grew by {} MB for 64 MB of replies that should never be buffered",
         growth / MB
     );
-    assert_eq!(
-        stat(&mut admin, "client_output_buffer_limit_disconnections"),
-        2
-    );
+    assert_eq!(limit_disconnections(&mut admin), 2);
     assert_serves(&server, Duration::from_secs(2));
     assert_eq!(admin.cmd(&["STRLEN", "big"]), int(MB as i64));
 }
@@ -279,10 +268,7 @@ fn a_subscriber_that_never_reads_is_disconnected_at_the_pubsub_limit_and_publish
         drain_until_closed(&mut subscriber, Duration::from_secs(10)).is_some(),
         "the subscriber is disconnected"
     );
-    assert_eq!(
-        stat(&mut admin, "client_output_buffer_limit_disconnections"),
-        1
-    );
+    assert_eq!(limit_disconnections(&mut admin), 1);
     assert_serves(&server, Duration::from_secs(2));
 }
 
@@ -341,27 +327,14 @@ fn a_monitor_that_never_reads_is_bounded_then_disconnected_at_the_normal_limit()
         "past the backstop: {after:?}"
     );
     let growth = peak_rss(server.pid()).saturating_sub(peak_before);
-    assert_eq!(
-        stat(&mut admin, "client_output_buffer_limit_disconnections"),
-        0
-    );
+    assert_eq!(limit_disconnections(&mut admin), 0);
 
     // A hard limit set while it waits: closed at the next check.
-    assert_eq!(
-        admin.cmd(&[
-            "CONFIG",
-            "SET",
-            "client-output-buffer-limit",
-            "normal 4mb 0 0"
-        ]),
-        ok()
-    );
+    set_output_limits(&mut admin, "normal 4mb 0 0");
     // Still reading nothing (a monitor that drained would be under the limit again).
     assert!(
-        eventually(Duration::from_secs(10), || stat(
-            &mut admin,
-            "client_output_buffer_limit_disconnections"
-        ) == 1),
+        eventually(Duration::from_secs(10), || limit_disconnections(&mut admin)
+            == 1),
         "the monitor is not disconnected at its new hard limit"
     );
     let read = drain_until_closed(&mut watcher, Duration::from_secs(10))
@@ -375,10 +348,8 @@ fn a_monitor_that_never_reads_is_bounded_then_disconnected_at_the_normal_limit()
     assert_eq!(second.cmd(&["MONITOR"]), ok());
     echo_traffic(&mut talker, 2);
     assert!(
-        eventually(Duration::from_secs(10), || stat(
-            &mut admin,
-            "client_output_buffer_limit_disconnections"
-        ) == 2),
+        eventually(Duration::from_secs(10), || limit_disconnections(&mut admin)
+            == 2),
         "the second monitor is not disconnected at its hard limit"
     );
     let read = drain_until_closed(&mut second, Duration::from_secs(10))
