@@ -124,45 +124,58 @@ impl Group {
 
 /// Where a command's keys are: `first`, `last` (negative counts from the end), `step`, as in
 /// Redis's legacy key specification (`first == 0`: none there), plus `numkeys`: the index of
-/// an argument that counts the keys right after it (`ZUNIONSTORE dest 2 a b`), 0 if none.
+/// an argument that counts the keys right after it (`ZUNIONSTORE dest 2 a b`), 0 if none;
+/// and `sort_store`: the argument after `SORT`'s last `STORE` is a key too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeySpec {
     pub first: i32,
     pub last: i32,
     pub step: i32,
     pub numkeys: i32,
+    pub sort_store: bool,
 }
 
 impl KeySpec {
+    /// `SORT key ... [STORE dest]`: the sorted key, and the destination (Redis's
+    /// `sortGetKeys`).
+    pub const SORT: KeySpec = KeySpec {
+        sort_store: true,
+        ..KeySpec::ONE
+    };
     pub const NONE: KeySpec = KeySpec {
         first: 0,
         last: 0,
         step: 0,
         numkeys: 0,
+        sort_store: false,
     };
     pub const ONE: KeySpec = KeySpec {
         first: 1,
         last: 1,
         step: 1,
         numkeys: 0,
+        sort_store: false,
     };
     pub const ALL: KeySpec = KeySpec {
         first: 1,
         last: -1,
         step: 1,
         numkeys: 0,
+        sort_store: false,
     };
     pub const PAIRS: KeySpec = KeySpec {
         first: 1,
         last: -1,
         step: 2,
         numkeys: 0,
+        sort_store: false,
     };
     pub const TWO: KeySpec = KeySpec {
         first: 1,
         last: 2,
         step: 1,
         numkeys: 0,
+        sort_store: false,
     };
     /// The one key after a subcommand (`OBJECT ENCODING key`, `MEMORY USAGE key`).
     pub const SECOND: KeySpec = KeySpec {
@@ -170,6 +183,7 @@ impl KeySpec {
         last: 2,
         step: 1,
         numkeys: 0,
+        sort_store: false,
     };
     /// `BLPOP k1 k2 timeout`.
     pub const ALL_BUT_LAST: KeySpec = KeySpec {
@@ -177,6 +191,7 @@ impl KeySpec {
         last: -2,
         step: 1,
         numkeys: 0,
+        sort_store: false,
     };
     /// `LMPOP numkeys k1 k2 ...`, `ZUNION`, `SINTERCARD`.
     pub const NUMKEYS_1: KeySpec = KeySpec {
@@ -184,6 +199,7 @@ impl KeySpec {
         last: 0,
         step: 0,
         numkeys: 1,
+        sort_store: false,
     };
     /// `BLMPOP timeout numkeys k1 k2 ...`, `BZMPOP`.
     pub const NUMKEYS_2: KeySpec = KeySpec {
@@ -191,6 +207,7 @@ impl KeySpec {
         last: 0,
         step: 0,
         numkeys: 2,
+        sort_store: false,
     };
     /// `ZUNIONSTORE dest numkeys k1 k2 ...`.
     pub const DEST_NUMKEYS_2: KeySpec = KeySpec {
@@ -198,6 +215,7 @@ impl KeySpec {
         last: 1,
         step: 1,
         numkeys: 2,
+        sort_store: false,
     };
 }
 
@@ -497,8 +515,27 @@ command_table! {
     Copy => "copy", -3, [WRITE DENYOOM], TWO, Generic, "6.2.0", "Copies the value of a key to a new key.";
     Dump => "dump", 2, [READONLY], ONE, Generic, "2.6.0", "Returns a serialized representation of the value stored at a key.";
     Restore => "restore", -4, [WRITE DENYOOM DANGEROUS], ONE, Generic, "2.6.0", "Creates a key from the serialized representation of a value.";
-    Sort => "sort", -2, [WRITE DENYOOM MOVABLEKEYS DANGEROUS], ONE, Generic, "1.0.0", "Sorts the elements in a list, a set, or a sorted set, optionally storing the result.";
+    Sort => "sort", -2, [WRITE DENYOOM MOVABLEKEYS DANGEROUS], SORT, Generic, "1.0.0", "Sorts the elements in a list, a set, or a sorted set, optionally storing the result.";
     SortRo => "sort_ro", -2, [READONLY MOVABLEKEYS DANGEROUS], ONE, Generic, "7.0.0", "Returns the sorted elements of a list, a set, or a sorted set.";
+}
+
+/// Where `SORT`'s `STORE` destination is, as Redis's `sortGetKeys` finds it: options are
+/// skipped with their arguments (`LIMIT` 2, `GET` and `BY` 1), and the last `STORE` wins.
+fn sort_store_position(args: &[Bytes]) -> Option<usize> {
+    let mut found = None;
+    let mut i = 2;
+    while i < args.len() {
+        let a = &args[i];
+        if a.eq_ignore_ascii_case(b"limit") {
+            i += 2;
+        } else if a.eq_ignore_ascii_case(b"get") || a.eq_ignore_ascii_case(b"by") {
+            i += 1;
+        } else if a.eq_ignore_ascii_case(b"store") && i + 1 < args.len() {
+            found = Some(i + 1);
+        }
+        i += 1;
+    }
+    found
 }
 
 /// Why a request does not name a command it can run.
@@ -638,7 +675,14 @@ impl CommandSpec {
                 .unwrap_or(0),
             _ => 0,
         };
-        self.key_indexes(args.len()).chain(at + 1..at + 1 + counted)
+        let store = if self.keys.sort_store {
+            sort_store_position(args)
+        } else {
+            None
+        };
+        self.key_indexes(args.len())
+            .chain(at + 1..at + 1 + counted)
+            .chain(store)
     }
 
     /// The keys among `args` (the whole request, name first).

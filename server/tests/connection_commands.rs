@@ -770,6 +770,22 @@ fn command_introspection_comes_from_the_table() {
         c.cmd(&["COMMAND", "GETKEYS", "SET", "k", "v", "EX", "10"]),
         bulks(&["k"])
     );
+    // SORT's STORE destination is a key (Redis's sortGetKeys: the last STORE, options skipped
+    // with their arguments).
+    assert_eq!(
+        c.cmd(&["COMMAND", "GETKEYS", "SORT", "a", "BY", "w_*", "STORE", "b"]),
+        bulks(&["a", "b"])
+    );
+    assert_eq!(
+        c.cmd(&[
+            "COMMAND", "GETKEYS", "SORT", "a", "LIMIT", "0", "1", "GET", "store", "STORE", "c"
+        ]),
+        bulks(&["a", "c"])
+    );
+    assert_eq!(
+        c.cmd(&["COMMAND", "GETKEYS", "SORT_RO", "a", "STORE", "b"]),
+        bulks(&["a"])
+    );
     assert_eq!(
         c.cmd(&["COMMAND", "GETKEYS", "PING"]),
         err("ERR The command has no key arguments")
