@@ -615,8 +615,22 @@ fn combine(
                 v
             }
         }
-        "min" => a.min(b),
-        _ => a.max(b),
+        // Redis's comparisons, not `f64::min`/`max`: between 0 and -0 the score kept is the
+        // one already there.
+        "min" => {
+            if b < a {
+                b
+            } else {
+                a
+            }
+        }
+        _ => {
+            if b > a {
+                b
+            } else {
+                a
+            }
+        }
     };
     let mut result: HashMap<Elem, f64> = HashMap::new();
     match id {
