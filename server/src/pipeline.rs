@@ -308,7 +308,9 @@ impl Pipeline {
         let local = node
             .replica(group)
             .filter(|r| r.is_leader() && !node.drain.is_draining());
-        let writes = spec.flags.contains(Flags::WRITE);
+        // `SORT_RO` is read-only but may change a sorted set's encoding, as Redis's does
+        // (`types::sort`): it is built like a write, and runs as a read when it only reads.
+        let writes = spec.flags.contains(Flags::WRITE) || spec.id == CommandId::SortRo;
         if local.is_none() && writes && self.must_wait(group, spec, &args) {
             // Leadership left this node with reads queued here: run it again, in its turn.
             let leader = node.leader_of(group);

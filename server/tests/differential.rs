@@ -550,12 +550,56 @@ fn dump_restore(c: &mut Client, args: &[String]) -> Frame {
 }
 
 /// Sends `commands` to both servers and asserts identical (normalised) replies.
+/// After every batch, the family's keys hold the same on both servers (type, encoding and
+/// contents), so a write that diverged without a different reply is caught where it ran.
+fn compare_keys(redis: &mut Client, shoal: &mut Client, tag: &str, label: &str) {
+    for k in ["a", "b", "c", "o", "lex"] {
+        let key = format!("{{{tag}}}{k}");
+        let kind = redis.cmd(&["TYPE", &key]);
+        let read = match &kind {
+            Frame::Simple(t) if t == "hash" => cmd(&["HGETALL", &key]),
+            Frame::Simple(t) if t == "list" => cmd(&["LRANGE", &key, "0", "-1"]),
+            Frame::Simple(t) if t == "set" => cmd(&["SMEMBERS", &key]),
+            Frame::Simple(t) if t == "zset" => cmd(&["ZRANGE", &key, "0", "-1", "WITHSCORES"]),
+            _ => cmd(&["GET", &key]),
+        };
+        let encoding = cmd(&["OBJECT", "ENCODING", &key]);
+        for args in [cmd(&["TYPE", &key]), encoding, read] {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (w, g) = (redis.cmd(&refs), shoal.cmd(&refs));
+            let (w, g) = (normalise(&args, w), normalise(&args, g));
+            assert_eq!(g, w, "{label}: after it, {args:?}");
+        }
+    }
+}
+
 fn compare(redis: &mut Client, shoal: &mut Client, commands: &[Vec<String>], label: &str) {
+    let tag = commands
+        .iter()
+        .flat_map(|c| c.iter().skip(1))
+        .find_map(|a| a.strip_prefix('{').and_then(|a| a.split('}').next()))
+        .unwrap_or("")
+        .to_string();
     for (n, batch) in commands.chunks(BATCH).enumerate() {
+        // `SHOAL_DIFF_TRACE=1`: print each batch, to find what led to a failure.
+        if std::env::var("SHOAL_DIFF_TRACE").is_ok() {
+            eprintln!("TRACE batch {n}: {batch:?}");
+        }
+        if n > 0 {
+            compare_keys(redis, shoal, &tag, &format!("{label}: batch {}", n - 1));
+        }
         let (scans, plain): (Vec<Vec<String>>, Vec<Vec<String>>) = batch
             .iter()
             .cloned()
             .partition(|c| c[0].ends_with("SCAN") || c[0] == DUMP_RESTORE);
+        // Every third batch runs as one transaction: each command must give the same reply
+        // inside `MULTI`/`EXEC` as Redis gives there (queue-time refusals, `EXECABORT`,
+        // blocking commands that do not block, reads that see the transaction's writes).
+        if n % 3 == 1 && !plain.is_empty() {
+            compare_transaction(redis, shoal, &plain, &format!("{label}: batch {n}"));
+            run_scans(redis, shoal, &scans, &format!("{label}: batch {n}"));
+            continue;
+        }
         let want = redis.pipeline(&plain);
         let mut got = shoal.pipeline(&plain);
         // TRYAGAIN: no leader took the request (nothing applied) while leadership moved; a
@@ -579,15 +623,68 @@ fn compare(redis: &mut Client, shoal: &mut Client, commands: &[Vec<String>], lab
                 &plain[..i]
             );
         }
-        for args in &scans {
-            let (w, g) = if args[0] == DUMP_RESTORE {
-                (dump_restore(redis, args), dump_restore(shoal, args))
-            } else {
-                (full_scan(redis, args), full_scan(shoal, args))
-            };
-            let (w, g) = (normalise(args, w), normalise(args, g));
-            assert_eq!(g, w, "{label}: batch {n}: {args:?}");
+        run_scans(redis, shoal, &scans, &format!("{label}: batch {n}"));
+    }
+}
+
+/// Runs the scans and `DUMP-RESTORE`s of a batch (they loop or chain, so they are not
+/// pipelined) on both servers and compares their replies.
+fn run_scans(redis: &mut Client, shoal: &mut Client, scans: &[Vec<String>], label: &str) {
+    for args in scans {
+        let (w, g) = if args[0] == DUMP_RESTORE {
+            (dump_restore(redis, args), dump_restore(shoal, args))
+        } else {
+            (full_scan(redis, args), full_scan(shoal, args))
+        };
+        let (w, g) = (normalise(args, w), normalise(args, g));
+        assert_eq!(g, w, "{label}: {args:?}");
+    }
+}
+
+/// Sends `commands` as one pipelined `MULTI ... EXEC` to both servers and compares every
+/// reply: the queuing replies, then `EXEC`'s (element by element, normalised).
+fn compare_transaction(
+    redis: &mut Client,
+    shoal: &mut Client,
+    commands: &[Vec<String>],
+    label: &str,
+) {
+    let mut tx = vec![cmd(&["MULTI"])];
+    tx.extend(commands.iter().cloned());
+    tx.push(cmd(&["EXEC"]));
+    let want = redis.pipeline(&tx);
+    let mut got = shoal.pipeline(&tx);
+    // TRYAGAIN on EXEC: no leader took the entry (nothing applied); a client runs it again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while matches!(got.last(), Some(Frame::Error(e)) if e.starts_with("TRYAGAIN"))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+        got = shoal.pipeline(&tx);
+    }
+    let (want_exec, got_exec) = (want.last().cloned(), got.last().cloned());
+    for (i, (args, (w, g))) in tx.iter().zip(want.into_iter().zip(got)).enumerate() {
+        if i + 1 < tx.len() {
+            assert_eq!(
+                g, w,
+                "{label}: queuing {args:?} in MULTI: shoal replied {g:?}, redis {w:?}"
+            );
         }
+    }
+    match (want_exec, got_exec) {
+        (Some(Frame::Array(want)), Some(Frame::Array(got))) => {
+            assert_eq!(got.len(), want.len(), "{label}: EXEC reply lengths");
+            for (i, (args, (w, g))) in commands.iter().zip(want.into_iter().zip(got)).enumerate() {
+                let (w, g) = (normalise(args, w), normalise(args, g));
+                assert_eq!(
+                    g,
+                    w,
+                    "{label}: {args:?} inside EXEC: shoal replied {g:?}, redis {w:?}; the transaction so far: {:?}",
+                    &commands[..i]
+                );
+            }
+        }
+        (w, g) => assert_eq!(g, w, "{label}: EXEC of {commands:?}"),
     }
 }
 

@@ -110,6 +110,64 @@ fn transactions_match_a_real_redis_server() {
     );
 }
 
+/// Commands whose effect depends on what the transaction's earlier commands left: the same
+/// replies as redis-server. `SPOP` pops from members added in the same transaction, `SORT`
+/// reads `BY`/`GET` keys written in it, `LMPOP`/`BLMPOP` (keys counted by `numkeys`) pop
+/// what it pushed, and a packed sorted set is converted by `SORT` as Redis converts it.
+#[test]
+fn commands_inside_exec_see_the_transactions_earlier_writes() {
+    let _serial = serial();
+    let shoal = Server::start();
+    let redis = RedisServer::start();
+    let script: &[&[&str]] = &[
+        &["MULTI"],
+        &["SADD", "{d}s", "a", "b", "c"],
+        &["SPOP", "{d}s", "3"],
+        &["EXISTS", "{d}s"],
+        &["RPUSH", "{d}l", "2", "3", "1"],
+        &["SET", "{d}w_1", "30"],
+        &["SET", "{d}w_2", "10"],
+        &["SET", "{d}w_3", "20"],
+        &["HSET", "{d}h_2", "f", "two"],
+        &[
+            "SORT",
+            "{d}l",
+            "BY",
+            "{d}w_*",
+            "GET",
+            "#",
+            "GET",
+            "{d}h_*->f",
+        ],
+        &["SORT", "{d}l", "BY", "{d}w_*", "DESC", "STORE", "{d}sorted"],
+        &["LRANGE", "{d}sorted", "0", "-1"],
+        &["LMPOP", "2", "{d}none", "{d}l", "RIGHT", "COUNT", "2"],
+        &["BLMPOP", "0.01", "1", "{d}l", "LEFT"],
+        &["BLMPOP", "0.01", "1", "{d}l", "LEFT"],
+        &["ZADD", "{d}z", "2", "x", "1", "y"],
+        &["SORT_RO", "{d}z", "BY", "nosort"],
+        &["OBJECT", "ENCODING", "{d}z"],
+        &["EXEC"],
+        &["SORT", "{d}sorted", "ALPHA", "STORE", "{d}sorted"],
+        &["OBJECT", "ENCODING", "{d}z"],
+    ];
+    let (mut on_shoal, mut on_redis) = (shoal.client(), Client::connect(redis.addr));
+    for command in script {
+        let (got, want) = (on_shoal.cmd(command), on_redis.cmd(command));
+        let normalise = |f: Frame| match f {
+            // SPOP's members come in no particular order.
+            Frame::Array(mut items) if command[0] == "EXEC" => {
+                if let Some(Frame::Array(popped)) = items.get_mut(1) {
+                    popped.sort_by_key(|f| format!("{f:?}"));
+                }
+                Frame::Array(items)
+            }
+            f => f,
+        };
+        assert_eq!(normalise(got), normalise(want), "{command:?}");
+    }
+}
+
 /// A watched key rewritten by another connection with the value it already had aborts EXEC
 /// (Redis: any write touches the key), and so does a rewrite back to the watched value
 /// (A -> B -> A); with no write in between, EXEC runs.

@@ -20,9 +20,14 @@
 //!   keys of the watched key's slot, e.g. keys sharing a `{hash tag}`). That is only a
 //!   spurious abort, which a client retries as after any other; a change of the watched key
 //!   itself never goes unnoticed.
+//! - Commands whose effect depends on the data are decided inside `apply`, against what the
+//!   transaction's earlier commands left: writes travel as their arguments anyway, `SORT`
+//!   (which reads pattern keys) runs as a write step, and `SPOP` carries a seed
+//!   (`WriteOp::PopSeeded`) rather than the leader's choice of members.
 //! - Node-level commands (`PING`, `ECHO`, `PUBLISH`, ...) queued in a transaction run on this
 //!   node when the `EXEC` reply comes back; commands that span shards (`DBSIZE`, `KEYS`,
-//!   `FLUSHALL`, `SCAN`, ...) are refused inside `MULTI`.
+//!   `FLUSHALL`, `SCAN`, ...) are refused inside `MULTI`: the transaction is one entry of one
+//!   shard's log, and they would need every shard's.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -183,7 +188,9 @@ fn queue(
     spec: &'static CommandSpec,
     args: &[Bytes],
 ) -> Result<(), CommandError> {
-    let keyed = spec.key_indexes(args.len()).next().is_some();
+    // `key_positions`, not the table's range alone: `LMPOP 2 a b LEFT` names its keys through
+    // a count.
+    let keyed = spec.key_positions(args).next().is_some();
     // Pub/sub never goes through the log: it runs here when EXEC's reply is back.
     let local = !keyed || spec.flags.contains(Flags::PUBSUB);
     if !local || spec.flags.contains(Flags::ALL_SHARDS) {
@@ -396,6 +403,45 @@ enum Shape {
     Step(fn(Frame) -> Frame),
 }
 
+/// How a queued command becomes a step of the transaction's entry, and how the step's reply
+/// becomes the command's; `Err`: refused before the entry (a syntax error), with its reply.
+fn plan_step(
+    node: &Node,
+    session: &mut Session,
+    replica: &Arc<Replica>,
+    spec: &'static CommandSpec,
+    args: Vec<Bytes>,
+) -> Result<(TxStep, fn(Frame) -> Frame), Frame> {
+    let as_is: fn(Frame) -> Frame = |f| f;
+    let read = |args: Vec<Bytes>| TxStep::Read {
+        keys: spec.keys(&args).cloned().collect(),
+        args,
+    };
+    match spec.id {
+        // Decided inside `apply`, against the transaction's own view: `SORT` reads pattern keys
+        // that are not among its keys, `SPOP` picks from the set as the earlier steps left it
+        // (a choice made here would be made on the state before the transaction).
+        CommandId::Sort | CommandId::SortRo => {
+            return Ok((TxStep::Write(WriteOp::Data { args }), as_is))
+        }
+        CommandId::Spop => {
+            return crate::types::set::spop_in_transaction(&args)
+                .map(|op| (TxStep::Write(op), as_is))
+                .map_err(Frame::from)
+        }
+        _ => {}
+    }
+    if !spec.flags.contains(Flags::WRITE) {
+        return Ok((read(args), as_is));
+    }
+    match super::run(node, session, spec, &args, Some(replica)) {
+        Ran::Write(write) => Ok((TxStep::Write(write.proposal.op), write.then)),
+        Ran::Reply(reply) if reply.is_error() => Err(reply),
+        // A write command that only reads (`GETEX key`): read inside the entry.
+        Ran::Reply(_) => Ok((read(args), as_is)),
+    }
+}
+
 /// Builds the transaction's entry on the leader, proposes it, and shapes its reply.
 async fn exec_here(
     node: &Node,
@@ -414,26 +460,12 @@ async fn exec_here(
                 continue;
             }
         };
-        let read = |args: Vec<Bytes>| TxStep::Read {
-            keys: spec.keys(&args).cloned().collect(),
-            args,
-        };
-        if !spec.flags.contains(Flags::WRITE) {
-            steps.push(read(args));
-            shapes.push(Shape::Step(|f| f));
-            continue;
-        }
-        match super::run(node, &mut session, spec, &args, Some(replica)) {
-            Ran::Write(write) => {
-                steps.push(TxStep::Write(write.proposal.op));
-                shapes.push(Shape::Step(write.then));
+        match plan_step(node, &mut session, replica, spec, args) {
+            Ok((step, then)) => {
+                steps.push(step);
+                shapes.push(Shape::Step(then));
             }
-            Ran::Reply(reply) if reply.is_error() => shapes.push(Shape::Fixed(reply)),
-            // A write command that only reads (`GETEX key`): read inside the entry.
-            Ran::Reply(_) => {
-                steps.push(read(args));
-                shapes.push(Shape::Step(|f| f));
-            }
+            Err(reply) => shapes.push(Shape::Fixed(reply)),
         }
     }
     let proposal = Proposal {

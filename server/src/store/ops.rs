@@ -119,6 +119,15 @@ pub enum WriteOp {
         members: Vec<Bytes>,
         single: bool,
     },
+    /// `SPOP` inside a transaction, where the set is only known once the entry's earlier steps
+    /// have applied: `apply` pops the `count` members (one, replied as a bulk string, if
+    /// `None`) whose SipHash keyed by `seed` is smallest. The leader draws the seed; every
+    /// replica then makes the same choice whatever order its tables keep the members in.
+    PopSeeded {
+        key: Bytes,
+        count: Option<u64>,
+        seed: u64,
+    },
     /// `RESTORE` with the payload the proposer decoded, or the error text it was refused with
     /// (a bad TTL or payload): Redis looks for an existing key first, so a refusal is only
     /// answered once `apply` has found the key free (`-BUSYKEY` otherwise). `ttl_ms` is
@@ -207,7 +216,9 @@ impl WriteOp {
                     }
                 }))
                 .collect(),
-            WriteOp::PopMembers { key, .. } => smallvec![&key[..]],
+            WriteOp::PopMembers { key, .. } | WriteOp::PopSeeded { key, .. } => {
+                smallvec![&key[..]]
+            }
             WriteOp::Data { args } => match shoal_protocol::CommandSpec::lookup(args) {
                 Ok(spec) => spec.keys(args).map(|k| &k[..]).collect(),
                 Err(_) => SmallVec::new(),

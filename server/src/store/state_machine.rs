@@ -402,6 +402,9 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
             members,
             single,
         } => crate::types::set::pop_members(s, key, members, *single, now)?,
+        WriteOp::PopSeeded { key, count, seed } => {
+            crate::types::set::pop_seeded(s, key, *count, *seed, now)?
+        }
     })
 }
 

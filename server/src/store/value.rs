@@ -627,16 +627,29 @@ impl ZSet {
                 b.splice(at, at, &new);
                 return !existed;
             }
+            self.convert_to_skiplist();
+        }
+        if let ZSet::Skip(s) = self {
+            s.put(score, m);
+        }
+        !existed
+    }
+
+    /// Converts the packed encoding to the skiplist one (no-op if it is one already): on
+    /// growth, and for `SORT`, which Redis lets convert the sorted sets it sorts.
+    pub fn convert_to_skiplist(&mut self) {
+        if let ZSet::Pack(b) = self {
             let mut skip = Skip::default();
             for it in packed_items(b.bytes()) {
                 skip.put(it.score, it.member);
             }
             *self = ZSet::Skip(Box::new(skip));
         }
-        if let ZSet::Skip(s) = self {
-            s.put(score, m);
-        }
-        !existed
+    }
+
+    /// Whether this is the packed (listpack) encoding.
+    pub fn is_packed(&self) -> bool {
+        matches!(self, ZSet::Pack(_))
     }
 
     pub fn remove(&mut self, m: &[u8]) -> bool {

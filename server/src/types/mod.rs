@@ -5,7 +5,8 @@
 //! command travels through the log as its own arguments ([`WriteOp::Data`]): its effect depends
 //! only on the data and the entry's clock, so every replica computes the same result, as Redis
 //! replicas do when they replay a command. Commands with a random choice resolve it on the
-//! leader first (`SPOP` → [`WriteOp::PopMembers`]) or are reads (`SRANDMEMBER`).
+//! leader first (`SPOP` → [`WriteOp::PopMembers`]; inside a transaction, where the set is
+//! only known in `apply`, a seed: [`WriteOp::PopSeeded`]) or are reads (`SRANDMEMBER`).
 
 pub mod hash;
 pub mod list;
@@ -43,7 +44,7 @@ pub fn apply(s: &mut SlotsMut<'_>, args: &[Bytes], now: UnixMillis) -> CommandRe
             zset::write(&mut w, spec.id, args)
         }
         Copy => copy(&mut w, args),
-        Sort => sort::write(&mut w, args),
+        Sort | SortRo => sort::write(&mut w, spec.id, args),
         _ => Err(CommandError::Err(format!(
             "'{}' is not a data-type write",
             spec.name

@@ -200,12 +200,17 @@ pub fn read(r: &Reader<'_>, id: CommandId, args: &[Bytes]) -> CommandResult {
 }
 
 /// `SPOP key [count]`: the leader picks the members, the log entry removes exactly those.
-pub fn spop(ctx: &mut Ctx<'_>) -> CommandResult {
-    let args = ctx.args;
+/// `SPOP key [count]`'s count, checked as Redis checks it.
+fn spop_count(args: &[Bytes]) -> Result<Option<usize>, CommandError> {
     if args.len() > 3 {
         return Err(CommandError::Syntax);
     }
-    let count = args.get(2).map(|c| positive_count(c)).transpose()?;
+    args.get(2).map(|c| positive_count(c)).transpose()
+}
+
+pub fn spop(ctx: &mut Ctx<'_>) -> CommandResult {
+    let args = ctx.args;
+    let count = spop_count(args)?;
     let key = args[1].clone();
     let members: Vec<Elem> = {
         let r = Reader {
@@ -231,6 +236,47 @@ pub fn spop(ctx: &mut Ctx<'_>) -> CommandResult {
             .collect(),
         single: count.is_none(),
     })
+}
+
+/// `SPOP` inside a transaction: chosen by `apply`, against the set as the transaction's
+/// earlier steps leave it ([`WriteOp::PopSeeded`]).
+pub fn spop_in_transaction(args: &[Bytes]) -> Result<WriteOp, CommandError> {
+    Ok(WriteOp::PopSeeded {
+        key: args[1].clone(),
+        count: spop_count(args)?.map(|c| c as u64),
+        seed: rand::random(),
+    })
+}
+
+/// Applies [`WriteOp::PopSeeded`]: pops the `count` members (one if `None`) with the smallest
+/// SipHash keyed by `seed`, so every replica pops the same ones.
+pub fn pop_seeded(
+    s: &mut SlotsMut<'_>,
+    key: &[u8],
+    count: Option<u64>,
+    seed: u64,
+    now: UnixMillis,
+) -> CommandResult {
+    let want = count.unwrap_or(1) as usize;
+    let mut ranked: Vec<(u64, Bytes)> = match s.get(key, now).and_then(|e| e.collection()) {
+        Some(Value::Set(set)) => {
+            let hasher = siphasher::sip::SipHasher13::new_with_keys(seed, !seed);
+            set.members()
+                .map(|m| {
+                    let m: &[u8] = &m;
+                    (hasher.hash(m), Bytes::copy_from_slice(m))
+                })
+                .collect()
+        }
+        // Absent or of another type: `pop_members` gives the reply or the error.
+        _ => Vec::new(),
+    };
+    if want < ranked.len() {
+        ranked.select_nth_unstable(want);
+        ranked.truncate(want);
+    }
+    let members: Vec<Bytes> = ranked.into_iter().map(|(_, m)| m).collect();
+    pop_members(s, key, &members, count.is_none(), now)
 }
 
 /// Applies `SPOP`'s choice: removes the chosen members still present.

@@ -8,7 +8,10 @@
 //!
 //! `SORT ... STORE` is a write and travels through the log as its arguments; a set sorted with
 //! `BY nosort` is then sorted `ALPHA` instead, as Redis does, so every replica stores the same
-//! list. Without `STORE` it is a read.
+//! list. Without `STORE` it is a read, but for two cases that run inside `apply` as writes:
+//! a packed sorted set, which Redis converts to a skiplist before sorting it (even for
+//! `SORT_RO`), and any `SORT` inside a transaction, which must read the keys as the
+//! transaction's earlier commands left them.
 
 use bytes::Bytes;
 use shoal_protocol::{key_slot, CommandId, Frame};
@@ -51,16 +54,24 @@ const SLOT_DENIED: &str =
 /// Runs `SORT`/`SORT_RO`: a read unless it stores.
 pub fn run(ctx: &mut Ctx<'_>) -> CommandResult {
     let spec = parse(ctx.args, ctx.spec.id == CommandId::SortRo)?;
-    if spec.store.is_some() {
-        return ctx.propose(WriteOp::Data {
-            args: ctx.args.to_vec(),
-        });
-    }
     let key = ctx.args[1].clone();
     let r = Reader {
         slots: ctx.read_keys(std::slice::from_ref(&key)),
         now: ctx.now_ms,
     };
+    // Redis converts a packed sorted set to a skiplist before sorting it, even for `SORT_RO`
+    // and even when the sort then fails (once the options parse): a change of encoding, so a
+    // write, replicated.
+    let converts = matches!(
+        r.entry(&key).and_then(Entry::collection),
+        Some(Value::ZSet(z)) if z.is_packed()
+    );
+    if converts || spec.store.is_some() {
+        drop(r);
+        return ctx.propose(WriteOp::Data {
+            args: ctx.args.to_vec(),
+        });
+    }
     let source = source(r.entry(&key))?;
     let mut lookup = |k: &[u8], field: Option<&[u8]>| pattern_value(r.entry(k), field);
     let out = sort(&spec, source, &mut lookup)?;
@@ -71,17 +82,34 @@ pub fn run(ctx: &mut Ctx<'_>) -> CommandResult {
     ))
 }
 
-/// `SORT ... STORE dest` inside `apply`.
-pub fn write(w: &mut Writer<'_, '_>, args: &[Bytes]) -> CommandResult {
-    let spec = parse(args, false)?;
+/// `SORT ... STORE dest` inside `apply`; and inside a transaction any `SORT` or `SORT_RO`,
+/// which must read the sorted key and its pattern keys as the transaction's earlier steps
+/// left them (without `STORE` it only reads, under the entry's locks).
+pub fn write(w: &mut Writer<'_, '_>, id: CommandId, args: &[Bytes]) -> CommandResult {
+    let spec = parse(args, id == CommandId::SortRo)?;
     let now = w.now;
+    let is_zset = matches!(
+        w.s.get(&args[1], now).and_then(Entry::collection),
+        Some(Value::ZSet(_))
+    );
+    if is_zset {
+        if let Some(z) = w.zset_mut(&args[1], false)? {
+            z.convert_to_skiplist();
+        }
+    }
     let source = source(w.s.get(&args[1], now))?;
     let out = {
         let s = &mut *w.s;
         let mut lookup = |k: &[u8], field: Option<&[u8]>| pattern_value(s.get(k, now), field);
         sort(&spec, source, &mut lookup)?
     };
-    let dest = spec.store.as_ref().expect("only STORE writes");
+    let Some(dest) = spec.store.as_ref() else {
+        return Ok(Frame::Array(
+            out.into_iter()
+                .map(|v| v.map_or(Frame::Null, |v| bulk(&v)))
+                .collect(),
+        ));
+    };
     let n = out.len();
     let list = List::from_items(out.into_iter().map(Option::unwrap_or_default));
     w.store(dest, Value::List(list));
