@@ -395,12 +395,15 @@ async fn watch_here(
     ))
 }
 
+/// Turns a step's reply into its command's (`PendingWrite::then`).
+type Reshape = fn(Frame) -> Frame;
+
 /// How one queued command's reply is made from the entry's replies.
 enum Shape {
     /// Refused before the entry (a syntax error): this is its reply.
     Fixed(Frame),
     /// The entry's next step reply, shaped by the command.
-    Step(fn(Frame) -> Frame),
+    Step(Reshape),
 }
 
 /// How a queued command becomes a step of the transaction's entry, and how the step's reply
@@ -411,8 +414,8 @@ fn plan_step(
     replica: &Arc<Replica>,
     spec: &'static CommandSpec,
     args: Vec<Bytes>,
-) -> Result<(TxStep, fn(Frame) -> Frame), Frame> {
-    let as_is: fn(Frame) -> Frame = |f| f;
+) -> Result<(TxStep, Reshape), Frame> {
+    let as_is: Reshape = |f| f;
     let read = |args: Vec<Bytes>| TxStep::Read {
         keys: spec.keys(&args).cloned().collect(),
         args,
