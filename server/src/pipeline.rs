@@ -963,7 +963,7 @@ async fn moved(node: Arc<Node>, group: GroupId, slot: u16, tls: bool) -> Done {
 }
 
 /// Runs one request that spans shards (or must run alone): every part on its group, combined.
-async fn run_alone(
+pub(crate) async fn run_alone(
     node: &Arc<Node>,
     session: &mut Session,
     spec: &'static CommandSpec,

@@ -431,3 +431,83 @@ fn maxclients_refuses_the_extra_connection_only() {
         (2 + refused_meanwhile).to_string()
     );
 }
+
+/// Every command in the table, with a few sample argument lists that fit its arity, alone and
+/// queued in `MULTI`/`EXEC` (where nothing blocks): each request gets a reply, the connection
+/// stays open, and no reply is the internal "cannot write here" of a command sent down the
+/// wrong path (a keyed command run on the node instead of in the slot's entry). CI once found
+/// `MULTI; SCAN 0; EXEC` closing the connection this way.
+#[test]
+fn every_command_gets_a_reply_alone_and_inside_multi() {
+    // What would end or change the session or the server for the next cases.
+    const SKIPPED: &[&str] = &[
+        "quit",
+        "reset",
+        "monitor",
+        "multi",
+        "exec",
+        "discard",
+        "watch",
+        "client|kill",
+        "cluster|forget",
+        "config|set",
+        "acl|setuser",
+        "acl|deluser",
+        "auth",
+        "hello",
+    ];
+    // Keys first, and numbers first (cursors, slots, counts).
+    const POOLS: [[&str; 8]; 2] = [
+        ["{t}a", "1", "{t}b", "0", "x", "2", "{t}c", "3"],
+        ["0", "{t}a", "1", "{t}b", "2", "x", "{t}c", "3"],
+    ];
+    let mut server = Server::start_with(&["--appendfsync", "no"]);
+    let mut cases = 0;
+    for spec in shoal_protocol::COMMANDS {
+        if SKIPPED.contains(&spec.name) || spec.is_container() {
+            continue;
+        }
+        let name: Vec<&str> = spec.name.split('|').collect();
+        let min_args = spec.arity.unsigned_abs() as usize - name.len();
+        let counts = if spec.arity < 0 {
+            vec![min_args, min_args + 2, min_args + 5]
+        } else {
+            vec![min_args]
+        };
+        for (n, pool) in counts
+            .into_iter()
+            .flat_map(|n| POOLS.iter().map(move |p| (n, p)))
+        {
+            let mut command: Vec<&str> = name.clone();
+            command.extend(pool.iter().cycle().take(n));
+            let blocking = spec.flags.contains(shoal_protocol::Flags::BLOCKING);
+            let mut runs = vec![vec![command.clone()]];
+            if blocking {
+                // Alone it would wait: only inside MULTI, where it does not.
+                runs.clear();
+            }
+            runs.push(vec![vec!["MULTI"], command.clone(), vec!["EXEC"]]);
+            for run in runs {
+                cases += 1;
+                let mut c = server.client();
+                for request in &run {
+                    c.send(request);
+                    let reply = c
+                        .try_read()
+                        .unwrap_or_else(|| panic!("{run:?}: the connection closed at {request:?}"));
+                    assert!(
+                        !format!("{reply:?}").contains("cannot write here"),
+                        "{run:?}: {request:?} answered {reply:?}"
+                    );
+                }
+                c.send(&["PING"]);
+                let pong = c
+                    .try_read()
+                    .unwrap_or_else(|| panic!("{run:?}: the connection closed before PING"));
+                assert!(!pong.is_error(), "{run:?}: PING answered {pong:?}");
+            }
+        }
+    }
+    assert!(server.is_running(), "the server process exited");
+    assert!(cases > 800, "only {cases} cases ran");
+}

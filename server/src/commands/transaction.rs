@@ -25,9 +25,12 @@
 //!   (which reads pattern keys) runs as a write step, and `SPOP` carries a seed
 //!   (`WriteOp::PopSeeded`) rather than the leader's choice of members.
 //! - Node-level commands (`PING`, `ECHO`, `PUBLISH`, ...) queued in a transaction run on this
-//!   node when the `EXEC` reply comes back; commands that span shards (`DBSIZE`, `KEYS`,
-//!   `FLUSHALL`, `SCAN`, ...) are refused inside `MULTI`: the transaction is one entry of one
-//!   shard's log, and they would need every shard's.
+//!   node when the `EXEC` reply comes back.
+//! - Commands over every shard (`DBSIZE`, `KEYS`, `FLUSHALL`, `SCAN`, ...) or about a slot
+//!   (`CLUSTER COUNTKEYSINSLOT`) cannot be part of a keyed transaction's entry, which is one
+//!   shard's: a transaction of such commands (and node-level ones) runs them at `EXEC` one
+//!   after the other, each as outside `MULTI` (atomic per shard); one that also holds a keyed
+//!   command or a watched key is refused when the second kind is queued (`EXECABORT`).
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -58,6 +61,9 @@ pub struct TxState {
     slot: Option<u16>,
     watched: Vec<Watched>,
     watch_slot: Option<u16>,
+    /// A queued command runs on its own at `EXEC` ([`Where::Alone`]): no keyed command or
+    /// watched key may join the transaction.
+    has_alone: bool,
 }
 
 impl TxState {
@@ -82,8 +88,21 @@ impl TxState {
 struct Queued {
     spec: &'static CommandSpec,
     args: Vec<Bytes>,
-    /// Runs on this node (no keys) rather than in the slot's entry.
-    local: bool,
+    runs: Where,
+}
+
+/// Where a queued command runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Where {
+    /// In the slot's entry (it names keys).
+    Entry,
+    /// On this node when the `EXEC` reply is back (node-level commands, pub/sub).
+    Local,
+    /// On its own at `EXEC`, as outside a transaction: a command over every shard (`DBSIZE`,
+    /// `KEYS`, `FLUSHALL`, `SCAN`, ...) or about a slot rather than keys
+    /// (`CLUSTER COUNTKEYSINSLOT`). Such a transaction holds no keyed command and no watched
+    /// key; its commands run one after the other, each atomic per shard as outside `MULTI`.
+    Alone,
 }
 
 /// A transaction command that needs the slot's leader; it runs in its turn in the pipeline.
@@ -128,11 +147,13 @@ pub fn intercept(
             tx.queued = Some(Vec::new());
             tx.aborted = false;
             tx.slot = None;
+            tx.has_alone = false;
             Intercept::Reply(Frame::ok())
         }
         Exec if !queuing => err("ERR EXEC without MULTI"),
         Exec => {
             let queued = tx.queued.take().unwrap_or_default();
+            tx.has_alone = false;
             let watched = std::mem::take(&mut tx.watched);
             let watch_slot = tx.watch_slot.take();
             if std::mem::take(&mut tx.aborted) {
@@ -155,6 +176,7 @@ pub fn intercept(
             tx.queued = None;
             tx.aborted = false;
             tx.slot = None;
+            tx.has_alone = false;
             tx.unwatch();
             Intercept::Reply(Frame::ok())
         }
@@ -191,31 +213,47 @@ fn queue(
     // `key_positions`, not the table's range alone: `LMPOP 2 a b LEFT` names its keys through
     // a count.
     let keyed = spec.key_positions(args).next().is_some();
+    let mixed = || {
+        CommandError::Err(format!(
+            "'{}' cannot be queued: a transaction with commands over every shard or about a \
+             slot (DBSIZE, KEYS, SCAN, FLUSHALL, CLUSTER COUNTKEYSINSLOT, ...) can hold no \
+             keyed command and no WATCHed key (a keyed transaction is one entry of one shard's \
+             log)",
+            spec.name
+        ))
+    };
     // Pub/sub never goes through the log: it runs here when EXEC's reply is back.
-    let local = !keyed || spec.flags.contains(Flags::PUBSUB);
-    if !local || spec.flags.contains(Flags::ALL_SHARDS) {
+    let runs = if spec.flags.contains(Flags::PUBSUB) {
+        Where::Local
+    } else if keyed {
         match route::route(&node.ring, spec, args, true) {
-            Route::Group(_) if keyed => {
+            Route::CrossSlot => return Err(CommandError::CrossSlot),
+            _ => {
                 let slot = route::request_slot(spec, args).unwrap_or(0);
                 if tx.slot.is_some_and(|s| s != slot) {
                     return Err(CommandError::CrossSlot);
                 }
+                if tx.has_alone {
+                    return Err(mixed());
+                }
                 tx.slot = Some(slot);
-            }
-            Route::CrossSlot => return Err(CommandError::CrossSlot),
-            _ => {
-                return Err(CommandError::Err(format!(
-                    "'{}' is not supported inside MULTI (it is not about one slot's keys)",
-                    spec.name
-                )))
+                Where::Entry
             }
         }
-    }
+    } else if route::route(&node.ring, spec, args, true) == Route::Local {
+        Where::Local
+    } else {
+        if tx.slot.is_some() || tx.watch_slot.is_some() {
+            return Err(mixed());
+        }
+        tx.has_alone = true;
+        Where::Alone
+    };
     if let Some(queued) = tx.queued.as_mut() {
         queued.push(Queued {
             spec,
             args: args.to_vec(),
-            local,
+            runs,
         });
     }
     Ok(())
@@ -285,7 +323,7 @@ pub async fn run_job(node: &Arc<Node>, session: &mut Session, job: TxJob) -> Fra
                     let group = shard_group(node.ring.shard_of(slot));
                     let commands = queued
                         .iter()
-                        .filter(|q| !q.local)
+                        .filter(|q| q.runs == Where::Entry)
                         .map(|q| q.args.clone())
                         .collect();
                     let request = TxRequest::Exec {
@@ -301,16 +339,17 @@ pub async fn run_job(node: &Arc<Node>, session: &mut Session, job: TxJob) -> Fra
                 return reply;
             };
             let mut replies = replies.into_iter();
-            let merged = queued
-                .into_iter()
-                .map(|q| match q.local {
-                    true => match super::run(node, session, q.spec, &q.args, None) {
+            let mut merged = Vec::with_capacity(queued.len());
+            for q in queued {
+                merged.push(match q.runs {
+                    Where::Entry => replies.next().unwrap_or(Frame::Null),
+                    Where::Local => match super::run(node, session, q.spec, &q.args, None) {
                         Ran::Reply(f) => f,
                         Ran::Write(_) => Frame::error("ERR command cannot write here"),
                     },
-                    false => replies.next().unwrap_or(Frame::Null),
-                })
-                .collect();
+                    Where::Alone => crate::pipeline::run_alone(node, session, q.spec, q.args).await,
+                });
+            }
             Frame::Array(merged)
         }
     }
