@@ -695,9 +695,18 @@ impl ZSet {
         }
     }
 
-    /// A sorted set of `items`, encoded as Redis encodes a fresh one of that size.
+    /// A sorted set of `items`, encoded as Redis encodes a fresh one of that size. The encoding
+    /// is chosen before the first insert, as Redis does: a set that ends up a skiplist never
+    /// went through the packed form, so its -0 scores stay -0 (see `pack::put_score`).
     pub fn from_items(items: impl IntoIterator<Item = (f64, Elem)>) -> ZSet {
-        let mut z = ZSet::default();
+        let items: Vec<(f64, Elem)> = items.into_iter().collect();
+        let big = items.len() > ZSET_MAX_LISTPACK_ENTRIES
+            || items.iter().any(|(_, m)| m.len() > ZSET_MAX_LISTPACK_VALUE);
+        let mut z = if big {
+            ZSet::Skip(Box::default())
+        } else {
+            ZSet::default()
+        };
         for (s, m) in items {
             z.insert(s, &m);
         }
