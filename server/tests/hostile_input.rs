@@ -435,8 +435,8 @@ fn maxclients_refuses_the_extra_connection_only() {
 /// Every command in the table, with a few sample argument lists that fit its arity, alone and
 /// queued in `MULTI`/`EXEC` (where nothing blocks): each request gets a reply, the connection
 /// stays open, and no reply is the internal "cannot write here" of a command sent down the
-/// wrong path (a keyed command run on the node instead of in the slot's entry). CI once found
-/// `MULTI; SCAN 0; EXEC` closing the connection this way.
+/// wrong path (a keyed command run on the node instead of in the slot's entry).
+/// `MULTI; SCAN 0; EXEC` used to close the connection (a panic in its task).
 #[test]
 fn every_command_gets_a_reply_alone_and_inside_multi() {
     // What would end or change the session or the server for the next cases.
