@@ -142,7 +142,11 @@ fn common_cmd(rng: &mut StdRng, tag: &str) -> Vec<String> {
     let k = key(rng, tag);
     match rng.gen_range(0..9) {
         0 => cmd(&["TYPE", &k]),
-        1 => cmd(&["OBJECT", "ENCODING", &k]),
+        1 => cmd(&[
+            "OBJECT",
+            pick(rng, &["ENCODING", "ENCODING", "REFCOUNT", "FREQ"]),
+            &k,
+        ]),
         2 => cmd(&["EXISTS", &k]),
         3 => cmd(&["GET", &k]),
         4 => cmd(&["DEL", &format!("{{{tag}}}c")]),

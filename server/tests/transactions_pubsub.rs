@@ -224,10 +224,42 @@ fn transactions_keep_to_one_slot_and_watch_sees_expiry() {
         err("EXECABORT Transaction discarded because of previous errors.")
     );
     assert_eq!(c.cmd(&["EXISTS", "a"]), int(0));
-    // Commands that span shards are refused inside MULTI.
+    // Commands over every shard run at EXEC in a transaction without keyed commands ...
+    assert_eq!(c.cmd(&["SET", "{all}k", "1"]), ok());
     assert_eq!(c.cmd(&["MULTI"]), ok());
-    assert!(c.cmd(&["DBSIZE"]).is_error());
-    assert!(c.cmd(&["EXEC"]).is_error());
+    for command in [
+        &["DBSIZE"][..],
+        &["KEYS", "{all}*"],
+        &["PING"],
+        &["FLUSHALL"],
+        &["DBSIZE"],
+    ] {
+        assert_eq!(c.cmd(command), Frame::Simple("QUEUED".into()));
+    }
+    assert_eq!(
+        c.cmd(&["EXEC"]),
+        Frame::Array(vec![
+            int(1),
+            Frame::Array(vec![bulk("{all}k")]),
+            Frame::Simple("PONG".into()),
+            ok(),
+            int(0)
+        ])
+    );
+    // ... and are refused next to a keyed command, either way round.
+    for (first, second) in [
+        (&["SET", "a", "1"][..], &["DBSIZE"][..]),
+        (&["DBSIZE"], &["SET", "a", "1"]),
+    ] {
+        assert_eq!(c.cmd(&["MULTI"]), ok());
+        assert_eq!(c.cmd(first), Frame::Simple("QUEUED".into()));
+        assert!(c.cmd(second).is_error(), "{second:?} after {first:?}");
+        assert_eq!(
+            c.cmd(&["EXEC"]),
+            err("EXECABORT Transaction discarded because of previous errors.")
+        );
+    }
+    assert_eq!(c.cmd(&["EXISTS", "a"]), int(0));
     // Watched keys must be in the transaction's slot.
     assert_eq!(c.cmd(&["WATCH", "a"]), ok());
     assert_eq!(c.cmd(&["MULTI"]), ok());

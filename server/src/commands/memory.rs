@@ -139,22 +139,26 @@ pub fn help(ctx: &mut Ctx<'_>) -> CommandResult {
 /// `OBJECT FREQ key`: the LFU counter, after decay.
 pub fn freq(ctx: &mut Ctx<'_>) -> CommandResult {
     let tracking = &ctx.node.memory.tracking;
-    if !tracking.is_lfu() {
+    let now = ctx.now_ms;
+    // Redis looks the key up first: a missing key is nil under any policy.
+    let counter = with_entry(ctx, |e| {
+        Frame::Integer(tracking.lfu_counter(e.access(), now) as i64)
+    });
+    if counter != Frame::Null && !tracking.is_lfu() {
         return Err(CommandError::Err(NOT_LFU.into()));
     }
-    let now = ctx.now_ms;
-    Ok(with_entry(ctx, |e| {
-        Frame::Integer(tracking.lfu_counter(e.access(), now) as i64)
-    }))
+    Ok(counter)
 }
 
 /// `OBJECT IDLETIME key`: seconds since the key was last accessed.
 pub fn idletime(ctx: &mut Ctx<'_>) -> CommandResult {
-    if ctx.node.memory.tracking.is_lfu() {
+    let now = ctx.now_ms;
+    // As `freq`: a missing key is nil before the policy is looked at.
+    let idle = with_entry(ctx, |e| {
+        Frame::Integer((lru_idle_ms(e.access(), now) / 1000) as i64)
+    });
+    if idle != Frame::Null && ctx.node.memory.tracking.is_lfu() {
         return Err(CommandError::Err(NOT_LRU.into()));
     }
-    let now = ctx.now_ms;
-    Ok(with_entry(ctx, |e| {
-        Frame::Integer((lru_idle_ms(e.access(), now) / 1000) as i64)
-    }))
+    Ok(idle)
 }
