@@ -373,7 +373,8 @@ impl<'a> Input<'a> {
             }
             TYPE_ZSET | TYPE_ZSET_2 => {
                 let n = self.count(2)?;
-                let mut z = ZSet::default();
+                let mut items = Vec::new();
+                let mut members = std::collections::HashSet::new();
                 for _ in 0..n {
                     let m = self.string()?;
                     let score = if kind == TYPE_ZSET_2 {
@@ -381,11 +382,16 @@ impl<'a> Input<'a> {
                     } else {
                         self.legacy_score()?
                     };
-                    if score.is_nan() || !z.insert(score, &m) {
+                    // Redis refuses a payload that repeats a member ("Duplicate zset fields").
+                    if score.is_nan() || !members.insert(m.clone()) {
                         return Err(BAD);
                     }
+                    items.push((score, m.into()));
                 }
-                Value::ZSet(z)
+                // Redis loads these into a skiplist and packs the result only if it is small:
+                // a large set keeps its -0 scores, which going through the packed form would
+                // turn into 0.
+                Value::ZSet(ZSet::from_items(items))
             }
             TYPE_ZSET_LISTPACK => {
                 let items = listpack(&self.string()?)?;
@@ -530,6 +536,7 @@ fn intset(blob: &[u8]) -> Decoded<Vec<i64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::value::ZSET_MAX_LISTPACK_ENTRIES;
 
     fn entry_of(value: Value) -> Entry {
         Entry::new_collection(b"k", value, 0)
@@ -597,6 +604,54 @@ mod tests {
         }
     }
 
+    /// A DUMP payload of `body` with this version's footer.
+    fn payload(body: &[u8]) -> Vec<u8> {
+        let mut p = body.to_vec();
+        p.extend_from_slice(&RDB_VERSION.to_le_bytes());
+        let crc = crc64(&p);
+        p.extend_from_slice(&crc.to_le_bytes());
+        p
+    }
+
+    /// A `ZSET_2` body (under 16384 members) with `-0` as the first member's score.
+    fn zset2_with_negative_zero(members: usize, repeat_first: bool) -> Vec<u8> {
+        let mut body = vec![TYPE_ZSET_2, 0x40 | (members >> 8) as u8, members as u8];
+        for i in 0..members {
+            let m = if repeat_first && i == members - 1 {
+                0
+            } else {
+                i
+            };
+            let m = format!("m{m}");
+            body.push(m.len() as u8);
+            body.extend_from_slice(m.as_bytes());
+            let score = if i == 0 { -0.0 } else { i as f64 };
+            body.extend_from_slice(&score.to_le_bytes());
+        }
+        payload(&body)
+    }
+
+    #[test]
+    fn restored_sorted_sets_keep_negative_zero_only_when_large_as_redis_loads_them() {
+        let score_of_first = |members| {
+            let Ok(Dumped::Collection(Value::ZSet(z))) =
+                decode(&zset2_with_negative_zero(members, false))
+            else {
+                panic!("a sorted set")
+            };
+            assert_eq!(z.is_packed(), members <= ZSET_MAX_LISTPACK_ENTRIES);
+            z.score(b"m0").expect("m0")
+        };
+        // Redis loads into a skiplist and packs a small result, whose listpack reads -0 as 0.
+        assert!(score_of_first(200).is_sign_negative());
+        assert!(score_of_first(10).is_sign_positive());
+        assert_eq!(
+            decode(&zset2_with_negative_zero(10, true)),
+            Err(DecodeError::BadFormat),
+            "a repeated member"
+        );
+    }
+
     #[test]
     fn footer_and_body_errors() {
         let mut p = dump(&Entry::new(b"k", b"hello", 0));
@@ -605,12 +660,7 @@ mod tests {
         p[last] ^= 1;
         assert_eq!(decode(&p), Err(DecodeError::VersionOrChecksum));
         // A valid footer over a truncated body.
-        let body = b"\x00\x40";
-        let mut q = body.to_vec();
-        q.extend_from_slice(&RDB_VERSION.to_le_bytes());
-        let crc = crc64(&q);
-        q.extend_from_slice(&crc.to_le_bytes());
-        assert_eq!(decode(&q), Err(DecodeError::BadFormat));
+        assert_eq!(decode(&payload(b"\x00\x40")), Err(DecodeError::BadFormat));
         // Version 11 (Redis 7.2) is newer than 7.0 reads.
         let mut r = b"\x00\x01a".to_vec();
         r.extend_from_slice(&11u16.to_le_bytes());
