@@ -320,8 +320,9 @@ impl Pipeline {
             if self.mode == Mode::Client && session.redirect {
                 let slot = route::request_slot(spec, &args).unwrap_or(0);
                 match node.replica(group) {
-                    // After READONLY, a replica here serves reads, possibly stale.
-                    Some(replica) if session.readonly && !writes => {
+                    // After READONLY, a replica here serves reads, possibly stale; `SORT_RO`
+                    // among them (it changes no encoding there: `types::sort`).
+                    Some(replica) if session.readonly && !spec.flags.contains(Flags::WRITE) => {
                         self.queue(
                             Done::Read {
                                 replica,

@@ -1046,6 +1046,19 @@ fn redis_cluster_view_moved_crossslot_and_readonly() {
     assert_eq!(c.cmd(&["READONLY"]), ok());
     assert!(eventually(Duration::from_secs(5), || c.cmd(&["GET", &key])
         == bulk("v")));
+    // SORT_RO is a read too, even of a small sorted set (which the leader's SORT_RO converts
+    // to a skiplist through the log); SORT may store, so it is the leader's.
+    let zset = format!("{{{key}}}z");
+    assert_eq!(plain.cmd(&["ZADD", &zset, "1", "3", "2", "1"]), int(2));
+    let sorted = Frame::Array(vec![bulk("1"), bulk("3")]);
+    assert!(
+        eventually(Duration::from_secs(5), || c.cmd(&["SORT_RO", &zset])
+            == sorted),
+        "READONLY SORT_RO: {:?}",
+        c.cmd(&["SORT_RO", &zset])
+    );
+    assert!(matches!(c.cmd(&["SORT", &zset]), Frame::Error(e) if e.starts_with("MOVED ")));
+    assert_eq!(plain.cmd(&["DEL", &zset]), int(1));
     assert_eq!(c.cmd(&["READWRITE"]), ok());
     assert!(matches!(c.cmd(&["GET", &key]), Frame::Error(e) if e.starts_with("MOVED ")));
     assert_eq!(c.cmd(&["ASKING"]), ok());

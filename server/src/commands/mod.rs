@@ -161,6 +161,12 @@ impl<'a> Ctx<'a> {
             .keyspace()
     }
 
+    /// Whether this command runs on its group's leader, which can propose. A read after
+    /// `READONLY` runs on a follower, which cannot.
+    pub fn on_leader(&self) -> bool {
+        self.replica.is_some_and(Replica::is_leader)
+    }
+
     /// The slots of `keys`, held for reading together (multi-key reads see multi-key writes whole).
     pub fn read_keys(&self, keys: &[Bytes]) -> SlotsRef<'a> {
         self.keyspace().read_slots(keys.iter().map(|k| &k[..]))

@@ -61,11 +61,14 @@ pub fn run(ctx: &mut Ctx<'_>) -> CommandResult {
     };
     // Redis converts a packed sorted set to a skiplist before sorting it, even for `SORT_RO`
     // and even when the sort then fails (once the options parse): a change of encoding, so a
-    // write, replicated.
-    let converts = matches!(
-        r.entry(&key).and_then(Entry::collection),
-        Some(Value::ZSet(z)) if z.is_packed()
-    );
+    // write, replicated. A `SORT_RO` served by a follower after `READONLY` (as a Redis replica
+    // serves it) sorts without converting: only the leader changes the data, and the sorted
+    // result is the same in either encoding.
+    let converts = ctx.on_leader()
+        && matches!(
+            r.entry(&key).and_then(Entry::collection),
+            Some(Value::ZSet(z)) if z.is_packed()
+        );
     if converts || spec.store.is_some() {
         drop(r);
         return ctx.propose(WriteOp::Data {
