@@ -9,6 +9,9 @@ pub enum CommandError {
     Syntax,
     #[error("ERR value is not an integer or out of range")]
     NotInteger,
+    /// An integer outside a C int, where Redis reads one (its text, typo included).
+    #[error("ERR value is out of range, value must between -2147483648 and 2147483647")]
+    NotInt32,
     #[error("ERR value is not a valid float")]
     NotFloat,
     #[error("ERR increment or decrement would overflow")]

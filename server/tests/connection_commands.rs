@@ -134,6 +134,11 @@ fn select_accepts_only_database_zero() {
         c.cmd(&["SELECT", "99999999999999999999"]),
         err("ERR value is not an integer or out of range")
     );
+    // An integer, but not a C int (redis-server 7.0.15's text, typo included).
+    assert_eq!(
+        c.cmd(&["SELECT", "99999999999"]),
+        err("ERR value is out of range, value must between -2147483648 and 2147483647")
+    );
     assert_eq!(
         c.cmd(&["SELECT"]),
         err("ERR wrong number of arguments for 'select' command")

@@ -140,7 +140,7 @@ fn sort_cmd(rng: &mut StdRng, tag: &str) -> Vec<String> {
 
 fn common_cmd(rng: &mut StdRng, tag: &str) -> Vec<String> {
     let k = key(rng, tag);
-    match rng.gen_range(0..9) {
+    match rng.gen_range(0..11) {
         0 => cmd(&["TYPE", &k]),
         1 => cmd(&[
             "OBJECT",
@@ -152,6 +152,27 @@ fn common_cmd(rng: &mut StdRng, tag: &str) -> Vec<String> {
         4 => cmd(&["DEL", &format!("{{{tag}}}c")]),
         5 => cmd(&["COPY", &k, &format!("{{{tag}}}c"), "REPLACE"]),
         6 => cmd(&[DUMP_RESTORE, &k, &format!("{{{tag}}}c")]),
+        // Options Redis reads only for a key that exists (a missing one gets the empty scan),
+        // after the key's type.
+        7 => {
+            let scan = match tag {
+                "h" => "HSCAN",
+                "z" => "ZSCAN",
+                _ => "SSCAN",
+            };
+            let mut c = cmd(&[scan, &k, "0"]);
+            let options = pick(rng, &["COUNT 0", "NOVALUES", "MATCH", "COUNT x", "COUNT 2"]);
+            c.extend(options.split(' ').map(String::from));
+            c
+        }
+        // Databases other than 0 exist in redis-server (16), not in shoal: not sent.
+        8 => cmd(&[
+            "COPY",
+            &k,
+            &format!("{{{tag}}}c"),
+            "DB",
+            pick(rng, &["0", "x", "-1", "16", "99999999999"]),
+        ]),
         _ => sort_cmd(rng, tag),
     }
 }

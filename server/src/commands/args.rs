@@ -10,6 +10,16 @@ pub fn int(arg: &[u8]) -> Result<i64, CommandError> {
     parse_i64(arg).ok_or(CommandError::NotInteger)
 }
 
+/// A database index (`SELECT`, `COPY ... DB`): a C int as Redis reads it, and only database 0
+/// exists (as in Redis Cluster).
+pub fn db_index(arg: &[u8]) -> Result<(), CommandError> {
+    match i32::try_from(int(arg)?) {
+        Err(_) => Err(CommandError::NotInt32),
+        Ok(0) => Ok(()),
+        Ok(_) => Err(CommandError::DbIndexOutOfRange),
+    }
+}
+
 pub fn float(arg: &[u8]) -> Result<f64, CommandError> {
     parse_f64(arg).ok_or(CommandError::NotFloat)
 }

@@ -5,7 +5,7 @@ use shoal_protocol::{Frame, Version};
 use bytes::Bytes;
 
 use super::acl::check_password;
-use super::args::{int, is, text};
+use super::args::{db_index, int, is, text};
 use super::client::validate_name;
 use super::Ctx;
 use crate::error::{CommandError, CommandResult};
@@ -110,10 +110,8 @@ fn noauth_hello() -> CommandError {
 }
 
 pub fn select(ctx: &mut Ctx<'_>) -> CommandResult {
-    match int(ctx.arg(1))? {
-        0 => Ok(Frame::ok()),
-        _ => Err(CommandError::DbIndexOutOfRange),
-    }
+    db_index(ctx.arg(1))?;
+    Ok(Frame::ok())
 }
 
 pub fn quit(ctx: &mut Ctx<'_>) -> CommandResult {

@@ -6,7 +6,7 @@
 //! [`WriteOp`](crate::store::WriteOp) and propose it to the shard, whose `apply` makes the reply.
 
 mod acl;
-mod args;
+pub(crate) mod args;
 mod client;
 pub mod cluster;
 mod command;

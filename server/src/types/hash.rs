@@ -82,6 +82,9 @@ pub fn write(w: &mut Writer<'_, '_>, id: CommandId, args: &[Bytes]) -> CommandRe
 }
 
 pub fn read(r: &Reader<'_>, id: CommandId, args: &[Bytes]) -> CommandResult {
+    if id == CommandId::Hscan {
+        return hscan(r, args);
+    }
     let h = r.hash(&args[1])?;
     let field = |i: usize| h.and_then(|h| h.get(&args[i]));
     Ok(match id {
@@ -103,27 +106,29 @@ pub fn read(r: &Reader<'_>, id: CommandId, args: &[Bytes]) -> CommandResult {
         CommandId::Hgetall => Frame::Map(h.map_or_else(Vec::new, |h| {
             h.iter().map(|(f, v)| (bulk(f), bulk(v))).collect()
         })),
-        CommandId::Hscan => {
-            let scan = scan_args(args)?;
-            match h {
-                Some(Hash::Table(m)) => scan.step(
-                    m.len(),
-                    m.iter().map(|(f, v)| (&f[..], &v[..])),
-                    |f, v, out| out.extend([bulk(f), bulk(v)]),
-                ),
-                _ => {
-                    let mut items = Vec::new();
-                    for (f, v) in h.iter().flat_map(|h| h.iter()) {
-                        if scan.matches(f) {
-                            items.extend([bulk(f), bulk(v)]);
-                        }
-                    }
-                    ScanArgs::reply(items)
-                }
-            }
-        }
         CommandId::Hrandfield => return hrandfield(h, args),
         _ => return Err(CommandError::Syntax),
+    })
+}
+
+/// `HSCAN key cursor [MATCH pattern] [COUNT n]`.
+fn hscan(r: &Reader<'_>, args: &[Bytes]) -> CommandResult {
+    let (scan, h) = scan_args(args, || r.hash(&args[1]))?;
+    Ok(match h {
+        Some(Hash::Table(m)) => scan.step(
+            m.len(),
+            m.iter().map(|(f, v)| (&f[..], &v[..])),
+            |f, v, out| out.extend([bulk(f), bulk(v)]),
+        ),
+        _ => {
+            let mut items = Vec::new();
+            for (f, v) in h.iter().flat_map(|h| h.iter()) {
+                if scan.matches(f) {
+                    items.extend([bulk(f), bulk(v)]);
+                }
+            }
+            ScanArgs::reply(items)
+        }
     })
 }
 

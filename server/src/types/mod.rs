@@ -239,9 +239,7 @@ fn copy(w: &mut Writer<'_, '_>, args: &[Bytes]) -> CommandResult {
             replace = true;
         } else if args[i].eq_ignore_ascii_case(b"db") && i + 1 < args.len() {
             i += 1;
-            if parse_i64(&args[i]) != Some(0) {
-                return Err(CommandError::Err("DB index is out of range".into()));
-            }
+            crate::commands::args::db_index(&args[i])?;
         } else {
             return Err(CommandError::Syntax);
         }
@@ -328,15 +326,22 @@ pub struct ScanArgs {
     pub count: usize,
 }
 
-pub fn scan_args(args: &[Bytes]) -> Result<ScanArgs, CommandError> {
+/// Parses `HSCAN`/`SSCAN`/`ZSCAN key cursor [options]` in Redis's order: the cursor, then the
+/// key (`lookup`, which may fail with `WRONGTYPE`), then the options, which Redis reads only
+/// for a key that exists (a missing one gets the empty scan whatever follows the cursor).
+pub fn scan_args<T>(
+    args: &[Bytes],
+    lookup: impl FnOnce() -> Result<Option<T>, CommandError>,
+) -> Result<(ScanArgs, Option<T>), CommandError> {
     let cursor = std::str::from_utf8(&args[2])
         .ok()
         .and_then(|c| c.parse::<u64>().ok())
         .ok_or(CommandError::InvalidCursor)?;
+    let value = lookup()?;
     let mut pattern = None;
     let mut count = 10;
     let mut i = 3;
-    while i < args.len() {
+    while i < args.len() && value.is_some() {
         let opt = &args[i];
         let value = args.get(i + 1).ok_or(CommandError::Syntax)?;
         if opt.eq_ignore_ascii_case(b"match") {
@@ -352,11 +357,12 @@ pub fn scan_args(args: &[Bytes]) -> Result<ScanArgs, CommandError> {
         }
         i += 2;
     }
-    Ok(ScanArgs {
+    let scan = ScanArgs {
         cursor,
         pattern,
         count,
-    })
+    };
+    Ok((scan, value))
 }
 
 /// At most this many steps cover a large collection, however small `COUNT` is: each step

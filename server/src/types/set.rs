@@ -155,8 +155,8 @@ pub fn read(r: &Reader<'_>, id: CommandId, args: &[Bytes]) -> CommandResult {
             ))
         }
         Sscan => {
-            let scan = scan_args(args)?;
-            Ok(match r.set(&args[1])? {
+            let (scan, set) = scan_args(args, || r.set(&args[1]))?;
+            Ok(match set {
                 Some(crate::store::value::Set::Table(t)) => {
                     scan.step(t.len(), t.iter().map(|m| (&m[..], ())), |m, (), out| {
                         out.push(bulk(m))

@@ -758,8 +758,7 @@ pub fn read(r: &Reader<'_>, id: CommandId, args: &[Bytes]) -> CommandResult {
             Ok(members_reply(&items, combined.withscores))
         }
         Zscan => {
-            let scan = scan_args(args)?;
-            let z = r.zset(&args[1])?;
+            let (scan, z) = scan_args(args, || r.zset(&args[1]))?;
             if let Some(ZSet::Skip(skip)) = z {
                 return Ok(scan.step(
                     skip.scores.len(),
