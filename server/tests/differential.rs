@@ -64,6 +64,20 @@ fn index(rng: &mut StdRng) -> String {
     rng.gen_range(-8..8).to_string()
 }
 
+/// An index, or sometimes not a number (Redis looks some keys up before it parses the index).
+fn index_or_junk(rng: &mut StdRng) -> String {
+    if rng.gen_range(0..10) == 0 {
+        "x".into()
+    } else {
+        index(rng)
+    }
+}
+
+/// A random-member count, sometimes out of Redis's range or not a number.
+fn rand_count(rng: &mut StdRng) -> &'static str {
+    pick(rng, &["3", "-3", "0", "100", "x", "-9223372036854775808"])
+}
+
 /// Keys of one family share a hash tag, so multi-key commands stay in one slot; `{T}str` holds
 /// a string and `{T}o` a value of another family, for WRONGTYPE.
 fn key(rng: &mut StdRng, tag: &str) -> String {
@@ -142,11 +156,19 @@ fn common_cmd(rng: &mut StdRng, tag: &str) -> Vec<String> {
     let k = key(rng, tag);
     match rng.gen_range(0..11) {
         0 => cmd(&["TYPE", &k]),
-        1 => cmd(&[
-            "OBJECT",
-            pick(rng, &["ENCODING", "ENCODING", "REFCOUNT", "FREQ"]),
-            &k,
-        ]),
+        1 => {
+            // `{T}w_a` holds a small integer, which Redis shares (REFCOUNT 2147483647).
+            let k = if rng.gen_range(0..4) == 0 {
+                format!("{{{tag}}}w_a")
+            } else {
+                k
+            };
+            cmd(&[
+                "OBJECT",
+                pick(rng, &["ENCODING", "ENCODING", "REFCOUNT", "FREQ"]),
+                &k,
+            ])
+        }
         2 => cmd(&["EXISTS", &k]),
         3 => cmd(&["GET", &k]),
         4 => cmd(&["DEL", &format!("{{{tag}}}c")]),
@@ -181,7 +203,7 @@ fn hash_cmd(rng: &mut StdRng) -> Vec<String> {
     let k = key(rng, "h");
     let (f, v) = (elem(rng), elem(rng));
     let n = rng.gen_range(-3..6).to_string();
-    match rng.gen_range(0..24) {
+    match rng.gen_range(0..25) {
         0..=3 => {
             let mut c = cmd(&["HSET", &k, &f, &v]);
             for _ in 0..rng.gen_range(0..3) {
@@ -209,6 +231,12 @@ fn hash_cmd(rng: &mut StdRng) -> Vec<String> {
         ]),
         18 => cmd(&["HRANDFIELD", &k]),
         19 => cmd(&["HRANDFIELD", &k, &n, "WITHVALUES"]),
+        22 => cmd(&[
+            "HRANDFIELD",
+            &k,
+            rand_count(rng),
+            pick(rng, &["WITHVALUES", "WITHVALUE"]),
+        ]),
         20 => cmd(&["HSCAN", &k, "0", "MATCH", pick(rng, &["*", "a*", "?"])]),
         21 => cmd(&["HSET", &k, &f]),
         _ => common_cmd(rng, "h"),
@@ -231,8 +259,8 @@ fn list_cmd(rng: &mut StdRng) -> Vec<String> {
         8 => cmd(&["RPOP", &k, &rng.gen_range(-1..4).to_string()]),
         9 => cmd(&["LLEN", &k]),
         10 | 11 => cmd(&["LRANGE", &k, &index(rng), &index(rng)]),
-        12 => cmd(&["LINDEX", &k, &index(rng)]),
-        13 => cmd(&["LSET", &k, &index(rng), &e]),
+        12 => cmd(&["LINDEX", &k, &index_or_junk(rng)]),
+        13 => cmd(&["LSET", &k, &index_or_junk(rng), &e]),
         14 => cmd(&[
             "LINSERT",
             &k,
@@ -248,11 +276,11 @@ fn list_cmd(rng: &mut StdRng) -> Vec<String> {
             &k,
             &e,
             "RANK",
-            pick(rng, &["1", "-1", "2", "0"]),
+            pick(rng, &["1", "-1", "2", "0", "-9223372036854775808"]),
             "COUNT",
-            pick(rng, &["0", "2"]),
+            pick(rng, &["0", "2", "x"]),
         ]),
-        19 => cmd(&["LPOS", &k, &e, "MAXLEN", pick(rng, &["0", "2", "-1"])]),
+        19 => cmd(&["LPOS", &k, &e, "MAXLEN", pick(rng, &["0", "2", "-1", "x"])]),
         20 => cmd(&["LMOVE", &k, &k2, pick(rng, &side()), pick(rng, &side())]),
         21 => cmd(&["RPOPLPUSH", &k, &k2]),
         22 => cmd(&[
@@ -310,7 +338,7 @@ fn set_cmd(rng: &mut StdRng) -> Vec<String> {
         9 => cmd(&["SCARD", &k]),
         10 => cmd(&["SPOP", &k, "1000"]),
         11 => cmd(&["SRANDMEMBER", &k]),
-        12 => cmd(&["SRANDMEMBER", &k, pick(rng, &["3", "-3", "0", "100"])]),
+        12 => cmd(&["SRANDMEMBER", &k, rand_count(rng)]),
         13 => cmd(&["SMOVE", &k, &k2, &m]),
         14 => cmd(&["SINTER", &k, &k2]),
         15 => cmd(&["SUNION", &k, &k2]),
@@ -416,8 +444,8 @@ fn zset_cmd(rng: &mut StdRng) -> Vec<String> {
         24 => cmd(&[
             "ZRANDMEMBER",
             &k,
-            pick(rng, &["2", "-2", "50"]),
-            "WITHSCORES",
+            pick(rng, &["2", "-2", "50", "x", "-9223372036854775808"]),
+            pick(rng, &["WITHSCORES", "WITHSCORES", "WITHSCORE"]),
         ]),
         25 => cmd(&[
             pick(rng, &["ZUNIONSTORE", "ZINTERSTORE"]),
@@ -522,6 +550,7 @@ fn normalise(args: &[String], reply: Frame) -> Frame {
         ("HRANDFIELD" | "SRANDMEMBER" | "ZRANDMEMBER", reply) => match reply {
             Frame::Array(items) | Frame::Set(items) => Frame::Integer(items.len() as i64),
             Frame::Null => Frame::Null,
+            error @ Frame::Error(_) => error,
             _ => Frame::simple("one"),
         },
         (_, reply) => reply,

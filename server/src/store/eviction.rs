@@ -143,6 +143,17 @@ impl MemoryLimits {
         self.maxmemory.load(Ordering::Relaxed)
     }
 
+    /// Whether Redis would store small integer values as its shared objects: unless an LRU or
+    /// LFU policy needs each value's own access clock (`MAXMEMORY_FLAG_NO_SHARED_INTEGERS`).
+    /// Only `OBJECT REFCOUNT` shows it.
+    pub fn shares_integers(&self) -> bool {
+        self.maxmemory() == 0
+            || !matches!(
+                self.policy(),
+                Policy::AllkeysLru | Policy::AllkeysLfu | Policy::VolatileLru | Policy::VolatileLfu
+            )
+    }
+
     pub fn policy(&self) -> Policy {
         Policy::ALL[self.policy.load(Ordering::Relaxed) as usize % Policy::ALL.len()]
     }

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use shoal_protocol::{CommandId, Frame};
 
-use super::{bulk, rand_count, random_indexes, scan_args, Reader, ScanArgs, Writer};
+use super::{bulk, rand_args, random_indexes, scan_args, Reader, ScanArgs, Writer};
 use crate::error::{CommandError, CommandResult};
 use crate::numbers::{format_f64, parse_f64, parse_i64};
 use crate::store::value::Hash;
@@ -82,8 +82,10 @@ pub fn write(w: &mut Writer<'_, '_>, id: CommandId, args: &[Bytes]) -> CommandRe
 }
 
 pub fn read(r: &Reader<'_>, id: CommandId, args: &[Bytes]) -> CommandResult {
-    if id == CommandId::Hscan {
-        return hscan(r, args);
+    match id {
+        CommandId::Hscan => return hscan(r, args),
+        CommandId::Hrandfield => return hrandfield(r, args),
+        _ => {}
     }
     let h = r.hash(&args[1])?;
     let field = |i: usize| h.and_then(|h| h.get(&args[i]));
@@ -106,7 +108,6 @@ pub fn read(r: &Reader<'_>, id: CommandId, args: &[Bytes]) -> CommandResult {
         CommandId::Hgetall => Frame::Map(h.map_or_else(Vec::new, |h| {
             h.iter().map(|(f, v)| (bulk(f), bulk(v))).collect()
         })),
-        CommandId::Hrandfield => return hrandfield(h, args),
         _ => return Err(CommandError::Syntax),
     })
 }
@@ -133,11 +134,9 @@ fn hscan(r: &Reader<'_>, args: &[Bytes]) -> CommandResult {
 }
 
 /// `HRANDFIELD key [count [WITHVALUES]]`.
-fn hrandfield(h: Option<&crate::store::value::Hash>, args: &[Bytes]) -> CommandResult {
-    if args.len() > 4 || (args.len() == 4 && !args[3].eq_ignore_ascii_case(b"withvalues")) {
-        return Err(CommandError::Syntax);
-    }
-    let count = args.get(2).map(|c| rand_count(c)).transpose()?;
+fn hrandfield(r: &Reader<'_>, args: &[Bytes]) -> CommandResult {
+    let (count, withvalues) = rand_args(args, Some("withvalues"))?;
+    let h = r.hash(&args[1])?;
     let all: Vec<(&[u8], &[u8])> = h.map_or_else(Vec::new, |h| h.iter().collect());
     let Some(count) = count else {
         let i = random_indexes(all.len(), 1);
@@ -146,7 +145,7 @@ fn hrandfield(h: Option<&crate::store::value::Hash>, args: &[Bytes]) -> CommandR
         ));
     };
     let chosen = random_indexes(all.len(), count);
-    if args.len() == 4 {
+    if withvalues {
         let items = chosen
             .iter()
             .map(|&i| (bulk(all[i].0), bulk(all[i].1)))

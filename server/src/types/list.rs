@@ -6,7 +6,8 @@ use shoal_protocol::{CommandId, Frame};
 use super::{bulk, index_range, positive_count, Reader, Writer};
 use crate::error::{CommandError, CommandResult};
 use crate::numbers::parse_i64;
-use crate::store::value::{Elem, List};
+use crate::store::value::{Elem, List, Value};
+use crate::store::Entry;
 
 fn int(arg: &[u8]) -> Result<i64, CommandError> {
     parse_i64(arg).ok_or(CommandError::NotInteger)
@@ -75,10 +76,14 @@ pub fn write(w: &mut Writer<'_, '_>, id: CommandId, args: &[Bytes]) -> CommandRe
             })
         }
         Lset => {
+            // Redis looks the key up (and checks its type) before it reads the index.
+            match w.s.get(key, w.now).map(Entry::collection) {
+                None => return Err(CommandError::NoSuchKey),
+                Some(Some(Value::List(_))) => {}
+                Some(_) => return Err(CommandError::WrongType),
+            }
             let index = int(&args[2])?;
-            let Some(l) = w.list_mut(key, false)? else {
-                return Err(CommandError::NoSuchKey);
-            };
+            let l = w.list_mut(key, false)?.expect("looked up above");
             let len = l.len() as i64;
             let i = if index < 0 { len + index } else { index };
             if i < 0 || i >= len {
@@ -213,10 +218,11 @@ pub fn read(r: &Reader<'_>, id: CommandId, args: &[Bytes]) -> CommandResult {
             }))
         }
         Lindex => {
-            let index = int(&args[2])?;
+            // Redis looks the key up first: a missing key is nil whatever the index.
             let Some(l) = r.list(&args[1])? else {
                 return Ok(Frame::Null);
             };
+            let index = int(&args[2])?;
             let i = if index < 0 {
                 l.len() as i64 + index
             } else {
@@ -239,23 +245,26 @@ fn lpos(r: &Reader<'_>, args: &[Bytes]) -> CommandResult {
     while i < args.len() {
         let value = args.get(i + 1).ok_or(CommandError::Syntax)?;
         let opt = &args[i];
+        // Redis answers a COUNT or MAXLEN that is not a non-negative integer with the option's
+        // own message.
+        let non_negative = |message: &str| match parse_i64(value) {
+            Some(n) if n >= 0 => Ok(n as usize),
+            _ => Err(CommandError::Err(message.into())),
+        };
         if opt.eq_ignore_ascii_case(b"rank") {
             rank = int(value)?;
-            if rank == 0 || rank == i64::MIN {
+            if rank == 0 {
                 return Err(CommandError::Err("RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list".into()));
             }
+            // Redis 7.0 negates a negative rank in a C long: LONG_MIN stays negative and every
+            // match counts, so it acts as -1.
+            if rank == i64::MIN {
+                rank = -1;
+            }
         } else if opt.eq_ignore_ascii_case(b"count") {
-            let n = int(value)?;
-            if n < 0 {
-                return Err(CommandError::Err("COUNT can't be negative".into()));
-            }
-            count = Some(n as usize);
+            count = Some(non_negative("COUNT can't be negative")?);
         } else if opt.eq_ignore_ascii_case(b"maxlen") {
-            let n = int(value)?;
-            if n < 0 {
-                return Err(CommandError::Err("MAXLEN can't be negative".into()));
-            }
-            maxlen = n as usize;
+            maxlen = non_negative("MAXLEN can't be negative")?;
         } else {
             return Err(CommandError::Syntax);
         }

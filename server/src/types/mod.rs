@@ -89,6 +89,7 @@ pub fn run(ctx: &mut Ctx<'_>) -> CommandResult {
         Object | ObjectHelp => return object_help(ctx),
         _ => {}
     }
+    let shares_integers = ctx.node.memory.shares_integers();
     if ctx.spec.flags.contains(shoal_protocol::Flags::WRITE) {
         return ctx.propose(WriteOp::Data {
             args: ctx.args.to_vec(),
@@ -107,7 +108,7 @@ pub fn run(ctx: &mut Ctx<'_>) -> CommandResult {
         Llen | Lrange | Lindex | Lpos => list::read(&r, id, args),
         Smembers | Sismember | Smismember | Scard | Srandmember | Sinter | Sintercard | Sunion
         | Sdiff | Sscan => set::read(&r, id, args),
-        ObjectEncoding | ObjectRefcount => object(&r, id, args),
+        ObjectEncoding | ObjectRefcount => object(&r, id, args, shares_integers),
         _ => zset::read(&r, id, args),
     }
 }
@@ -266,13 +267,25 @@ fn copy(w: &mut Writer<'_, '_>, args: &[Bytes]) -> CommandResult {
     Ok(Frame::Integer(1))
 }
 
+/// Redis keeps one shared object for each of the integers below this, used as the value of
+/// every key set to one of them (its `OBJ_SHARED_INTEGERS`).
+const SHARED_INTEGERS: i64 = 10_000;
+
 /// `OBJECT ENCODING|REFCOUNT key` (`FREQ` and `IDLETIME` are the eviction's: `commands::memory`).
-fn object(r: &Reader<'_>, id: CommandId, args: &[Bytes]) -> CommandResult {
+/// `shares_integers`: whether Redis would give small integer values its shared objects, whose
+/// `REFCOUNT` reads `INT_MAX` (see [`crate::store::eviction::MemoryLimits::shares_integers`]).
+fn object(r: &Reader<'_>, id: CommandId, args: &[Bytes], shares_integers: bool) -> CommandResult {
     let Some(e) = r.entry(&args[2]) else {
         return Ok(Frame::Null);
     };
     Ok(match id {
-        CommandId::ObjectRefcount => Frame::Integer(1),
+        CommandId::ObjectRefcount => {
+            let shared = shares_integers
+                && e.collection().is_none()
+                && string_encoding(e.value()) == "int"
+                && parse_i64(e.value()).is_some_and(|n| (0..SHARED_INTEGERS).contains(&n));
+            Frame::Integer(if shared { i32::MAX as i64 } else { 1 })
+        }
         _ => Frame::bulk(match e.collection() {
             Some(v) => v.encoding(),
             None => string_encoding(e.value()),
@@ -466,11 +479,39 @@ pub fn random_indexes(len: usize, count: i64) -> Vec<usize> {
     }
 }
 
-/// Parses the count of `SRANDMEMBER`/`HRANDFIELD`/`ZRANDMEMBER` with Redis's range check.
-pub fn rand_count(arg: &[u8]) -> Result<i64, CommandError> {
-    let n = parse_i64(arg).ok_or(CommandError::NotInteger)?;
-    if n < -(i64::MAX / 2) {
+/// Parses `SRANDMEMBER`/`HRANDFIELD`/`ZRANDMEMBER key [count [option]]` as Redis does, before
+/// the key is looked up: the count, then the trailing `option` (`WITHVALUES`/`WITHSCORES`;
+/// `None`: the command has none). Returns the count, if given, and whether the option was.
+pub fn rand_args(
+    args: &[Bytes],
+    option: Option<&str>,
+) -> Result<(Option<i64>, bool), CommandError> {
+    if option.is_none() && args.len() > 3 {
+        return Err(CommandError::Syntax);
+    }
+    let Some(count) = args.get(2) else {
+        return Ok((None, false));
+    };
+    let n = parse_i64(count).ok_or(CommandError::NotInteger)?;
+    if n == i64::MIN {
+        return Err(CommandError::Err(
+            "value is out of range, value must between -9223372036854775807 and 9223372036854775807"
+                .into(),
+        ));
+    }
+    let with = match (args.get(3), option) {
+        (None, _) => false,
+        (Some(given), Some(option))
+            if args.len() == 4 && given.eq_ignore_ascii_case(option.as_bytes()) =>
+        {
+            true
+        }
+        _ => return Err(CommandError::Syntax),
+    };
+    // Redis refuses these counts when the reply would hold twice as many items; shoal refuses
+    // the negative ones without the option too, rather than build a reply of that many.
+    if n < -(i64::MAX / 2) || (with && n > i64::MAX / 2) {
         return Err(CommandError::Err("value is out of range".into()));
     }
-    Ok(n)
+    Ok((Some(n), with))
 }

@@ -3,9 +3,7 @@
 use bytes::Bytes;
 use shoal_protocol::{CommandId, Frame};
 
-use super::{
-    bulk, positive_count, rand_count, random_indexes, scan_args, Reader, ScanArgs, Writer,
-};
+use super::{bulk, positive_count, rand_args, random_indexes, scan_args, Reader, ScanArgs, Writer};
 use crate::commands::Ctx;
 use crate::error::{CommandError, CommandResult};
 use crate::numbers::parse_i64;
@@ -171,19 +169,16 @@ pub fn read(r: &Reader<'_>, id: CommandId, args: &[Bytes]) -> CommandResult {
             })
         }
         Srandmember => {
-            if args.len() > 3 {
-                return Err(CommandError::Syntax);
-            }
+            let (count, _) = rand_args(args, None)?;
             let members: Vec<Elem> = r
                 .set(&args[1])?
                 .map_or_else(Vec::new, |s| s.members().collect());
-            match args.get(2) {
+            match count {
                 None => Ok(match random_indexes(members.len(), 1).first() {
                     Some(&i) => bulk(&members[i]),
                     None => Frame::Null,
                 }),
-                Some(c) => {
-                    let count = rand_count(c)?;
+                Some(count) => {
                     let chosen = random_indexes(members.len(), count)
                         .into_iter()
                         .map(|i| bulk(&members[i]));

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use shoal_protocol::{format_reply_double, CommandId, Frame};
 
 use super::{
-    bulk, index_range, positive_count, rand_count, random_indexes, scan_args, Reader, ScanArgs,
+    bulk, index_range, positive_count, rand_args, random_indexes, scan_args, Reader, ScanArgs,
     Writer,
 };
 use crate::error::{CommandError, CommandResult};
@@ -775,23 +775,21 @@ pub fn read(r: &Reader<'_>, id: CommandId, args: &[Bytes]) -> CommandResult {
             Ok(ScanArgs::reply(items))
         }
         Zrandmember => {
-            if args.len() > 4 || (args.len() == 4 && !is(&args[3], "withscores")) {
-                return Err(CommandError::Syntax);
-            }
+            let (count, withscores) = rand_args(args, Some("withscores"))?;
             let all: Vec<(f64, &[u8])> = r
                 .zset(&args[1])?
                 .map_or_else(Vec::new, |z| z.iter().collect());
-            let Some(count) = args.get(2) else {
+            let Some(count) = count else {
                 return Ok(match random_indexes(all.len(), 1).first() {
                     Some(&i) => bulk(all[i].1),
                     None => Frame::Null,
                 });
             };
-            let chosen: Vec<(f64, &[u8])> = random_indexes(all.len(), rand_count(count)?)
+            let chosen: Vec<(f64, &[u8])> = random_indexes(all.len(), count)
                 .into_iter()
                 .map(|i| all[i])
                 .collect();
-            Ok(members_reply(&chosen, args.len() == 4))
+            Ok(members_reply(&chosen, withscores))
         }
         _ => Err(CommandError::Syntax),
     }
