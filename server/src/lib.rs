@@ -30,6 +30,7 @@ pub mod glob;
 pub mod http;
 pub mod latency;
 pub mod logging;
+pub mod long_double;
 pub mod monitor;
 pub mod net;
 pub mod node;

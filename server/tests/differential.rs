@@ -227,7 +227,11 @@ fn hash_cmd(rng: &mut StdRng) -> Vec<String> {
             "HINCRBYFLOAT",
             &k,
             &f,
-            pick(rng, &["0.5", "-1.25", "abc", "3"]),
+            // 0.1 and 0.2 sum to 0.3 only in Redis's long double; 1e308 goes past f64.
+            pick(
+                rng,
+                &["0.5", "-1.25", "abc", "3", "0.1", "0.2", "1e308", "inf"],
+            ),
         ]),
         18 => cmd(&["HRANDFIELD", &k]),
         19 => cmd(&["HRANDFIELD", &k, &n, "WITHVALUES"]),

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::error::CommandError;
-use crate::numbers::{parse_f64, parse_i64};
+use crate::numbers::parse_i64;
 use crate::store::{Expiry, UnixMillis};
 
 pub fn int(arg: &[u8]) -> Result<i64, CommandError> {
@@ -18,10 +18,6 @@ pub fn db_index(arg: &[u8]) -> Result<(), CommandError> {
         Ok(0) => Ok(()),
         Ok(_) => Err(CommandError::DbIndexOutOfRange),
     }
-}
-
-pub fn float(arg: &[u8]) -> Result<f64, CommandError> {
-    parse_f64(arg).ok_or(CommandError::NotFloat)
 }
 
 /// Case-insensitive keyword comparison.

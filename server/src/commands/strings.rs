@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use shoal_protocol::Frame;
 
-use super::args::{deadline, float, int, is};
+use super::args::{deadline, int, is};
 use super::Ctx;
 use crate::error::{CommandError, CommandResult};
 use crate::store::state_machine::MAX_STRING_LEN;
@@ -258,11 +258,11 @@ pub fn decrby(ctx: &mut Ctx<'_>) -> CommandResult {
     })
 }
 
+/// `INCRBYFLOAT`: checked and computed in `apply`, in Redis's order and C long double.
 pub fn incrbyfloat(ctx: &mut Ctx<'_>) -> CommandResult {
-    let delta = float(ctx.arg(2))?;
-    ctx.propose(WriteOp::IncrByFloat {
+    ctx.propose(WriteOp::IncrByLongDouble {
         key: ctx.arg(1).clone(),
-        delta,
+        delta: ctx.arg(2).clone(),
     })
 }
 

@@ -80,7 +80,8 @@ pub enum WriteOp {
     GetEx { key: Bytes, expiry: Expiry },
     /// Reply: the new integer.
     IncrBy { key: Bytes, delta: i64 },
-    /// Reply: the new value as a bulk string.
+    /// Older builds' `INCRBYFLOAT`, added in f64; still applied from their logs. Reply: the
+    /// new value as a bulk string.
     IncrByFloat { key: Bytes, delta: f64 },
     /// Reply: the new length.
     Append { key: Bytes, value: Bytes },
@@ -152,6 +153,10 @@ pub enum WriteOp {
         watched: Vec<Watched>,
         steps: Vec<TxStep>,
     },
+    /// `INCRBYFLOAT` with the increment as the client sent it: `apply` parses it and adds in C
+    /// long double, as Redis does (`crate::long_double`). Reply: the new value as a bulk
+    /// string.
+    IncrByLongDouble { key: Bytes, delta: Bytes },
 }
 
 /// One command of a transaction ([`WriteOp::Exec`]).
@@ -194,6 +199,7 @@ impl WriteOp {
             | WriteOp::GetEx { key, .. }
             | WriteOp::IncrBy { key, .. }
             | WriteOp::IncrByFloat { key, .. }
+            | WriteOp::IncrByLongDouble { key, .. }
             | WriteOp::Append { key, .. }
             | WriteOp::SetRange { key, .. }
             | WriteOp::Expire { key, .. }

@@ -14,6 +14,7 @@ use super::entry::{Entry, UnixMillis};
 use super::keyspace::{Keyspace, SlotsMut};
 use super::ops::{Condition, ExpireCondition, Expiry, Proposal, TxStep, Watched, WriteOp};
 use crate::error::{CommandError, CommandResult};
+use crate::long_double::LongDouble;
 use crate::numbers::{format_f64, parse_f64, parse_i64};
 
 /// Redis's `proto-max-bulk-len` default; a string value never grows past it. A cluster-wide
@@ -238,6 +239,19 @@ fn apply_op(s: &mut SlotsMut<'_>, op: &WriteOp, now: UnixMillis) -> CommandResul
                 return Err(CommandError::NanOrInfinity);
             }
             let text = format_f64(next);
+            write_value(s, key, text.as_bytes(), now);
+            Frame::bulk(text)
+        }
+        WriteOp::IncrByLongDouble { key, delta } => {
+            // Redis's order: the key's type, its value, then the increment.
+            let current = match s.get(key, now) {
+                Some(e) => LongDouble::parse(e.string()?).ok_or(CommandError::NotFloat)?,
+                None => LongDouble::from_i64(0),
+            };
+            let delta = LongDouble::parse(delta).ok_or(CommandError::NotFloat)?;
+            let text = current
+                .add_format(&delta)
+                .ok_or(CommandError::NanOrInfinity)?;
             write_value(s, key, text.as_bytes(), now);
             Frame::bulk(text)
         }
@@ -669,6 +683,31 @@ mod tests {
             ),
             Frame::from(CommandError::NanOrInfinity)
         );
+        // This build's INCRBYFLOAT adds in long double, as Redis: 0.1 + 0.2 is 0.3.
+        let by = |delta: &str| WriteOp::IncrByLongDouble {
+            key: b("g"),
+            delta: b(delta),
+        };
+        assert_eq!(apply(&m, 1, by("0.1")), Frame::bulk("0.1"));
+        assert_eq!(apply(&m, 1, by("0.2")), Frame::bulk("0.3"));
+        assert_eq!(apply(&m, 1, by("x")), Frame::from(CommandError::NotFloat));
+        assert_eq!(
+            apply(&m, 1, by("inf")),
+            Frame::from(CommandError::NanOrInfinity)
+        );
+        // The key's type is checked before the increment is read, as Redis does.
+        apply(
+            &m,
+            1,
+            WriteOp::Data {
+                args: vec![b("RPUSH"), b("l"), b("x")],
+            },
+        );
+        let on_list = WriteOp::IncrByLongDouble {
+            key: b("l"),
+            delta: b("x"),
+        };
+        assert_eq!(apply(&m, 1, on_list), Frame::from(CommandError::WrongType));
     }
 
     #[test]

@@ -5,7 +5,8 @@ use shoal_protocol::{CommandId, Frame};
 
 use super::{bulk, rand_args, random_indexes, scan_args, Reader, ScanArgs, Writer};
 use crate::error::{CommandError, CommandResult};
-use crate::numbers::{format_f64, parse_f64, parse_i64};
+use crate::long_double::LongDouble;
+use crate::numbers::parse_i64;
 use crate::store::value::Hash;
 
 pub fn write(w: &mut Writer<'_, '_>, id: CommandId, args: &[Bytes]) -> CommandResult {
@@ -62,18 +63,21 @@ pub fn write(w: &mut Writer<'_, '_>, id: CommandId, args: &[Bytes]) -> CommandRe
             Ok(Frame::Integer(next))
         }
         CommandId::Hincrbyfloat => {
-            let delta = parse_f64(&args[3]).ok_or(CommandError::NotFloat)?;
+            // In C long double, as Redis computes it (`crate::long_double`).
+            let delta = LongDouble::parse(&args[3]).ok_or(CommandError::NotFloat)?;
+            // Redis refuses an infinite increment before it looks at the key.
+            if !delta.is_finite() {
+                return Err(CommandError::Err("value is NaN or Infinity".into()));
+            }
             let h = w.hash_mut(key, true)?.expect("created");
             let current = match h.get(&args[2]) {
-                Some(v) => parse_f64(v)
+                Some(v) => LongDouble::parse(v)
                     .ok_or_else(|| CommandError::Err("hash value is not a float".into()))?,
-                None => 0.0,
+                None => LongDouble::from_i64(0),
             };
-            let next = current + delta;
-            if !next.is_finite() {
-                return Err(CommandError::NanOrInfinity);
-            }
-            let text = format_f64(next);
+            let text = current
+                .add_format(&delta)
+                .ok_or(CommandError::NanOrInfinity)?;
             h.insert(&args[2], text.as_bytes());
             Ok(Frame::bulk(text))
         }

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use shoal_protocol::{CommandId, Frame};
 
-use super::{bulk, index_range, positive_count, Reader, Writer};
+use super::{bulk, index_range, non_negative, positive_count, Reader, Writer};
 use crate::error::{CommandError, CommandResult};
 use crate::numbers::parse_i64;
 use crate::store::value::{Elem, List, Value};
@@ -245,12 +245,6 @@ fn lpos(r: &Reader<'_>, args: &[Bytes]) -> CommandResult {
     while i < args.len() {
         let value = args.get(i + 1).ok_or(CommandError::Syntax)?;
         let opt = &args[i];
-        // Redis answers a COUNT or MAXLEN that is not a non-negative integer with the option's
-        // own message.
-        let non_negative = |message: &str| match parse_i64(value) {
-            Some(n) if n >= 0 => Ok(n as usize),
-            _ => Err(CommandError::Err(message.into())),
-        };
         if opt.eq_ignore_ascii_case(b"rank") {
             rank = int(value)?;
             if rank == 0 {
@@ -262,9 +256,9 @@ fn lpos(r: &Reader<'_>, args: &[Bytes]) -> CommandResult {
                 rank = -1;
             }
         } else if opt.eq_ignore_ascii_case(b"count") {
-            count = Some(non_negative("COUNT can't be negative")?);
+            count = Some(non_negative(value, "COUNT can't be negative")?);
         } else if opt.eq_ignore_ascii_case(b"maxlen") {
-            maxlen = non_negative("MAXLEN can't be negative")?;
+            maxlen = non_negative(value, "MAXLEN can't be negative")?;
         } else {
             return Err(CommandError::Syntax);
         }

@@ -433,6 +433,16 @@ impl ScanArgs {
     }
 }
 
+/// An option's value that must be a non-negative integer, refused (not an integer included)
+/// with the option's own `message`, as Redis's `getPositiveLongFromObjectOrReply` with a
+/// message does (`LPOS ... COUNT|MAXLEN`, `SINTERCARD ... LIMIT`).
+pub fn non_negative(arg: &[u8], message: &str) -> Result<usize, CommandError> {
+    match parse_i64(arg) {
+        Some(n) if n >= 0 => Ok(n as usize),
+        _ => Err(CommandError::Err(message.into())),
+    }
+}
+
 /// Parses a `count` argument that must be non-negative (`LPOP`, `SPOP`).
 pub fn positive_count(arg: &[u8]) -> Result<usize, CommandError> {
     match parse_i64(arg) {

@@ -3,7 +3,10 @@
 use bytes::Bytes;
 use shoal_protocol::{CommandId, Frame};
 
-use super::{bulk, positive_count, rand_args, random_indexes, scan_args, Reader, ScanArgs, Writer};
+use super::{
+    bulk, non_negative, positive_count, rand_args, random_indexes, scan_args, Reader, ScanArgs,
+    Writer,
+};
 use crate::commands::Ctx;
 use crate::error::{CommandError, CommandResult};
 use crate::numbers::parse_i64;
@@ -136,11 +139,9 @@ pub fn read(r: &Reader<'_>, id: CommandId, args: &[Bytes]) -> CommandResult {
             let n = parse_i64(&args[1]).unwrap_or(0) as usize;
             let limit = match &args[2 + n..] {
                 [] => 0,
-                [opt, l] if opt.eq_ignore_ascii_case(b"limit") => match parse_i64(l) {
-                    Some(l) if l >= 0 => l as usize,
-                    Some(_) => return Err(CommandError::Err("LIMIT can't be negative".into())),
-                    None => return Err(CommandError::NotInteger),
-                },
+                [opt, l] if opt.eq_ignore_ascii_case(b"limit") => {
+                    non_negative(l, "LIMIT can't be negative")?
+                }
                 _ => return Err(CommandError::Syntax),
             };
             let mut sets = Vec::new();
