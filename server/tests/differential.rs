@@ -235,14 +235,14 @@ fn hash_cmd(rng: &mut StdRng) -> Vec<String> {
         ]),
         18 => cmd(&["HRANDFIELD", &k]),
         19 => cmd(&["HRANDFIELD", &k, &n, "WITHVALUES"]),
+        20 => cmd(&["HSCAN", &k, "0", "MATCH", pick(rng, &["*", "a*", "?"])]),
+        21 => cmd(&["HSET", &k, &f]),
         22 => cmd(&[
             "HRANDFIELD",
             &k,
             rand_count(rng),
             pick(rng, &["WITHVALUES", "WITHVALUE"]),
         ]),
-        20 => cmd(&["HSCAN", &k, "0", "MATCH", pick(rng, &["*", "a*", "?"])]),
-        21 => cmd(&["HSET", &k, &f]),
         _ => common_cmd(rng, "h"),
     }
 }

@@ -4,14 +4,10 @@ use bytes::Bytes;
 use shoal_protocol::{CommandId, Frame};
 
 use super::{bulk, index_range, non_negative, positive_count, Reader, Writer};
+use crate::commands::args::int;
 use crate::error::{CommandError, CommandResult};
 use crate::numbers::parse_i64;
-use crate::store::value::{Elem, List, Value};
-use crate::store::Entry;
-
-fn int(arg: &[u8]) -> Result<i64, CommandError> {
-    parse_i64(arg).ok_or(CommandError::NotInteger)
-}
+use crate::store::value::{Elem, List};
 
 /// `LEFT` (true) or `RIGHT` (false).
 fn side(arg: &[u8]) -> Result<bool, CommandError> {
@@ -77,10 +73,8 @@ pub fn write(w: &mut Writer<'_, '_>, id: CommandId, args: &[Bytes]) -> CommandRe
         }
         Lset => {
             // Redis looks the key up (and checks its type) before it reads the index.
-            match w.s.get(key, w.now).map(Entry::collection) {
-                None => return Err(CommandError::NoSuchKey),
-                Some(Some(Value::List(_))) => {}
-                Some(_) => return Err(CommandError::WrongType),
+            if w.list(key)?.is_none() {
+                return Err(CommandError::NoSuchKey);
             }
             let index = int(&args[2])?;
             let l = w.list_mut(key, false)?.expect("looked up above");

@@ -89,7 +89,6 @@ pub fn run(ctx: &mut Ctx<'_>) -> CommandResult {
         Object | ObjectHelp => return object_help(ctx),
         _ => {}
     }
-    let shares_integers = ctx.node.memory.shares_integers();
     if ctx.spec.flags.contains(shoal_protocol::Flags::WRITE) {
         return ctx.propose(WriteOp::Data {
             args: ctx.args.to_vec(),
@@ -108,7 +107,7 @@ pub fn run(ctx: &mut Ctx<'_>) -> CommandResult {
         Llen | Lrange | Lindex | Lpos => list::read(&r, id, args),
         Smembers | Sismember | Smismember | Scard | Srandmember | Sinter | Sintercard | Sunion
         | Sdiff | Sscan => set::read(&r, id, args),
-        ObjectEncoding | ObjectRefcount => object(&r, id, args, shares_integers),
+        ObjectEncoding | ObjectRefcount => object(&r, id, args, ctx.node.memory.shares_integers()),
         _ => zset::read(&r, id, args),
     }
 }
@@ -176,6 +175,19 @@ macro_rules! typed_access {
         }
 
         impl Writer<'_, '_> {
+            /// The value at `key` if it is of this type, for looking at before a change
+            /// (a change of its own counts as a write: see `$get_mut`); `WRONGTYPE` if of
+            /// another.
+            pub fn $get(&mut self, key: &[u8]) -> Result<Option<&$ty>, CommandError> {
+                match self.s.get(key, self.now) {
+                    None => Ok(None),
+                    Some(e) => match e.collection() {
+                        Some(Value::$variant(v)) => Ok(Some(v)),
+                        _ => Err(CommandError::WrongType),
+                    },
+                }
+            }
+
             /// The value at `key` for writing if it is of this type (created empty with
             /// `create`; the caller's command leaves it non-empty or `apply` deletes it);
             /// `WRONGTYPE` if of another type.
@@ -280,9 +292,9 @@ fn object(r: &Reader<'_>, id: CommandId, args: &[Bytes], shares_integers: bool) 
     };
     Ok(match id {
         CommandId::ObjectRefcount => {
+            // A canonical integer in range: what Redis's `int` encoding shares.
             let shared = shares_integers
                 && e.collection().is_none()
-                && string_encoding(e.value()) == "int"
                 && parse_i64(e.value()).is_some_and(|n| (0..SHARED_INTEGERS).contains(&n));
             Frame::Integer(if shared { i32::MAX as i64 } else { 1 })
         }
@@ -445,12 +457,7 @@ pub fn non_negative(arg: &[u8], message: &str) -> Result<usize, CommandError> {
 
 /// Parses a `count` argument that must be non-negative (`LPOP`, `SPOP`).
 pub fn positive_count(arg: &[u8]) -> Result<usize, CommandError> {
-    match parse_i64(arg) {
-        Some(n) if n >= 0 => Ok(n as usize),
-        _ => Err(CommandError::Err(
-            "value is out of range, must be positive".into(),
-        )),
-    }
+    non_negative(arg, "value is out of range, must be positive")
 }
 
 /// Resolves Redis's `start`/`stop` indexes (negative from the end) over `len` items to a

@@ -9,13 +9,10 @@ use super::{
     bulk, index_range, positive_count, rand_args, random_indexes, scan_args, Reader, ScanArgs,
     Writer,
 };
+use crate::commands::args::int;
 use crate::error::{CommandError, CommandResult};
 use crate::numbers::{parse_f64, parse_i64};
 use crate::store::value::{Elem, Set, Value, ZSet};
-
-fn int(arg: &[u8]) -> Result<i64, CommandError> {
-    parse_i64(arg).ok_or(CommandError::NotInteger)
-}
 
 fn float(arg: &[u8]) -> Result<f64, CommandError> {
     parse_f64(arg).ok_or(CommandError::NotFloat)
